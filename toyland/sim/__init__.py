@@ -1,0 +1,1 @@
+"""MuJoCo toy world: scenes built with MjSpec, embodiments, toys, tasks, cameras, experts."""

@@ -1,0 +1,154 @@
+"""Action modes. Actions are normalized to [-1, 1]; the last entry is always the gripper
+(-1 open, +1 closed).
+
+``ee_delta``: end-effector delta pose (dx, dy, dz, droll, dpitch, dyaw in the world frame, scaled
+by the maximal linear and angular speed times the control period) tracked through differential
+IK with joint position and velocity limits (mink, on the embodiment's own compiled model).
+``joint_position``: absolute arm joint targets, [-1, 1] mapped onto each joint's range.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import mink
+import mujoco
+import numpy as np
+
+from toyland.registry import Registry
+from toyland.sim import geometry as geo
+from toyland.sim.embodiments import Embodiment
+from toyland.sim.embodiments.gripper import finger_target
+from toyland.sim.scene import Scene
+
+CONTROLLERS: Registry[type] = Registry("control mode")
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    mode: str = "ee_delta"
+    rate_hz: float = 20.0
+    max_linear_speed: float = 0.4  # m/s at action 1
+    max_angular_speed: float = 2.0  # rad/s at action 1
+    max_lead: float = 0.05  # the commanded pose stays within this distance of the real tool
+    workspace_low: tuple[float, float, float] = (0.15, -0.5, 0.0)
+    workspace_high: tuple[float, float, float] = (0.9, 0.5, 0.65)
+
+    def __post_init__(self):
+        if self.mode not in CONTROLLERS:
+            raise ValueError(f"unknown control mode '{self.mode}'; valid modes: {', '.join(CONTROLLERS.names())}")
+        if not 1.0 <= self.rate_hz <= 500.0:
+            raise ValueError(f"control field 'rate_hz' = {self.rate_hz}; allowed range [1, 500]")
+
+
+def validate_action(action, dim: int) -> np.ndarray:
+    a = np.asarray(action, dtype=np.float64)
+    if a.shape != (dim,):
+        raise ValueError(f"action must have shape ({dim},), got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"action contains NaN or inf: {a}")
+    if np.any(np.abs(a) > 1.0 + 1e-6):
+        raise ValueError(f"actions are normalized to [-1, 1]; got {a} (max |a| = {np.abs(a).max():.4g})")
+    return a
+
+
+class Controller(ABC):
+    """Turns a normalized action into actuator targets on ``scene.data.ctrl``."""
+
+    def __init__(self, embodiment: Embodiment, cfg: ControlConfig):
+        self.embodiment, self.cfg = embodiment, cfg
+        self.dt = 1.0 / cfg.rate_hz
+        self.robot_model = embodiment.build().compile()  # the robot alone, base at the origin
+        joints = [self.robot_model.joint(n).id for n in embodiment.arm_joints]
+        self.joint_low = self.robot_model.jnt_range[joints, 0].copy()
+        self.joint_high = self.robot_model.jnt_range[joints, 1].copy()
+        self.scene: Scene | None = None
+
+    @property
+    @abstractmethod
+    def action_dim(self) -> int: ...
+
+    def reset(self, scene: Scene, qpos_arm: np.ndarray) -> None:
+        """Binds a freshly built scene and holds the arm at ``qpos_arm`` with the gripper open."""
+        self.scene = scene
+        scene.data.ctrl[scene.arm_ctrl] = qpos_arm
+        self._set_gripper(-1.0)
+
+    @abstractmethod
+    def apply(self, action: np.ndarray) -> None:
+        """Writes actuator targets for one control step."""
+
+    def _set_gripper(self, command: float) -> None:
+        self.scene.data.ctrl[self.scene.finger_ctrl] = finger_target(command)
+
+
+@CONTROLLERS.register("joint_position")
+class JointPositionController(Controller):
+    @property
+    def action_dim(self) -> int:
+        return len(self.embodiment.arm_joints) + 1
+
+    def apply(self, action: np.ndarray) -> None:
+        q = self.joint_low + (action[:-1] + 1.0) * 0.5 * (self.joint_high - self.joint_low)
+        self.scene.data.ctrl[self.scene.arm_ctrl] = q
+        self._set_gripper(action[-1])
+
+    def normalize(self, qpos_arm: np.ndarray) -> np.ndarray:
+        """Inverse of the joint mapping: joint positions -> normalized action entries."""
+        return 2.0 * (qpos_arm - self.joint_low) / (self.joint_high - self.joint_low) - 1.0
+
+
+@CONTROLLERS.register("ee_delta")
+class EndEffectorDeltaController(Controller):
+    def __init__(self, embodiment: Embodiment, cfg: ControlConfig):
+        super().__init__(embodiment, cfg)
+        emb = embodiment
+        self.ik_model = self.robot_model
+        self.mount = np.asarray(emb.mount_pos, dtype=float)
+        self.ik_qpos = np.array([self.ik_model.joint(n).qposadr[0] for n in emb.arm_joints])
+        self.configuration = mink.Configuration(self.ik_model)
+        self.task = mink.FrameTask("tcp", "site", position_cost=1.0, orientation_cost=0.5, lm_damping=1e-3)
+        self.posture = mink.PostureTask(self.ik_model, cost=1e-3)
+        velocity = dict(zip(emb.arm_joints, emb.max_joint_velocity))
+        self.limits = [mink.ConfigurationLimit(self.ik_model), mink.VelocityLimit(self.ik_model, velocity)]
+        self.max_step = cfg.max_linear_speed * self.dt
+        self.max_rot = cfg.max_angular_speed * self.dt
+        self.low, self.high = np.asarray(cfg.workspace_low), np.asarray(cfg.workspace_high)
+        self.target_pos = np.zeros(3)
+        self.target_rot = np.eye(3)
+
+    @property
+    def action_dim(self) -> int:
+        return 7
+
+    def reset(self, scene: Scene, qpos_arm: np.ndarray) -> None:
+        super().reset(scene, qpos_arm)
+        q = self.ik_model.qpos0.copy()
+        q[self.ik_qpos] = qpos_arm
+        self.configuration.update(q)
+        self.posture.set_target(q)
+        pose = self.configuration.get_transform_frame_to_world("tcp", "site")
+        self.target_pos = pose.translation() + self.mount
+        self.target_rot = pose.rotation().as_matrix()
+
+    def apply(self, action: np.ndarray) -> None:
+        tcp_pos, _ = self.scene.tcp_pose()
+        target = self.target_pos + action[:3] * self.max_step
+        target = np.clip(target, self.low, self.high)
+        lead = target - tcp_pos
+        dist = np.linalg.norm(lead)
+        if dist > self.cfg.max_lead:  # the arm is blocked or lagging: do not wind up
+            target = tcp_pos + lead * (self.cfg.max_lead / dist)
+        self.target_pos = target
+        self.target_rot = geo.mat_from_rotvec(action[3:6] * self.max_rot) @ self.target_rot
+        goal = mink.SE3.from_rotation_and_translation(mink.SO3.from_matrix(self.target_rot), self.target_pos - self.mount)
+        self.task.set_target(goal)
+        velocity = mink.solve_ik(self.configuration, [self.task, self.posture], self.dt, "daqp", 1e-3, limits=self.limits)
+        self.configuration.integrate_inplace(velocity, self.dt)
+        self.scene.data.ctrl[self.scene.arm_ctrl] = self.configuration.q[self.ik_qpos]
+        self._set_gripper(action[-1])
+
+
+def make_controller(embodiment: Embodiment, cfg: ControlConfig) -> Controller:
+    return CONTROLLERS.get(cfg.mode)(embodiment, cfg)

@@ -1,0 +1,184 @@
+"""The gymnasium environment: a task, an embodiment and a toy set, observed through cameras.
+
+Observations use lerobot's names: ``observation.state``, ``observation.images.<camera>`` (RGB,
+HxWx3 uint8), plus ``observation.depth.<camera>`` (HxWx1 float32 metres) and
+``observation.segmentation.<camera>`` (HxW int32 labels, see ``info['segmentation_labels']``) when
+asked for, and ``task`` (the instruction). ``info`` carries the episode's toy specs and success.
+"""
+
+from __future__ import annotations
+
+import string
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from toyland.sim.cameras import CameraConfig, RendererPool, parse_cameras
+from toyland.sim.control import ControlConfig, make_controller, validate_action
+from toyland.sim.embodiments import get_embodiment
+from toyland.sim.embodiments.gripper import FINGER_TRAVEL
+from toyland.sim.scene import ArenaConfig, Scene, compile_scene
+from toyland.sim.tasks import TASKS
+from toyland.sim.toy_sets import get_toy_set
+
+INSTRUCTION_CHARSET = string.ascii_letters + string.digits + string.punctuation + " "
+
+
+class ToylandEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(
+        self,
+        task: str = "lift",
+        embodiment: str = "panda",
+        toy_set: str = "train",
+        num_toys: int | None = None,
+        cameras=("front",),
+        image_size: int = 96,
+        control_mode: str = "ee_delta",
+        control_hz: float = 20.0,
+        physics_dt: float = 0.002,
+        arena: dict | None = None,
+        render_mode: str | None = None,
+        render_camera: str = "front",
+        render_size: tuple[int, int] = (256, 256),
+        terminate_on_success: bool = True,
+        settle_time: float = 0.3,
+    ):
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
+        self.embodiment = get_embodiment(embodiment)
+        self.toy_set = get_toy_set(toy_set, num_toys)
+        self.task = TASKS.get(task)(self.toy_set)
+        self.cameras: tuple[CameraConfig, ...] = parse_cameras(cameras, image_size)
+        self.control_cfg = ControlConfig(mode=control_mode, rate_hz=control_hz)
+        self.arena = ArenaConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in (arena or {}).items()})
+        substeps = 1.0 / (control_hz * physics_dt)
+        if abs(substeps - round(substeps)) > 1e-6:
+            raise ValueError(f"control_hz={control_hz} must divide the physics rate 1/physics_dt={1 / physics_dt:g}")
+        self.substeps, self.physics_dt = int(round(substeps)), physics_dt
+        self.render_mode, self.render_camera = render_mode, CameraConfig(render_camera, *render_size)
+        self.terminate_on_success, self.settle_steps = terminate_on_success, int(round(settle_time / physics_dt))
+        self.controller = make_controller(self.embodiment, self.control_cfg)
+        self.renderers = RendererPool()
+        self.scene: Scene | None = None
+
+        sizes = [(c.height, c.width) for c in self.cameras] + [render_size]
+        self._offscreen = (max(s[0] for s in sizes), max(s[1] for s in sizes))
+        n_arm = len(self.embodiment.arm_joints)
+        self.state_names = (
+            [f"{j}.pos" for j in self.embodiment.arm_joints] + ["gripper.opening"]
+            + [f"tcp.{a}" for a in "xyz"] + [f"tcp.q{a}" for a in "wxyz"]
+        )
+        self.action_names = (
+            ["dx", "dy", "dz", "droll", "dpitch", "dyaw"] if control_mode == "ee_delta"
+            else [f"{j}.target" for j in self.embodiment.arm_joints]
+        ) + ["gripper"]
+        spaces = {"observation.state": gym.spaces.Box(-np.inf, np.inf, (n_arm + 8,), np.float32)}
+        for cam in self.cameras:
+            if "rgb" in cam.modalities:
+                spaces[f"observation.images.{cam.name}"] = gym.spaces.Box(0, 255, (cam.height, cam.width, 3), np.uint8)
+            if "depth" in cam.modalities:
+                spaces[f"observation.depth.{cam.name}"] = gym.spaces.Box(0, np.inf, (cam.height, cam.width, 1), np.float32)
+            if "segmentation" in cam.modalities:
+                spaces[f"observation.segmentation.{cam.name}"] = gym.spaces.Box(
+                    0, np.iinfo(np.int32).max, (cam.height, cam.width), np.int32
+                )
+        spaces["task"] = gym.spaces.Text(max_length=256, charset=INSTRUCTION_CHARSET)
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.controller.action_dim,), np.float32)
+        self._last_eval: dict = {}
+
+    # ------------------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        episode_seed = int(self.np_random.integers(2**62))
+        rng = np.random.default_rng(episode_seed)
+        self.task.sample_objects(rng)
+        if "toy_seed" in options:  # evaluate one particular toy of the set
+            self.task.toys = [self.toy_set.toy(int(options.pop("toy_seed")))] + self.task.toys[1:]
+        if options:
+            raise ValueError(f"unknown reset options {sorted(options)}; valid: ['toy_seed']")
+        self.scene = compile_scene(self.embodiment, self.arena, self._offscreen, self.task.add_objects)
+        self.renderers.set_model(self.scene.model)
+        m, d = self.scene.model, self.scene.data
+        home = self.embodiment.home_qpos()
+        d.qpos[self.scene.arm_qpos] = home
+        d.qpos[self.scene.finger_qpos] = FINGER_TRAVEL
+        self.task.initialize_episode(self.scene, rng)
+        self.controller.reset(self.scene, home)
+        mujoco.mj_forward(m, d)
+        if self.settle_steps:  # let objects come to rest before the policy sees them
+            mujoco.mj_step(m, d, nstep=self.settle_steps)
+        self._last_eval = self.task.evaluate(self.scene)
+        info = {
+            "episode_seed": episode_seed,
+            "is_success": False,
+            **self.task.episode_info(),
+            "segmentation_labels": self.scene.segmentation_labels(),
+        }
+        return self._observation(), info
+
+    def step(self, action):
+        if self.scene is None:
+            raise RuntimeError("call reset() before step()")
+        action = validate_action(action, self.controller.action_dim)
+        self.controller.apply(action)
+        mujoco.mj_step(self.scene.model, self.scene.data, nstep=self.substeps)
+        result = self.task.evaluate(self.scene)
+        self._last_eval = result
+        success = bool(result["success"])
+        info = {"is_success": success, **result}
+        return self._observation(), float(success), success and self.terminate_on_success, False, info
+
+    def _observation(self) -> dict:
+        scene = self.scene
+        d = scene.data
+        tcp_pos = d.site_xpos[scene.tcp_site]
+        tcp_quat = np.empty(4)
+        mujoco.mju_mat2Quat(tcp_quat, d.site_xmat[scene.tcp_site])
+        state = np.concatenate([d.qpos[scene.arm_qpos], [scene.finger_opening()], tcp_pos, tcp_quat])
+        obs = {"observation.state": state.astype(np.float32)}
+        for cam in self.cameras:
+            name = scene.camera_name(cam.name)
+            if "rgb" in cam.modalities:
+                obs[f"observation.images.{cam.name}"] = self.renderers.render(d, name, cam.height, cam.width).copy()
+            if "depth" in cam.modalities:
+                depth = self.renderers.render(d, name, cam.height, cam.width, "depth")
+                obs[f"observation.depth.{cam.name}"] = depth[..., None].astype(np.float32)
+            if "segmentation" in cam.modalities:
+                seg = self.renderers.render(d, name, cam.height, cam.width, "segmentation")
+                ids = np.where(seg[..., 1] == mujoco.mjtObj.mjOBJ_GEOM, seg[..., 0], -1)
+                obs[f"observation.segmentation.{cam.name}"] = scene.geom_labels[ids]
+        obs["task"] = self.task.instruction
+        return obs
+
+    def render(self):
+        if self.render_mode != "rgb_array" or self.scene is None:
+            return None
+        cam = self.render_camera
+        return self.renderers.render(self.scene.data, self.scene.camera_name(cam.name), cam.height, cam.width).copy()
+
+    def close(self):
+        self.renderers.close()
+        super().close()
+
+
+def env_id(task_class) -> str:
+    return f"toyland/{task_class.__name__}-v0"
+
+
+def register_envs(max_episode_steps: int = 100) -> None:
+    for name in TASKS.names():
+        cls = TASKS.get(name)
+        if env_id(cls) not in gym.registry:
+            gym.register(
+                id=env_id(cls),
+                entry_point="toyland.sim.env:ToylandEnv",
+                kwargs={"task": name},
+                max_episode_steps=max_episode_steps,
+            )
+
+
+__all__ = ["ToylandEnv", "register_envs", "env_id"]

@@ -1,0 +1,144 @@
+"""Scripted experts with privileged simulator access, used to collect demonstrations.
+
+The Lift expert plans a top-down grasp on one of the toy's parts: for every primitive geom and
+gripper yaw it computes the jaw width from the part's support function, rejects grasps wider than
+the gripper, checks finger and palm clearance against the whole toy with signed distances, and
+picks the clear grasp nearest the toy's centre of mass. It then approaches, descends, closes and
+lifts with end-effector delta actions, and re-plans once if the toy is not in the hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from toyland.registry import Registry
+from toyland.sim import geometry as geo
+from toyland.sim.embodiments.gripper import FINGER_HALF, FINGER_TRAVEL, TCP_Z, TIP_BELOW_TCP
+from toyland.sim.scene import TABLE_TOP_Z, Scene
+from toyland.sim.toys import MAX_GRASP_WIDTH
+
+EXPERTS: Registry[type] = Registry("expert")
+YAWS = np.linspace(0.0, np.pi, 12, endpoint=False)
+
+
+@dataclass(frozen=True)
+class Grasp:
+    pos: np.ndarray  # tool-centre-point target
+    yaw: float  # fingers close along (cos yaw, sin yaw, 0)
+    width: float
+    clearance: float  # smallest signed distance from the open gripper to the toy
+
+
+def _gripper_points(pos: np.ndarray, yaw: float) -> np.ndarray:
+    """Sample points on the open finger pads and the palm's underside for a top-down grasp."""
+    d = np.array([np.cos(yaw), np.sin(yaw), 0.0])
+    e = np.array([-np.sin(yaw), np.cos(yaw), 0.0])
+    pts = []
+    for side in (-1.0, 1.0):
+        for s in (FINGER_TRAVEL + 0.001, FINGER_TRAVEL + FINGER_HALF[1], FINGER_TRAVEL + 2 * FINGER_HALF[1]):
+            for t in (-FINGER_HALF[0], 0.0, FINGER_HALF[0]):
+                for z in (-TIP_BELOW_TCP, -0.005, 0.012, 0.03):
+                    pts.append(pos + side * s * d + t * e + np.array([0, 0, z]))
+    palm_z = TCP_Z - 0.056  # the palm's underside, measured from the tcp
+    for s in (-0.08, -0.04, 0.0, 0.04, 0.08):
+        for t in (-0.02, 0.02):
+            pts.append(pos + s * d + t * e + np.array([0, 0, palm_z]))
+    return np.asarray(pts)
+
+
+def plan_grasp(scene: Scene, geoms: np.ndarray) -> Grasp:
+    m, d = scene.model, scene.data
+    com = d.xipos[m.geom_bodyid[geoms[0]]]
+    shapes = [(m.geom_type[g], m.geom_size[g], d.geom_xpos[g].copy(), d.geom_xmat[g].reshape(3, 3).copy()) for g in geoms]
+    best, best_key = None, None
+    min_z = TABLE_TOP_Z + TIP_BELOW_TCP + 0.006
+    for gtype, size, centre, rot in shapes:
+        top = centre[2] + geo.support(gtype, size, rot, geo.UP)
+        z = float(np.clip(centre[2], min_z, max(min_z, top - 0.008)))
+        for yaw in YAWS:
+            direction = np.array([np.cos(yaw), np.sin(yaw), 0.0])
+            width = 2.0 * geo.support(gtype, size, rot, direction)
+            if width > MAX_GRASP_WIDTH:
+                continue
+            pos = np.array([centre[0], centre[1], z])
+            pts = _gripper_points(pos, yaw)
+            clearance = min(float(geo.signed_distance(t, s, c, r, pts).min()) for t, s, c, r in shapes)
+            cost = np.linalg.norm(pos[:2] - com[:2]) + 0.2 * width
+            key = (clearance > 0.003, -cost if clearance > 0.003 else clearance)
+            if best_key is None or key > best_key:
+                best, best_key = Grasp(pos, float(yaw), width, clearance), key
+    if best is None:  # cannot happen for toys that pass PartSpec validation
+        raise RuntimeError("no part of the toy is narrow enough to grasp")
+    return best
+
+
+class Expert:
+    """Base for scripted experts: ``reset()`` after ``env.reset``, then ``act()`` each step."""
+
+    def __init__(self, env):
+        self.env = env.unwrapped
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs=None) -> np.ndarray:
+        raise NotImplementedError("each expert defines act()")
+
+
+@EXPERTS.register("lift")
+class LiftExpert(Expert):
+    APPROACH_HEIGHT = 0.10
+    LIFT_HEIGHT = 0.22
+    CLOSE_STEPS = 6
+
+    def reset(self) -> None:
+        self.attempts = 0
+        self._plan()
+
+    def _plan(self) -> None:
+        scene = self.env.scene
+        self.grasp = plan_grasp(scene, scene.object_geoms[0])
+        _, rot = scene.tcp_pose()
+        current = np.arctan2(rot[1, 1], rot[0, 1])  # yaw of the finger axis (tcp y)
+        # The jaw is symmetric: take the equivalent yaw nearest the current one.
+        yaw = self.grasp.yaw + np.pi * np.round((current - self.grasp.yaw) / np.pi)
+        self.goal_rot = geo.top_down_mat(yaw)
+        self.phase, self.phase_steps = "approach", 0
+        self.attempts += 1
+
+    def act(self, obs=None) -> np.ndarray:
+        scene, ctrl = self.env.scene, self.env.controller
+        tcp, _ = scene.tcp_pose()
+        g = self.grasp.pos
+        self.phase_steps += 1
+        if self.phase == "approach":
+            goal, grip = g + [0, 0, self.APPROACH_HEIGHT], -1.0
+            rot_err = np.linalg.norm(geo.rotvec_from_mat(self.goal_rot @ ctrl.target_rot.T))
+            if (np.linalg.norm(tcp - goal) < 0.012 and rot_err < 0.05) or self.phase_steps > 45:
+                self.phase, self.phase_steps = "descend", 0
+        elif self.phase == "descend":
+            goal, grip = g, -1.0
+            if np.linalg.norm(tcp - goal) < 0.006 or self.phase_steps > 25:
+                self.phase, self.phase_steps = "close", 0
+        elif self.phase == "close":
+            goal, grip = g, 1.0
+            if self.phase_steps >= self.CLOSE_STEPS:
+                self.phase, self.phase_steps = "lift", 0
+        else:  # lift
+            goal, grip = g + [0, 0, self.LIFT_HEIGHT], 1.0
+            empty = scene.finger_opening() < 0.002  # closed on nothing
+            if (empty or self.phase_steps > 20) and not self.env._last_eval.get("grasped") and self.attempts < 3:
+                self._plan()
+                return self._action(ctrl, ctrl.target_pos + [0, 0, 0.05], -1.0)
+        return self._action(ctrl, goal, grip)
+
+    def _action(self, ctrl, goal: np.ndarray, grip: float) -> np.ndarray:
+        move = np.clip((goal - ctrl.target_pos) / ctrl.max_step, -1.0, 1.0)
+        turn = np.clip(geo.rotvec_from_mat(self.goal_rot @ ctrl.target_rot.T) / ctrl.max_rot, -1.0, 1.0)
+        return np.concatenate([move, turn, [grip]]).astype(np.float32)
+
+
+def make_expert(env) -> Expert:
+    return EXPERTS.get(env.unwrapped.task.name)(env)

@@ -1,0 +1,211 @@
+"""Scene assembly with mujoco.MjSpec: arena (table, floor, lights, cameras), an embodiment
+attached under its name prefix, and the task's objects. Compiles into a :class:`Scene` holding
+the model, data and the ids that controllers, tasks and experts need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+
+from toyland.sim import geometry as geo
+from toyland.sim.cameras import WORLD_CAMERAS
+from toyland.sim.embodiments import Embodiment
+from toyland.sim.embodiments.gripper import FINGER_JOINTS
+
+TABLE_TOP_Z = 0.0
+TABLE_CENTRE = (0.35, 0.0)
+TABLE_HALF = (0.6, 0.7)
+# Segmentation labels: 0 background, 1 arena, 2 robot, 3+ objects in the order the task adds them.
+LABEL_BACKGROUND, LABEL_ARENA, LABEL_ROBOT, FIRST_OBJECT_LABEL = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class ArenaConfig:
+    """Visual parameters of the arena; factors edit these (colours also at run time)."""
+
+    table_rgba: tuple[float, ...] = (0.62, 0.5, 0.38, 1.0)
+    floor_rgba: tuple[float, ...] = (0.32, 0.34, 0.38, 1.0)
+    table_texture: str = "plain"  # plain | checker | grid
+    floor_texture: str = "checker"
+    light_pos: tuple[float, float, float] = (0.4, -0.3, 1.8)
+    light_dir: tuple[float, float, float] = (-0.05, 0.15, -1.0)
+    light_diffuse: tuple[float, float, float] = (0.75, 0.75, 0.75)
+    ambient: tuple[float, float, float] = (0.35, 0.35, 0.35)
+
+    def __post_init__(self):
+        for name in ("table_texture", "floor_texture"):
+            if getattr(self, name) not in TEXTURES:
+                raise ValueError(f"arena field '{name}' = {getattr(self, name)!r}; valid: {', '.join(TEXTURES)}")
+
+
+TEXTURES = ("plain", "checker", "grid")
+
+
+def _material(spec: mujoco.MjSpec, name: str, rgba, texture: str, repeat) -> str:
+    if texture == "plain":
+        spec.add_material(name=name, rgba=list(rgba))
+        return name
+    rgb = np.asarray(rgba[:3])
+    builtin = mujoco.mjtBuiltin.mjBUILTIN_CHECKER
+    mark = mujoco.mjtMark.mjMARK_EDGE if texture == "grid" else mujoco.mjtMark.mjMARK_NONE
+    spec.add_texture(
+        name=f"{name}_tex",
+        type=mujoco.mjtTexture.mjTEXTURE_2D,
+        builtin=builtin if texture == "checker" else mujoco.mjtBuiltin.mjBUILTIN_FLAT,
+        mark=mark,
+        rgb1=list(rgb),
+        rgb2=list(np.clip(rgb * 0.8, 0, 1)),
+        markrgb=list(np.clip(rgb * 0.6, 0, 1)),
+        width=256,
+        height=256,
+    )
+    mat = spec.add_material(name=name, texrepeat=list(repeat), texuniform=True)
+    mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = f"{name}_tex"
+    return name
+
+
+def build_arena(cfg: ArenaConfig, offscreen: tuple[int, int]) -> mujoco.MjSpec:
+    spec = mujoco.MjSpec()
+    spec.compiler.degree = False  # every angle here is in radians
+    spec.modelname = "toyland"
+    spec.option.timestep = 0.002
+    spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+    spec.option.impratio = 10.0  # stiffer friction: grasps slip less
+    # Rendering settings that make offscreen frames ~40x cheaper (DESIGN.md section 4).
+    spec.visual.quality.shadowsize = 0
+    spec.visual.quality.offsamples = 0
+    spec.visual.global_.offwidth = int(offscreen[1])
+    spec.visual.global_.offheight = int(offscreen[0])
+    spec.visual.headlight.ambient = list(cfg.ambient)
+    spec.visual.headlight.diffuse = [0.25, 0.25, 0.25]
+    spec.visual.headlight.specular = [0.0, 0.0, 0.0]
+    spec.add_texture(
+        name="sky", type=mujoco.mjtTexture.mjTEXTURE_SKYBOX, builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
+        rgb1=[0.55, 0.65, 0.75], rgb2=[0.1, 0.1, 0.12], width=64, height=64,
+    )
+    world = spec.worldbody
+    world.add_light(name="key", pos=list(cfg.light_pos), dir=list(cfg.light_dir), diffuse=list(cfg.light_diffuse),
+                    castshadow=False, type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
+    floor_mat = _material(spec, "floor_mat", cfg.floor_rgba, cfg.floor_texture, (8, 8))
+    table_mat = _material(spec, "table_mat", cfg.table_rgba, cfg.table_texture, (6, 6))
+    world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3, 3, 0.1], pos=[0, 0, -0.75],
+                   material=floor_mat, contype=1, conaffinity=3)
+    cx, cy = TABLE_CENTRE
+    hx, hy = TABLE_HALF
+    world.add_geom(name="table", type=geo.BOX, size=[hx, hy, 0.025], pos=[cx, cy, TABLE_TOP_Z - 0.025],
+                   material=table_mat, contype=1, conaffinity=3, friction=[0.8, 0.005, 0.0001])
+    for i, (sx, sy) in enumerate([(1, 1), (1, -1), (-1, 1), (-1, -1)]):
+        world.add_geom(name=f"table_leg{i}", type=geo.BOX, size=[0.03, 0.03, 0.36],
+                       pos=[cx + sx * (hx - 0.05), cy + sy * (hy - 0.05), TABLE_TOP_Z - 0.41],
+                       rgba=[0.3, 0.25, 0.2, 1], contype=0, conaffinity=0)
+    for name, (pos, target, fovy) in WORLD_CAMERAS.items():
+        world.add_camera(name=name, pos=list(pos), quat=list(geo.look_at_quat(pos, target)), fovy=fovy)
+    return spec
+
+
+@dataclass
+class Scene:
+    """A compiled scene and the ids the rest of the simulator looks up once."""
+
+    model: mujoco.MjModel
+    data: mujoco.MjData
+    embodiment: Embodiment
+    object_names: tuple[str, ...]
+    arm_qpos: np.ndarray = field(init=False)
+    arm_dofs: np.ndarray = field(init=False)
+    arm_ctrl: np.ndarray = field(init=False)
+    finger_qpos: np.ndarray = field(init=False)
+    finger_ctrl: np.ndarray = field(init=False)
+    tcp_site: int = field(init=False)
+    finger_geoms: tuple[int, int] = field(init=False)
+    object_bodies: tuple[int, ...] = field(init=False)
+    object_geoms: tuple[np.ndarray, ...] = field(init=False)
+    geom_labels: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        m, pre = self.model, self.embodiment.prefix
+        joint = lambda n: m.joint(pre + n)  # noqa: E731
+        self.arm_qpos = np.array([joint(n).qposadr[0] for n in self.embodiment.arm_joints])
+        self.arm_dofs = np.array([joint(n).dofadr[0] for n in self.embodiment.arm_joints])
+        self.arm_ctrl = np.array([m.actuator(pre + n).id for n in self.embodiment.arm_joints])
+        self.finger_qpos = np.array([joint(n).qposadr[0] for n in FINGER_JOINTS])
+        self.finger_ctrl = np.array([m.actuator(pre + n).id for n in FINGER_JOINTS])
+        self.tcp_site = m.site(pre + "tcp").id
+        self.finger_geoms = tuple(m.geom(f"{pre}{n}_pad").id for n in FINGER_JOINTS)
+        self.object_bodies = tuple(m.body(n).id for n in self.object_names)
+        self.object_geoms = tuple(np.flatnonzero(m.geom_bodyid == b) for b in self.object_bodies)
+        labels = np.full(m.ngeom + 1, LABEL_BACKGROUND, dtype=np.int32)  # last slot: "no geom" (-1)
+        labels[: m.ngeom] = LABEL_ARENA
+        robot_root = m.body(pre + "base").id
+        for g in range(m.ngeom):
+            if self._descends(m.geom_bodyid[g], robot_root):
+                labels[g] = LABEL_ROBOT
+        for k, geoms in enumerate(self.object_geoms):
+            labels[geoms] = FIRST_OBJECT_LABEL + k
+        self.geom_labels = labels
+
+    def _descends(self, body: int, root: int) -> bool:
+        while body > 0:
+            if body == root:
+                return True
+            body = self.model.body_parentid[body]
+        return False
+
+    def camera_name(self, name: str) -> str:
+        return self.embodiment.prefix + name if name == "wrist" else name
+
+    def segmentation_labels(self) -> dict[int, str]:
+        labels = {LABEL_BACKGROUND: "background", LABEL_ARENA: "arena", LABEL_ROBOT: "robot"}
+        labels.update({FIRST_OBJECT_LABEL + k: n for k, n in enumerate(self.object_names)})
+        return labels
+
+    # --- state read-outs ---------------------------------------------------------------------
+    def tcp_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.data.site_xpos[self.tcp_site].copy(), self.data.site_xmat[self.tcp_site].reshape(3, 3).copy()
+
+    def finger_opening(self) -> float:
+        return float(self.data.qpos[self.finger_qpos].sum())
+
+    def contacts_with(self, geoms: np.ndarray) -> set[int]:
+        """Geoms touching any of ``geoms``."""
+        ncon = self.data.ncon
+        if ncon == 0:
+            return set()
+        pairs = self.data.contact.geom[:ncon]
+        mask1 = np.isin(pairs[:, 0], geoms)
+        mask2 = np.isin(pairs[:, 1], geoms)
+        return set(pairs[mask1, 1].tolist()) | set(pairs[mask2, 0].tolist())
+
+    def lowest_point(self, geoms: np.ndarray) -> float:
+        """Lowest world z over a set of primitive geoms (vectorized support functions)."""
+        m, d = self.model, self.data
+        z = d.geom_xpos[geoms, 2]
+        rot = d.geom_xmat[geoms].reshape(-1, 3, 3)
+        size = m.geom_size[geoms]
+        gtype = m.geom_type[geoms]
+        axial = np.abs(rot[:, 2, 2])
+        reach = np.where(gtype == geo.SPHERE, size[:, 0], 0.0)
+        reach = np.where(gtype == geo.CAPSULE, size[:, 1] * axial + size[:, 0], reach)
+        radial = np.sqrt(np.clip(1.0 - axial**2, 0.0, 1.0))
+        reach = np.where(gtype == geo.CYLINDER, size[:, 1] * axial + size[:, 0] * radial, reach)
+        reach = np.where(gtype == geo.BOX, np.einsum("ij,ij->i", np.abs(rot[:, 2, :]), size), reach)
+        return float(np.min(z - reach))
+
+
+def compile_scene(
+    embodiment: Embodiment,
+    arena: ArenaConfig,
+    offscreen: tuple[int, int],
+    add_objects,
+) -> Scene:
+    """Builds arena + robot + objects. ``add_objects(worldbody) -> tuple of object body names``."""
+    spec = build_arena(arena, offscreen)
+    robot = embodiment.build()
+    frame = spec.worldbody.add_frame(pos=list(embodiment.mount_pos))
+    spec.attach(robot, prefix=embodiment.prefix, frame=frame)
+    names = tuple(add_objects(spec.worldbody))
+    model = spec.compile()
+    return Scene(model=model, data=mujoco.MjData(model), embodiment=embodiment, object_names=names)
