@@ -62,45 +62,85 @@ def parse_cameras(cameras, image_size: int = 96) -> tuple[CameraConfig, ...]:
 
 
 class RendererPool:
-    """One renderer per resolution for the current model; segmentation ids mapped to labels."""
+    """Offscreen renderer over one GL context that outlives model rebuilds.
 
-    def __init__(self):
+    ``mujoco.Renderer`` creates a new GL context per instance (about 0.2 s with Mesa); toys change
+    the model every episode, so we keep the context and rebuild only the model-bound MjrContext and
+    MjvScene. RGB, depth (metres) and segmentation (object id, object type) as mujoco.Renderer.
+    """
+
+    def __init__(self, max_height: int, max_width: int):
+        self.max_height, self.max_width = max_height, max_width
+        self._gl = None
         self._model = None
-        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._context = None
+        self._scene = None
+        self._option = mujoco.MjvOption()
+
+    def _make_current(self) -> None:
+        if self._gl is None:
+            try:
+                self._gl = mujoco.GLContext(self.max_width, self.max_height)
+                self._gl.make_current()
+            except Exception as err:  # GL failures surface as several exception types
+                self._gl = None
+                raise gl.GLUnavailableError(f"{gl.INSTALL_HINT}\n(original error: {err!r})") from err
+        else:
+            self._gl.make_current()
 
     def set_model(self, model: mujoco.MjModel) -> None:
-        if model is not self._model:
-            self.close()
-            self._model = model
+        self._model = model
+        self._context = None  # rebuilt lazily: environments without cameras never touch GL
 
-    def _get(self, height: int, width: int) -> mujoco.Renderer:
-        key = (height, width)
-        if key not in self._renderers:
+    def _bind(self) -> None:
+        self._make_current()
+        if self._context is None:
+            m = self._model
+            if m.vis.global_.offwidth < self.max_width or m.vis.global_.offheight < self.max_height:
+                raise ValueError("the model's offscreen buffer is smaller than the largest camera")
             try:
-                self._renderers[key] = mujoco.Renderer(self._model, height, width)
-            except Exception as err:  # GL errors surface as several exception types
-                if "offscreen buffer" in str(err) or "framebuffer" in str(err).lower():
-                    raise
-                raise gl.GLUnavailableError(f"{gl.INSTALL_HINT}\n(original error: {err})") from err
-        return self._renderers[key]
+                self._context = mujoco.MjrContext(m, mujoco.mjtFontScale.mjFONTSCALE_100)
+            except Exception as err:
+                raise gl.GLUnavailableError(f"{gl.INSTALL_HINT}\n(original error: {err!r})") from err
+            mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
+            self._context.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
+            self._scene = mujoco.MjvScene(m, maxgeom=2000)
 
     def render(self, data: mujoco.MjData, camera: str, height: int, width: int, modality: str = "rgb") -> np.ndarray:
-        renderer = self._get(height, width)
+        if height > self.max_height or width > self.max_width:
+            raise ValueError(f"{height}x{width} exceeds the offscreen buffer {self.max_height}x{self.max_width}")
+        self._bind()
+        m, scene, ctx = self._model, self._scene, self._context
+        segment = modality == "segmentation"
+        scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = segment
+        scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = segment
+        cam = mujoco.MjvCamera()
+        cam.type = mujoco.mjtCamera.mjCAMERA_FIXED
+        cam.fixedcamid = m.camera(camera).id
+        mujoco.mjv_updateScene(m, data, self._option, None, cam, mujoco.mjtCatBit.mjCAT_ALL, scene)
+        rect = mujoco.MjrRect(0, 0, width, height)
+        mujoco.mjr_render(rect, scene, ctx)
         if modality == "depth":
-            renderer.enable_depth_rendering()
-        elif modality == "segmentation":
-            renderer.enable_segmentation_rendering()
-        try:
-            renderer.update_scene(data, camera)
-            return renderer.render()
-        finally:
-            if modality == "depth":
-                renderer.disable_depth_rendering()
-            elif modality == "segmentation":
-                renderer.disable_segmentation_rendering()
+            depth = np.empty((height, width), dtype=np.float32)
+            mujoco.mjr_readPixels(None, depth, rect, ctx)
+            extent = m.stat.extent
+            near, far = m.vis.map.znear * extent, m.vis.map.zfar * extent
+            return np.flipud(near / (1.0 - depth * (1.0 - near / far)))
+        rgb = np.empty((height, width, 3), dtype=np.uint8)
+        mujoco.mjr_readPixels(rgb, None, rect, ctx)
+        rgb = np.flipud(rgb)
+        if not segment:
+            return rgb
+        # Colours encode (index into scene.geoms) + 1; map to (object id, object type).
+        index = rgb[..., 0].astype(np.int32) + rgb[..., 1].astype(np.int32) * 256 + rgb[..., 2].astype(np.int32) * 65536 - 1
+        table = np.full((scene.ngeom + 1, 2), -1, dtype=np.int32)
+        for i in range(scene.ngeom):
+            table[i] = scene.geoms[i].objid, scene.geoms[i].objtype
+        return table[np.where(index >= 0, np.minimum(index, scene.ngeom), scene.ngeom)]
 
     def close(self) -> None:
-        for r in self._renderers.values():
-            r.close()
-        self._renderers.clear()
-        self._model = None
+        self._context = None
+        self._scene = None
+        if self._gl is not None:
+            self._gl.free()
+            self._gl = None

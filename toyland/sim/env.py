@@ -60,11 +60,10 @@ class ToylandEnv(gym.Env):
         self.render_mode, self.render_camera = render_mode, CameraConfig(render_camera, *render_size)
         self.terminate_on_success, self.settle_steps = terminate_on_success, int(round(settle_time / physics_dt))
         self.controller = make_controller(self.embodiment, self.control_cfg)
-        self.renderers = RendererPool()
-        self.scene: Scene | None = None
-
-        sizes = [(c.height, c.width) for c in self.cameras] + [render_size]
+        sizes = [(c.height, c.width) for c in self.cameras] + ([tuple(render_size)] if render_mode else []) + [(8, 8)]
         self._offscreen = (max(s[0] for s in sizes), max(s[1] for s in sizes))
+        self.renderers = RendererPool(*self._offscreen)
+        self.scene: Scene | None = None
         n_arm = len(self.embodiment.arm_joints)
         self.state_names = (
             [f"{j}.pos" for j in self.embodiment.arm_joints] + ["gripper.opening"]
@@ -149,7 +148,7 @@ class ToylandEnv(gym.Env):
                 obs[f"observation.depth.{cam.name}"] = depth[..., None].astype(np.float32)
             if "segmentation" in cam.modalities:
                 seg = self.renderers.render(d, name, cam.height, cam.width, "segmentation")
-                ids = np.where(seg[..., 1] == mujoco.mjtObj.mjOBJ_GEOM, seg[..., 0], -1)
+                ids = np.where(seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM), seg[..., 0], -1)
                 obs[f"observation.segmentation.{cam.name}"] = scene.geom_labels[ids]
         obs["task"] = self.task.instruction
         return obs

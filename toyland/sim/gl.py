@@ -14,7 +14,9 @@ import os
 INSTALL_HINT = (
     "MuJoCo could not create a headless OpenGL context. On Debian/Ubuntu install Mesa with\n"
     "  sudo apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6\n"
-    "(scripts/setup.sh does this), or set MUJOCO_GL=egl|osmesa|glfw to pick a backend yourself."
+    "(scripts/setup.sh does this), or set MUJOCO_GL=egl|osmesa|glfw to pick a backend yourself.\n"
+    "If mujoco was imported before toyland, MuJoCo chose its GL backend then: import toyland first\n"
+    "or export MUJOCO_GL=egl."
 )
 
 

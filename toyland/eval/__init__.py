@@ -1,0 +1,1 @@
+"""Evaluation: rollouts, statistics and reports."""
