@@ -6,6 +6,7 @@ Commands and their configs (toyland/configs/<command>.yaml):
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,8 @@ def demo(cfg: DictConfig) -> dict:
             f"{cfg.env.task} expert on {toy_set:>20s}: success {wins}/{cfg.episodes} = {wins / cfg.episodes:.2f}"
             f"  (95% CI {lo:.2f}-{hi:.2f}, {time.perf_counter() - start:.1f} s)"
         )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
     if frames:
         path = write_video(out / "expert.mp4", frames, fps=cfg.video.fps)
         print(f"video: {path}")

@@ -61,6 +61,16 @@ def parse_cameras(cameras, image_size: int = 96) -> tuple[CameraConfig, ...]:
     return tuple(configs)
 
 
+def _metric_depth(buffer: np.ndarray, model: mujoco.MjModel) -> np.ndarray:
+    """Reversed-Z depth buffer (MjrContext.readDepthMap = ZEROFAR: 1 at near, 0 at far) to metres."""
+    extent = model.stat.extent
+    near, far = model.vis.map.znear * extent, model.vis.map.zfar * extent
+    # OpenGL perspective coefficients, remapped for reversed Z; float64 keeps far depths exact
+    c = -(far + near) / (far - near)
+    d = -2.0 * far * near / (far - near)
+    return (-0.5 * d) / (buffer.astype(np.float64) - 0.5 * c - 0.5)
+
+
 class RendererPool:
     """Offscreen renderer over one GL context that outlives model rebuilds.
 
@@ -111,7 +121,7 @@ class RendererPool:
             raise ValueError(f"{height}x{width} exceeds the offscreen buffer {self.max_height}x{self.max_width}")
         self._bind()
         m, scene, ctx = self._model, self._scene, self._context
-        segment = modality == "segmentation"
+        segment = modality != "rgb"  # flat id colours also make the depth buffer exact at range
         scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = segment
         scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = segment
         cam = mujoco.MjvCamera()
@@ -123,9 +133,7 @@ class RendererPool:
         if modality == "depth":
             depth = np.empty((height, width), dtype=np.float32)
             mujoco.mjr_readPixels(None, depth, rect, ctx)
-            extent = m.stat.extent
-            near, far = m.vis.map.znear * extent, m.vis.map.zfar * extent
-            return np.flipud(near / (1.0 - depth * (1.0 - near / far)))
+            return np.flipud(_metric_depth(depth, m)).astype(np.float32)
         rgb = np.empty((height, width, 3), dtype=np.uint8)
         mujoco.mjr_readPixels(rgb, None, rect, ctx)
         rgb = np.flipud(rgb)

@@ -9,6 +9,7 @@ lifts with end-effector delta actions, and re-plans once if the toy is not in th
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,7 +75,7 @@ def plan_grasp(scene: Scene, geoms: np.ndarray) -> Grasp:
     return best
 
 
-class Expert:
+class Expert(ABC):
     """Base for scripted experts: ``reset()`` after ``env.reset``, then ``act()`` each step."""
 
     def __init__(self, env):
@@ -83,8 +84,9 @@ class Expert:
     def reset(self) -> None:
         pass
 
+    @abstractmethod
     def act(self, obs=None) -> np.ndarray:
-        raise NotImplementedError("each expert defines act()")
+        """The next normalized action, from privileged simulator state (``obs`` is unused)."""
 
 
 @EXPERTS.register("lift")

@@ -38,6 +38,10 @@ def _loads(*names: str) -> bool:
 
 def choose_backend() -> str | None:
     """Sets MUJOCO_GL (and PYOPENGL_PLATFORM) if the user has not, returns the backend in force."""
+    # Mesa's llvmpipe rasterizes on a thread pool that a forked child does not inherit, so a
+    # worker forked after the parent rendered (gymnasium's AsyncVectorEnv) deadlocks in its first
+    # MjrContext. Rasterizing on the calling thread is fork-safe and no slower at camera sizes.
+    os.environ.setdefault("LP_NUM_THREADS", "0")
     chosen = os.environ.get("MUJOCO_GL")
     if chosen:
         return chosen

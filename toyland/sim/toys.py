@@ -5,8 +5,8 @@ toy (part kinds, sizes, colours, how the parts are glued together, density, fric
 one integer seed and the generator's ranges, so a toy is reproducible from ``(generator, seed)``
 and serializable as a plain dict for ``info`` and datasets.
 
-Parts are glued by touching a surface point of an existing part with the support point of the new
-part and pushing it a few millimetres in, so every part overlaps its parent: the toy is connected
+Parts are glued by moving the support point of the new part (its extreme point towards an existing
+part) onto a surface point of that part and a few millimetres inside, so every part overlaps its parent: the toy is connected
 and compiles into one MuJoCo body whose mass and inertia MuJoCo derives from the geoms.
 """
 
@@ -97,19 +97,20 @@ def min_width(part: PartSpec) -> float:
     return 2 * part.size[0]  # sphere diameter, cylinder diameter
 
 
-def part_support(part: PartSpec, u: np.ndarray, pos=None, rot=None) -> float:
-    """Support function of a part about its own centre along unit vector ``u`` (toy frame)."""
-    rot = part.rot if rot is None else rot
+def part_support_point(part: PartSpec, u: np.ndarray) -> np.ndarray:
+    """The point of a part (relative to its centre, toy frame) farthest along unit vector ``u``."""
+    rot = part.rot
     local = rot.T @ u
     if part.kind == "sphere":
-        return part.size[0]
+        return u * part.size[0]
     if part.kind == "cuboid":
-        return float(np.abs(local) @ np.asarray(part.size))
-    axial = abs(local[2])
-    radial = np.sqrt(max(0.0, 1.0 - axial * axial))
+        return rot @ (np.sign(local) * np.asarray(part.size))
+    radial = np.array([local[0], local[1], 0.0])
+    norm = np.linalg.norm(radial)
+    radial = radial / norm if norm > 1e-9 else radial
     if part.kind == "cylinder":
-        return part.size[1] * axial + part.size[0] * radial
-    return part.size[0] * radial + part.size[1]  # ring: major radius in-plane plus tube
+        return rot @ (radial * part.size[0] + np.array([0.0, 0.0, np.sign(local[2]) * part.size[1]]))
+    return rot @ (radial * part.size[0] + local * part.size[1])  # ring: tube circle point plus tube
 
 
 def bounding_radius(part: PartSpec) -> float:
@@ -277,7 +278,8 @@ class ToyGenerator:
             parent = placed[int(rng.integers(len(placed)))]
             anchor, normal = _surface_anchor(parent, rng)
             overlap = 0.002 + 0.3 * min(parent.min_size(), child.min_size())
-            centre = anchor + normal * (part_support(child, -normal) - overlap)
+            # put the child's deepest point along -normal just below the anchor, inside the parent
+            centre = anchor - normal * overlap - part_support_point(child, -normal)
             placed.append(dataclasses.replace(child, pos=tuple(float(c) for c in centre)))
         centre = np.mean([p.pos for p in placed], axis=0)
         parts = tuple(

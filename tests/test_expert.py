@@ -1,0 +1,44 @@
+"""The scripted Lift expert: at least 90% success over 50 seeded train-toy episodes."""
+
+import numpy as np
+import pytest
+
+from toyland.eval.rollout import run_episode, wilson_interval
+from toyland.sim import make_env
+from toyland.sim.experts import EXPERTS, make_expert
+from toyland.sim.tasks import TASKS
+
+EPISODES = 50
+
+
+def test_every_task_has_an_expert():
+    assert set(TASKS.names()) <= set(EXPERTS.names())
+
+
+def test_lift_expert_succeeds_on_train_toys():
+    env = make_env(task="lift", cameras=[])
+    expert = make_expert(env)
+    results = [run_episode(env, expert.act, seed=1000 + i, reset_hook=expert.reset) for i in range(EPISODES)]
+    wins = sum(r.success for r in results)
+    assert wins / EPISODES >= 0.9, f"{wins}/{EPISODES}"
+    assert len({tuple(r.toy_seeds) for r in results}) == EPISODES  # 50 different toys
+    # success means the episode ended early on success (terminate_on_success)
+    assert all(r.steps < 100 for r in results if r.success)
+    env.close()
+
+
+def test_expert_is_deterministic():
+    env = make_env(task="lift", cameras=[])
+    expert = make_expert(env)
+    a = run_episode(env, expert.act, seed=5, reset_hook=expert.reset)
+    state_a = env.unwrapped.scene.data.qpos.copy()
+    b = run_episode(env, expert.act, seed=5, reset_hook=expert.reset)
+    assert (a.success, a.steps) == (b.success, b.steps)
+    np.testing.assert_array_equal(state_a, env.unwrapped.scene.data.qpos)
+    env.close()
+
+
+@pytest.mark.parametrize("successes, n, low, high", [(0, 10, 0.0, 0.2775), (5, 10, 0.2366, 0.7634), (45, 50, 0.7864, 0.9565)])
+def test_wilson_interval_known_values(successes, n, low, high):
+    lo, hi = wilson_interval(successes, n)
+    assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
