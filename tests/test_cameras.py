@@ -69,10 +69,11 @@ def test_any_resolution_and_cameras_follow_the_gripper():
 
 
 def test_missing_gl_raises_an_error_naming_the_packages(monkeypatch):
-    def no_gl(*args, **kwargs):
-        raise RuntimeError("eglInitialize failed")
+    class BrokenContext:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("eglInitialize failed")
 
-    monkeypatch.setattr(mujoco, "GLContext", no_gl)
+    monkeypatch.setattr(gl, "context_class", lambda: BrokenContext)
     env = make_env(cameras=["front"])
     with pytest.raises(gl.GLUnavailableError) as err:
         env.reset(seed=0)
@@ -86,3 +87,19 @@ def test_physics_runs_without_any_camera():
     obs, _ = env.reset(seed=0)
     assert set(obs) == {"observation.state", "task"}
     env.close()
+
+
+def test_rendering_works_when_mujoco_was_imported_before_toyland(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import mujoco, gymnasium\n"
+        "import toyland\n"
+        "from toyland.sim import make_env\n"
+        "obs, _ = make_env(cameras=['front'], image_size=16).reset(seed=0)\n"
+        "print(obs['observation.images.front'].std() > 0)\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr[-2000:]

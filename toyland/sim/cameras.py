@@ -89,9 +89,11 @@ class RendererPool:
 
     def _make_current(self) -> None:
         if self._gl is None:
-            try:
-                self._gl = mujoco.GLContext(self.max_width, self.max_height)
+            try:  # GLUnavailableError from context_class passes through unchanged
+                self._gl = gl.context_class()(self.max_width, self.max_height)
                 self._gl.make_current()
+            except gl.GLUnavailableError:
+                raise
             except Exception as err:  # GL failures surface as several exception types
                 self._gl = None
                 raise gl.GLUnavailableError(f"{gl.INSTALL_HINT}\n(original error: {err!r})") from err

@@ -1,8 +1,10 @@
 """Headless OpenGL selection. Must run before ``mujoco`` is first imported anywhere.
 
-MuJoCo picks its GL backend from MUJOCO_GL at import time. We choose EGL when libEGL loads,
-else OSMesa, and otherwise leave it unset so that rendering fails with :class:`GLUnavailableError`
-naming the packages to install (simulation without cameras still works).
+MuJoCo picks ``mujoco.GLContext`` from MUJOCO_GL when it is first imported. We choose EGL when
+libEGL loads, else OSMesa, and create contexts from that backend's module directly
+(:func:`context_class`), so toyland renders headless even when mujoco was imported first. With
+neither library, rendering fails with :class:`GLUnavailableError` naming the packages to install
+(simulation without cameras still works).
 """
 
 from __future__ import annotations
@@ -14,9 +16,7 @@ import os
 INSTALL_HINT = (
     "MuJoCo could not create a headless OpenGL context. On Debian/Ubuntu install Mesa with\n"
     "  sudo apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6\n"
-    "(scripts/setup.sh does this), or set MUJOCO_GL=egl|osmesa|glfw to pick a backend yourself.\n"
-    "If mujoco was imported before toyland, MuJoCo chose its GL backend then: import toyland first\n"
-    "or export MUJOCO_GL=egl."
+    "(scripts/setup.sh does this), or set MUJOCO_GL=egl|osmesa|glfw to pick a backend yourself."
 )
 
 
@@ -54,3 +54,20 @@ def choose_backend() -> str | None:
     os.environ["MUJOCO_GL"] = chosen
     os.environ.setdefault("PYOPENGL_PLATFORM", chosen)
     return chosen
+
+
+def context_class():
+    """The GLContext class of the backend in force (EGL or OSMesa unless the user chose another)."""
+    backend = choose_backend()
+    try:
+        if backend == "egl":
+            from mujoco.egl import GLContext
+        elif backend == "osmesa":
+            from mujoco.osmesa import GLContext
+        elif backend:
+            from mujoco import GLContext  # the user's explicit choice, e.g. glfw with a display
+        else:
+            raise GLUnavailableError(f"{INSTALL_HINT}\n(neither libEGL nor libOSMesa could be loaded)")
+    except ImportError as err:
+        raise GLUnavailableError(f"{INSTALL_HINT}\n(MUJOCO_GL={backend}: {err})") from err
+    return GLContext

@@ -129,6 +129,7 @@ class Scene:
     object_bodies: tuple[int, ...] = field(init=False)
     object_geoms: tuple[np.ndarray, ...] = field(init=False)
     geom_labels: np.ndarray = field(init=False)
+    _support_cache: tuple | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self):
         m, pre = self.model, self.embodiment.prefix
@@ -180,24 +181,38 @@ class Scene:
         if ncon == 0:
             return set()
         pairs = self.data.contact.geom[:ncon]
-        mask1 = np.isin(pairs[:, 0], geoms)
-        mask2 = np.isin(pairs[:, 1], geoms)
-        return set(pairs[mask1, 1].tolist()) | set(pairs[mask2, 0].tolist())
+        mine = np.zeros(self.model.ngeom, dtype=bool)
+        mine[geoms] = True
+        hit = mine[pairs]
+        return set(pairs[hit[:, 0], 1].tolist()) | set(pairs[hit[:, 1], 0].tolist())
 
     def lowest_point(self, geoms: np.ndarray) -> float:
-        """Lowest world z over a set of primitive geoms (vectorized support functions)."""
-        m, d = self.model, self.data
-        z = d.geom_xpos[geoms, 2]
-        rot = d.geom_xmat[geoms].reshape(-1, 3, 3)
-        size = m.geom_size[geoms]
-        gtype = m.geom_type[geoms]
-        axial = np.abs(rot[:, 2, 2])
-        reach = np.where(gtype == geo.SPHERE, size[:, 0], 0.0)
-        reach = np.where(gtype == geo.CAPSULE, size[:, 1] * axial + size[:, 0], reach)
-        radial = np.sqrt(np.clip(1.0 - axial**2, 0.0, 1.0))
-        reach = np.where(gtype == geo.CYLINDER, size[:, 1] * axial + size[:, 0] * radial, reach)
-        reach = np.where(gtype == geo.BOX, np.einsum("ij,ij->i", np.abs(rot[:, 2, :]), size), reach)
-        return float(np.min(z - reach))
+        """Lowest world z over a set of primitive geoms, from per-geom support coefficients."""
+        const, axial_k, radial_k, box = self._support
+        rz = self.data.geom_xmat[geoms, 6:9]  # third row of each rotation: world z in geom axes
+        axial = np.abs(rz[:, 2])
+        reach = (
+            const[geoms]
+            + axial_k[geoms] * axial
+            + radial_k[geoms] * np.sqrt(np.maximum(0.0, 1.0 - axial * axial))
+            + np.einsum("ij,ij->i", np.abs(rz), box[geoms])
+        )
+        return float(np.min(self.data.geom_xpos[geoms, 2] - reach))
+
+    @property
+    def _support(self):
+        # Support along -z of sphere/capsule/cylinder/box as const + a|cos| + b|sin| + |R_z|.size,
+        # computed once per scene so that the per-step evaluation is a handful of array ops.
+        if self._support_cache is None:
+            m = self.model
+            size, gtype = m.geom_size, m.geom_type
+            sphere, capsule = gtype == geo.SPHERE, gtype == geo.CAPSULE
+            cylinder, box = gtype == geo.CYLINDER, gtype == geo.BOX
+            const = np.where(sphere | capsule, size[:, 0], 0.0)
+            axial = np.where(capsule | cylinder, size[:, 1], 0.0)
+            radial = np.where(cylinder, size[:, 0], 0.0)
+            self._support_cache = (const, axial, radial, np.where(box[:, None], size, 0.0))
+        return self._support_cache
 
 
 def compile_scene(
