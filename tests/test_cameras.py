@@ -1,6 +1,5 @@
 """Cameras: any resolution, metric depth, per-object segmentation, and a clear GL error."""
 
-import mujoco
 import numpy as np
 import pytest
 

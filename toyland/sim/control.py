@@ -13,7 +13,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import mink
-import mujoco
 import numpy as np
 
 from toyland.registry import Registry

@@ -49,7 +49,8 @@ def _gripper_points(pos: np.ndarray, yaw: float) -> np.ndarray:
     return np.asarray(pts)
 
 
-def plan_grasp(scene: Scene, geoms: np.ndarray) -> Grasp:
+def plan_grasp(scene: Scene, geoms: np.ndarray, avoid: tuple[Grasp, ...] = ()) -> Grasp:
+    """Best clear top-down grasp; grasps like one in ``avoid`` (tried and missed) rank last."""
     m, d = scene.model, scene.data
     com = d.xipos[m.geom_bodyid[geoms[0]]]
     shapes = [(m.geom_type[g], m.geom_size[g], d.geom_xpos[g].copy(), d.geom_xmat[g].reshape(3, 3).copy()) for g in geoms]
@@ -67,12 +68,19 @@ def plan_grasp(scene: Scene, geoms: np.ndarray) -> Grasp:
             pts = _gripper_points(pos, yaw)
             clearance = min(float(geo.signed_distance(t, s, c, r, pts).min()) for t, s, c, r in shapes)
             cost = np.linalg.norm(pos[:2] - com[:2]) + 0.2 * width
+            if any(_similar(pos, yaw, g) for g in avoid):
+                cost += 1.0
             key = (clearance > 0.003, -cost if clearance > 0.003 else clearance)
             if best_key is None or key > best_key:
                 best, best_key = Grasp(pos, float(yaw), width, clearance), key
     if best is None:  # cannot happen for toys that pass PartSpec validation
         raise RuntimeError("no part of the toy is narrow enough to grasp")
     return best
+
+
+def _similar(pos: np.ndarray, yaw: float, grasp: Grasp) -> bool:
+    turn = abs((yaw - grasp.yaw + np.pi / 2) % np.pi - np.pi / 2)  # jaw yaw is modulo pi
+    return np.linalg.norm(pos[:2] - grasp.pos[:2]) < 0.012 and turn < np.deg2rad(25)
 
 
 class Expert(ABC):
@@ -97,11 +105,12 @@ class LiftExpert(Expert):
 
     def reset(self) -> None:
         self.attempts = 0
+        self.missed: tuple[Grasp, ...] = ()
         self._plan()
 
     def _plan(self) -> None:
         scene = self.env.scene
-        self.grasp = plan_grasp(scene, scene.object_geoms[0])
+        self.grasp = plan_grasp(scene, scene.object_geoms[0], avoid=self.missed)
         _, rot = scene.tcp_pose()
         current = np.arctan2(rot[1, 1], rot[0, 1])  # yaw of the finger axis (tcp y)
         # The jaw is symmetric: take the equivalent yaw nearest the current one.
@@ -128,12 +137,18 @@ class LiftExpert(Expert):
             goal, grip = g, 1.0
             if self.phase_steps >= self.CLOSE_STEPS:
                 self.phase, self.phase_steps = "lift", 0
-        else:  # lift
+        elif self.phase == "lift":
             goal, grip = g + [0, 0, self.LIFT_HEIGHT], 1.0
             empty = scene.finger_opening() < 0.002  # closed on nothing
             if (empty or self.phase_steps > 20) and not self.env._last_eval.get("grasped") and self.attempts < 3:
+                self.missed += (self.grasp,)
+                self.phase, self.phase_steps = "retreat", 0
+                self.retreat_to = tcp + [0, 0, 0.05]
+        if self.phase == "retreat":  # open, back off, and re-plan once the toy has come to rest
+            goal, grip = self.retreat_to, -1.0
+            toy_speed = np.linalg.norm(scene.data.cvel[scene.object_bodies[0], 3:])
+            if (self.phase_steps >= 3 and toy_speed < 0.02) or self.phase_steps > 15:
                 self._plan()
-                return self._action(ctrl, ctrl.target_pos + [0, 0, 0.05], -1.0)
         return self._action(ctrl, goal, grip)
 
     def _action(self, ctrl, goal: np.ndarray, grip: float) -> np.ndarray:

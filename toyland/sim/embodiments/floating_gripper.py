@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import mujoco
 
-from toyland.sim import geometry as geo
 from toyland.sim.embodiments.base import Embodiment, register_embodiment
 from toyland.sim.embodiments.gripper import add_finger_actuators, add_hand
 
