@@ -71,11 +71,11 @@ def test_different_seeds_give_different_toys_and_the_toy_is_one_rigid_body(task,
         _, info = env.reset(seed=seed)
         toys.add(repr(info["toys"]))
         scene = env.unwrapped.scene
-        for body, name, spec in zip(scene.object_bodies, scene.object_names, info["toys"]):
+        for body, geoms, spec in zip(scene.object_bodies, scene.object_geoms, info["toys"]):
             m = scene.model
             assert m.body_jntnum[body] == 1 and m.jnt_type[m.body_jntadr[body]] == mujoco.mjtJoint.mjJNT_FREE
             assert m.body_parentid[body] == 0 and m.body_mass[body] > 0
-            n_parts = len({m.geom(g).name.split("/")[1].split("g")[0] for g in scene.object_geoms[0]})
+            n_parts = len({m.geom(g).name.split("/")[1].split("g")[0] for g in geoms})
             assert n_parts == len(spec["parts"])
     assert len(toys) == 5
     env.close()

@@ -17,7 +17,9 @@ from toyland.sim.cameras import CameraConfig, RendererPool, parse_cameras
 from toyland.sim.control import ControlConfig, make_controller, validate_action
 from toyland.sim.embodiments import get_embodiment
 from toyland.sim.embodiments.gripper import FINGER_TRAVEL
+from toyland.sim.factors import FACTORS, check_levels, factor_rng
 from toyland.sim.scene import ArenaConfig, Scene, compile_scene
+from toyland.sim.shortcut import Shortcut
 from toyland.sim.tasks import TASKS
 from toyland.sim.toy_sets import get_toy_set
 
@@ -44,6 +46,8 @@ class ToylandEnv(gym.Env):
         render_size: tuple[int, int] = (256, 256),
         terminate_on_success: bool = True,
         settle_time: float = 0.3,
+        factors: dict | None = None,
+        shortcut: dict | None = None,
     ):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
@@ -60,6 +64,8 @@ class ToylandEnv(gym.Env):
         self.render_mode, self.render_camera = render_mode, CameraConfig(render_camera, *render_size)
         self.terminate_on_success, self.settle_steps = terminate_on_success, int(round(settle_time / physics_dt))
         self.controller = make_controller(self.embodiment, self.control_cfg)
+        self.factor_levels = check_levels(factors)
+        self.shortcut = Shortcut.from_config(shortcut) if shortcut else None
         sizes = [(c.height, c.width) for c in self.cameras] + ([tuple(render_size)] if render_mode else []) + [(8, 8)]
         self._offscreen = (max(s[0] for s in sizes), max(s[1] for s in sizes))
         self.renderers = RendererPool(*self._offscreen)
@@ -94,29 +100,45 @@ class ToylandEnv(gym.Env):
         options = dict(options or {})
         episode_seed = int(self.np_random.integers(2**62))
         rng = np.random.default_rng(episode_seed)
-        self.task.sample_objects(rng)
+        task = self.task
+        task.begin_episode()
+        levels = dict(self.factor_levels)
+        if self.shortcut is not None:  # the instructed target and the nuisance cue, correlated or not
+            target_slot, cue_slot, cue_level = self.shortcut.draw(factor_rng(episode_seed, "shortcut"))
+            task.set_slots(self.shortcut.colours, target_slot)
+            levels[self.shortcut.factor] = cue_level
+        factor_values = {name: FACTORS.get(name).sample(level, factor_rng(episode_seed, name)) for name, level in levels.items()}
+        for name, values in factor_values.items():
+            FACTORS.get(name).edit_task(task, values)
+        task.sample_objects(rng)
         if "toy_seed" in options:  # evaluate one particular toy of the set
-            self.task.toys = [self.toy_set.toy(int(options.pop("toy_seed")))] + self.task.toys[1:]
+            task.toys[task.target_index] = self.toy_set.toy(int(options.pop("toy_seed")))
         if options:
             raise ValueError(f"unknown reset options {sorted(options)}; valid: ['toy_seed']")
-        self.scene = compile_scene(self.embodiment, self.arena, self._offscreen, self.task.add_objects)
+        task.cue_index = cue_slot if self.shortcut is not None else None
+        self.scene = compile_scene(self.embodiment, self.arena, self._offscreen, task.add_objects)
         self.renderers.set_model(self.scene.model)
         m, d = self.scene.model, self.scene.data
-        home = self.embodiment.home_qpos()
-        d.qpos[self.scene.arm_qpos] = home
+        self.start_qpos = self.embodiment.home_qpos()
+        task.initialize_episode(self.scene, rng)
+        for name, values in factor_values.items():
+            FACTORS.get(name).apply(self, values)
+        d.qpos[self.scene.arm_qpos] = self.start_qpos
         d.qpos[self.scene.finger_qpos] = FINGER_TRAVEL
-        self.task.initialize_episode(self.scene, rng)
-        self.controller.reset(self.scene, home)
+        self.controller.reset(self.scene, self.start_qpos)
         mujoco.mj_forward(m, d)
         if self.settle_steps:  # let objects come to rest before the policy sees them
             mujoco.mj_step(m, d, nstep=self.settle_steps)
-        self._last_eval = self.task.evaluate(self.scene)
+        self._last_eval = task.evaluate(self.scene)
         info = {
             "episode_seed": episode_seed,
             "is_success": False,
-            **self.task.episode_info(),
+            **task.episode_info(),
+            "factors": factor_values,
             "segmentation_labels": self.scene.segmentation_labels(),
         }
+        if self.shortcut is not None:
+            info["cue_index"] = cue_slot
         return self._observation(), info
 
     def step(self, action):

@@ -49,11 +49,17 @@ def _gripper_points(pos: np.ndarray, yaw: float) -> np.ndarray:
     return np.asarray(pts)
 
 
-def plan_grasp(scene: Scene, geoms: np.ndarray, avoid: tuple[Grasp, ...] = ()) -> Grasp:
-    """Best clear top-down grasp; grasps like one in ``avoid`` (tried and missed) rank last."""
+def plan_grasp(scene: Scene, geoms: np.ndarray, avoid: tuple[Grasp, ...] = (), obstacles: np.ndarray | None = None) -> Grasp:
+    """Best clear top-down grasp on ``geoms``; grasps like one in ``avoid`` (tried and missed) rank
+    last. The open gripper must clear the target and ``obstacles`` (other objects' geoms)."""
     m, d = scene.model, scene.data
     com = d.xipos[m.geom_bodyid[geoms[0]]]
-    shapes = [(m.geom_type[g], m.geom_size[g], d.geom_xpos[g].copy(), d.geom_xmat[g].reshape(3, 3).copy()) for g in geoms]
+
+    def shape(g):
+        return m.geom_type[g], m.geom_size[g], d.geom_xpos[g].copy(), d.geom_xmat[g].reshape(3, 3).copy()
+
+    shapes = [shape(g) for g in geoms]
+    blockers = shapes + [shape(g) for g in (obstacles if obstacles is not None else ())]
     best, best_key = None, None
     min_z = TABLE_TOP_Z + TIP_BELOW_TCP + 0.006
     for gtype, size, centre, rot in shapes:
@@ -66,7 +72,7 @@ def plan_grasp(scene: Scene, geoms: np.ndarray, avoid: tuple[Grasp, ...] = ()) -
                 continue
             pos = np.array([centre[0], centre[1], z])
             pts = _gripper_points(pos, yaw)
-            clearance = min(float(geo.signed_distance(t, s, c, r, pts).min()) for t, s, c, r in shapes)
+            clearance = min(float(geo.signed_distance(t, s, c, r, pts).min()) for t, s, c, r in blockers)
             cost = np.linalg.norm(pos[:2] - com[:2]) + 0.2 * width
             if any(_similar(pos, yaw, g) for g in avoid):
                 cost += 1.0
@@ -109,8 +115,10 @@ class LiftExpert(Expert):
         self._plan()
 
     def _plan(self) -> None:
-        scene = self.env.scene
-        self.grasp = plan_grasp(scene, scene.object_geoms[0], avoid=self.missed)
+        scene, target = self.env.scene, self.env.task.target_index
+        others = [g for k, g in enumerate(scene.object_geoms) if k != target]
+        obstacles = np.concatenate(others) if others else None
+        self.grasp = plan_grasp(scene, scene.object_geoms[target], avoid=self.missed, obstacles=obstacles)
         _, rot = scene.tcp_pose()
         current = np.arctan2(rot[1, 1], rot[0, 1])  # yaw of the finger axis (tcp y)
         # The jaw is symmetric: take the equivalent yaw nearest the current one.
@@ -146,7 +154,7 @@ class LiftExpert(Expert):
                 self.retreat_to = tcp + [0, 0, 0.05]
         if self.phase == "retreat":  # open, back off, and re-plan once the toy has come to rest
             goal, grip = self.retreat_to, -1.0
-            toy_speed = np.linalg.norm(scene.data.cvel[scene.object_bodies[0], 3:])
+            toy_speed = np.linalg.norm(scene.data.cvel[scene.object_bodies[self.env.task.target_index], 3:])
             if (self.phase_steps >= 3 and toy_speed < 0.02) or self.phase_steps > 15:
                 self._plan()
         return self._action(ctrl, goal, grip)
@@ -155,6 +163,9 @@ class LiftExpert(Expert):
         move = np.clip((goal - ctrl.target_pos) / ctrl.max_step, -1.0, 1.0)
         turn = np.clip(geo.rotvec_from_mat(self.goal_rot @ ctrl.target_rot.T) / ctrl.max_rot, -1.0, 1.0)
         return np.concatenate([move, turn, [grip]]).astype(np.float32)
+
+
+EXPERTS.register("language_lift")(LiftExpert)  # the same skill: it reads the target from the task
 
 
 def make_expert(env) -> Expert:

@@ -43,27 +43,28 @@ class ArenaConfig:
 TEXTURES = ("plain", "checker", "grid")
 
 
-def _material(spec: mujoco.MjSpec, name: str, rgba, texture: str, repeat) -> str:
-    if texture == "plain":
-        spec.add_material(name=name, rgba=list(rgba))
-        return name
-    rgb = np.asarray(rgba[:3])
-    builtin = mujoco.mjtBuiltin.mjBUILTIN_CHECKER
-    mark = mujoco.mjtMark.mjMARK_EDGE if texture == "grid" else mujoco.mjtMark.mjMARK_NONE
-    spec.add_texture(
-        name=f"{name}_tex",
-        type=mujoco.mjtTexture.mjTEXTURE_2D,
-        builtin=builtin if texture == "checker" else mujoco.mjtBuiltin.mjBUILTIN_FLAT,
-        mark=mark,
-        rgb1=list(rgb),
-        rgb2=list(np.clip(rgb * 0.8, 0, 1)),
-        markrgb=list(np.clip(rgb * 0.6, 0, 1)),
-        width=256,
-        height=256,
-    )
-    mat = spec.add_material(name=name, texrepeat=list(repeat), texuniform=True)
-    mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = f"{name}_tex"
-    return name
+def _materials(spec: mujoco.MjSpec, surface: str, rgba, repeat) -> None:
+    """One material per texture kind, ``{surface}_mat_{texture}``, so that the appearance factors
+    can switch texture and colour on the compiled model. Textures are grey; the material's rgba
+    tints them."""
+    for texture in TEXTURES:
+        name = f"{surface}_mat_{texture}"
+        if texture == "plain":
+            spec.add_material(name=name, rgba=list(rgba))
+            continue
+        spec.add_texture(
+            name=f"{name}_tex",
+            type=mujoco.mjtTexture.mjTEXTURE_2D,
+            builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER if texture == "checker" else mujoco.mjtBuiltin.mjBUILTIN_FLAT,
+            mark=mujoco.mjtMark.mjMARK_EDGE if texture == "grid" else mujoco.mjtMark.mjMARK_NONE,
+            rgb1=[1.0, 1.0, 1.0],
+            rgb2=[0.8, 0.8, 0.8],
+            markrgb=[0.6, 0.6, 0.6],
+            width=256,
+            height=256,
+        )
+        mat = spec.add_material(name=name, texrepeat=list(repeat), texuniform=True, rgba=list(rgba))
+        mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = f"{name}_tex"
 
 
 def build_arena(cfg: ArenaConfig, offscreen: tuple[int, int]) -> mujoco.MjSpec:
@@ -94,8 +95,9 @@ def build_arena(cfg: ArenaConfig, offscreen: tuple[int, int]) -> mujoco.MjSpec:
     world = spec.worldbody
     world.add_light(name="key", pos=list(cfg.light_pos), dir=list(cfg.light_dir), diffuse=list(cfg.light_diffuse),
                     castshadow=False, type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
-    floor_mat = _material(spec, "floor_mat", cfg.floor_rgba, cfg.floor_texture, (8, 8))
-    table_mat = _material(spec, "table_mat", cfg.table_rgba, cfg.table_texture, (6, 6))
+    _materials(spec, "floor", cfg.floor_rgba, (8, 8))
+    _materials(spec, "table", cfg.table_rgba, (6, 6))
+    floor_mat, table_mat = f"floor_mat_{cfg.floor_texture}", f"table_mat_{cfg.table_texture}"
     world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3, 3, 1.0], pos=[0, 0, -0.75],
                    material=floor_mat, contype=1, conaffinity=3)
     cx, cy = TABLE_CENTRE

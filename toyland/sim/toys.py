@@ -24,7 +24,8 @@ from toyland.sim import geometry as geo
 KINDS = ("sphere", "cuboid", "cylinder", "ring")
 RING_SEGMENTS = 12  # capsules per torus; 12 keeps the tube within 2% of a true torus
 MAX_PARTS = 5
-MAX_GRASP_WIDTH = 0.07  # the parallel-jaw gripper opens to 8 cm; keep a 1 cm margin
+MAX_GRASP_WIDTH = 0.07
+NOUNS = {"sphere": "ball", "cuboid": "block", "cylinder": "cylinder", "ring": "ring"}  # the parallel-jaw gripper opens to 8 cm; keep a 1 cm margin
 
 # Field names of each kind's size tuple and the range that can be built and grasped.
 SIZE_FIELDS = {
@@ -143,6 +144,33 @@ class ToySpec:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def max_scale(self) -> float:
+        """The largest uniform scale that keeps every part buildable and graspable."""
+        limit = np.inf
+        for part in self.parts:
+            for field, value in zip(SIZE_FIELDS[part.kind], part.size):
+                limit = min(limit, BUILD_LIMITS[field][1] / value)
+            limit = min(limit, MAX_GRASP_WIDTH / min_width(part))
+        return float(limit)
+
+    def scaled(self, scale: float) -> "ToySpec":
+        """The toy grown or shrunk about its centre (clamped to what can be built); see ``max_scale``."""
+        low = max(BUILD_LIMITS[f][0] / v for p in self.parts for f, v in zip(SIZE_FIELDS[p.kind], p.size))
+        scale = float(np.clip(scale, low, self.max_scale() * (1 - 1e-9)))
+        parts = tuple(
+            dataclasses.replace(p, size=tuple(v * scale for v in p.size), pos=tuple(c * scale for c in p.pos))
+            for p in self.parts
+        )
+        return dataclasses.replace(self, parts=parts)
+
+    def recoloured(self, rgba) -> "ToySpec":
+        return dataclasses.replace(self, parts=tuple(dataclasses.replace(p, rgba=tuple(rgba)) for p in self.parts))
+
+    def describe(self) -> str:
+        """A noun for the toy: its kind when all parts share one, else "toy"."""
+        kinds = set(self.kinds)
+        return NOUNS[kinds.pop()] if len(kinds) == 1 else "toy"
 
     @classmethod
     def from_dict(cls, data: dict) -> "ToySpec":

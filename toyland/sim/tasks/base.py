@@ -1,5 +1,11 @@
 """Task API (after ManiSkill): objects are chosen at rebuild time, posed at reset time, and
-``evaluate`` turns the simulator state into success and diagnostics once per control step."""
+``evaluate`` turns the simulator state into success and diagnostics once per control step.
+
+Every task has one target object (``target_index``) and optional distractors. With more than one
+object on the table each object gets its own named colour, so an instruction ("pick up the blue
+ring") singles out the target. Factors reach tasks through the ``set_*`` hooks, which hold for
+one episode (``begin_episode`` restores the defaults).
+"""
 
 from __future__ import annotations
 
@@ -9,28 +15,109 @@ import mujoco
 import numpy as np
 
 from toyland.registry import Registry
+from toyland.sim import geometry as geo
 from toyland.sim.scene import TABLE_TOP_Z, Scene
-from toyland.sim.toy_sets import ToySet
-from toyland.sim.toys import ToySpec, add_toy
+from toyland.sim.toy_sets import ToySet, get_toy_set
+from toyland.sim.toys import ToySpec, add_toy, bounding_radius
 
 TASKS: Registry[type] = Registry("task")
 
-# Where objects may be spawned on the table, in front of the robot.
+# Where the target may be spawned on the table, in front of the robot; distractors use a wider area.
 SPAWN_LOW = np.array([0.42, -0.15])
 SPAWN_HIGH = np.array([0.6, 0.15])
+DISTRACTOR_LOW = np.array([0.36, -0.26])
+DISTRACTOR_HIGH = np.array([0.68, 0.26])
+PLACEMENT_TRIES = 200
+
+# Named colours that tell objects apart in instructions (distinct under the default lighting).
+COLOURS = {
+    "red": (0.85, 0.12, 0.12, 1.0),
+    "green": (0.15, 0.65, 0.2, 1.0),
+    "blue": (0.12, 0.3, 0.9, 1.0),
+    "yellow": (0.95, 0.85, 0.1, 1.0),
+    "purple": (0.55, 0.2, 0.75, 1.0),
+    "orange": (0.98, 0.5, 0.05, 1.0),
+    "pink": (0.98, 0.55, 0.75, 1.0),
+    "cyan": (0.1, 0.8, 0.85, 1.0),
+}
+
+
+def toy_radius(toy: ToySpec) -> float:
+    return max(float(np.linalg.norm(p.pos)) + bounding_radius(p) for p in toy.parts)
 
 
 class Task(ABC):
     name: str = ""
+    default_distractors: int = 0
+    # Instruction templates with an {object} slot: "canonical" is the default phrasing, "train"
+    # and "heldout" are disjoint paraphrase sets for the language factor.
+    phrasings: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, toy_set: ToySet):
         self.toy_set = toy_set
         self.toys: list[ToySpec] = []
+        self.colour_names: list[str | None] = []
+        self.target_index = 0
+        self.cue_index: int | None = None
+        self.begin_episode()
+
+    # -- per-episode settings (factor and scenario hooks) ---------------------------------------
+    def begin_episode(self) -> None:
+        self.num_distractors = self.default_distractors
+        self.distractor_set = self.toy_set
+        self.phrasing, self.template = "canonical", 0
+        self.target_scale = 1.0
+        self.slot_colours: tuple[str, ...] | None = None
+        self.target_slot = 0
+
+    def set_distractors(self, count: int | None, toy_set: str | None) -> None:
+        if count is not None:
+            self.num_distractors = int(count)
+        if toy_set is not None:
+            self.distractor_set = get_toy_set(toy_set)
+
+    def scale_target(self, scale: float) -> None:
+        self.target_scale = float(scale)
+
+    def set_phrasing(self, phrasing: str, template: int = 0) -> None:
+        if phrasing not in self.phrasings:
+            raise ValueError(f"task '{self.name}' has no phrasing '{phrasing}'; valid: {sorted(self.phrasings)}")
+        self.phrasing, self.template = phrasing, int(template)
+
+    def set_slots(self, colours: tuple[str, ...], target_slot: int) -> None:
+        """Shortcut scenarios: objects 0..K-1 get these colours and object ``target_slot`` is the target."""
+        unknown = set(colours) - set(COLOURS)
+        if unknown:
+            raise ValueError(f"unknown colours {sorted(unknown)}; valid: {', '.join(COLOURS)}")
+        self.slot_colours, self.target_slot = tuple(colours), int(target_slot)
+        self.num_distractors = max(self.num_distractors, len(colours) - 1)
 
     # -- rebuild time ---------------------------------------------------------------------------
-    @abstractmethod
     def sample_objects(self, rng: np.random.Generator) -> None:
-        """Chooses this episode's objects (stored on the task)."""
+        """Chooses the target and distractor toys and their colours."""
+        target = self.toy_set.toy(self.toy_set.sample_seed(rng))
+        # Distractors and placements draw from their own stream so that the target and its pose
+        # do not depend on how many distractors an episode has.
+        self._side_rng = np.random.default_rng(rng.integers(2**63))
+        if self.target_scale != 1.0:
+            target = target.scaled(self.target_scale)
+        others = [self.distractor_set.toy(self.distractor_set.sample_seed(self._side_rng)) for _ in range(self.num_distractors)]
+        toys = [target, *others]
+        self.target_index = 0
+        if self.slot_colours is not None:  # the target sits in its slot among the cue objects
+            toys.insert(self.target_slot, toys.pop(0))
+            self.target_index = self.target_slot
+        self.colour_names = [None] * len(toys)
+        if len(toys) > 1:
+            fixed = list(self.slot_colours or ())
+            rest = [c for c in COLOURS if c not in fixed]
+            self._side_rng.shuffle(rest)
+            names = (fixed + rest)[: len(toys)]
+            if len(names) < len(toys):
+                raise ValueError(f"at most {len(COLOURS)} objects can be told apart by colour, asked for {len(toys)}")
+            self.colour_names = names
+            toys = [t.recoloured(COLOURS[n]) for t, n in zip(toys, names)]
+        self.toys = toys
 
     def add_objects(self, worldbody: mujoco.MjsBody) -> tuple[str, ...]:
         names = []
@@ -40,20 +127,46 @@ class Task(ABC):
         return tuple(names)
 
     # -- reset time -----------------------------------------------------------------------------
-    @abstractmethod
     def initialize_episode(self, scene: Scene, rng: np.random.Generator) -> None:
-        """Poses the objects and clears per-episode state."""
+        """Poses the target in the spawn area and the distractors around it, without overlaps."""
+        placed: list[tuple[np.ndarray, float]] = []
+        order = [self.target_index] + [i for i in range(len(self.toys)) if i != self.target_index]
+        for k, i in enumerate(order):
+            radius = toy_radius(self.toys[i])
+            stream, low, high = (rng, SPAWN_LOW, SPAWN_HIGH) if k == 0 else (self._side_rng, DISTRACTOR_LOW, DISTRACTOR_HIGH)
+            for _ in range(PLACEMENT_TRIES):
+                xy = stream.uniform(low, high)
+                if all(np.linalg.norm(xy - p) > radius + r + 0.01 for p, r in placed):
+                    break
+            else:
+                raise RuntimeError(
+                    f"could not place {len(self.toys)} objects on the table without overlaps; use fewer distractors"
+                )
+            placed.append((xy, radius))
+            quat = geo.random_rotation(stream)
+            place_on_table(scene, scene.object_bodies[i], scene.object_geoms[i], xy, quat)
 
     @abstractmethod
     def evaluate(self, scene: Scene) -> dict:
         """Returns at least {'success': bool}; called once per control step."""
 
+    def describe(self, index: int) -> str:
+        noun = self.toys[index].describe()
+        colour = self.colour_names[index] if self.colour_names else None
+        return f"{colour} {noun}" if colour else noun
+
     @property
-    @abstractmethod
-    def instruction(self) -> str: ...
+    def instruction(self) -> str:
+        templates = self.phrasings[self.phrasing]
+        return templates[self.template % len(templates)].format(object=self.describe(self.target_index))
 
     def episode_info(self) -> dict:
-        return {"toys": [t.to_dict() for t in self.toys]}
+        return {
+            "toys": [t.to_dict() for t in self.toys],
+            "target_index": self.target_index,
+            "colours": list(self.colour_names),
+            "instruction": self.instruction,
+        }
 
 
 def place_on_table(scene: Scene, body: int, geoms: np.ndarray, xy, quat, clearance: float = 0.002) -> None:

@@ -1,12 +1,15 @@
-"""Lift: one toy at a random pose on the table; succeed by holding it 10 cm above the table."""
+"""Lift: pick up the target toy and hold it 10 cm above the table.
+
+``lift`` has one toy on the table; ``language_lift`` adds two distractors in other colours and names
+the target by colour and shape ("pick up the blue ring"). Both report, besides success, whether a
+wrong object was lifted and, in shortcut scenarios, whether the object the nuisance cue points to
+was lifted (``cue_success``).
+"""
 
 from __future__ import annotations
 
-import numpy as np
-
-from toyland.sim import geometry as geo
 from toyland.sim.scene import TABLE_TOP_Z, Scene
-from toyland.sim.tasks.base import SPAWN_HIGH, SPAWN_LOW, TASKS, Task, place_on_table
+from toyland.sim.tasks.base import TASKS, Task
 
 LIFT_HEIGHT = 0.10
 HOLD_STEPS = 3
@@ -15,29 +18,58 @@ HOLD_STEPS = 3
 @TASKS.register("lift")
 class Lift(Task):
     name = "lift"
+    phrasings = {
+        "canonical": ("pick up the {object}",),
+        "train": (
+            "pick up the {object}",
+            "lift the {object}",
+            "grab the {object} and lift it",
+            "raise the {object} off the table",
+            "take the {object} and hold it up",
+        ),
+        "heldout": (
+            "could you hoist the {object}?",
+            "get the {object} into the air",
+            "elevate the {object}",
+            "I need the {object} picked up off the table",
+        ),
+    }
 
-    def sample_objects(self, rng: np.random.Generator) -> None:
-        self.toys = [self.toy_set.toy(self.toy_set.sample_seed(rng))]
-
-    def initialize_episode(self, scene: Scene, rng: np.random.Generator) -> None:
-        body, geoms = scene.object_bodies[0], scene.object_geoms[0]
-        place_on_table(scene, body, geoms, rng.uniform(SPAWN_LOW, SPAWN_HIGH), geo.random_rotation(rng))
-        self._held_steps = 0
+    def initialize_episode(self, scene: Scene, rng) -> None:
+        super().initialize_episode(scene, rng)
+        self._held_steps = [0] * len(self.toys)
         self._table = scene.model.geom("table").id
 
-    def evaluate(self, scene: Scene) -> dict:
-        geoms = scene.object_geoms[0]
-        height = scene.lowest_point(geoms) - TABLE_TOP_Z
+    def _held(self, scene: Scene, k: int) -> tuple[bool, bool, float]:
+        geoms = scene.object_geoms[k]
         touching = scene.contacts_with(geoms)
         grasped = all(f in touching for f in scene.finger_geoms)
-        held = grasped and self._table not in touching and height >= LIFT_HEIGHT
-        self._held_steps = self._held_steps + 1 if held else 0
-        return {
-            "success": self._held_steps >= HOLD_STEPS,
-            "grasped": grasped,
-            "object_height": height,
-        }
+        if not grasped:
+            return False, False, 0.0
+        height = scene.lowest_point(geoms) - TABLE_TOP_Z
+        return grasped, self._table not in touching and height >= LIFT_HEIGHT, height
 
-    @property
-    def instruction(self) -> str:
-        return "pick up the toy"
+    def evaluate(self, scene: Scene) -> dict:
+        lifted = []
+        for k in range(len(self.toys)):
+            grasped_k, held, height_k = self._held(scene, k)
+            self._held_steps[k] = self._held_steps[k] + 1 if held else 0
+            lifted.append(self._held_steps[k] >= HOLD_STEPS)
+            if k == self.target_index:
+                grasped, height = grasped_k, height_k
+        t = self.target_index
+        result = {
+            "success": lifted[t],
+            "grasped": grasped,
+            "object_height": height,  # lowest point of the target above the table while grasped, else 0
+            "wrong_object": any(v for k, v in enumerate(lifted) if k != t),
+        }
+        if self.cue_index is not None:
+            result["cue_success"] = self.cue_index != t and lifted[self.cue_index]
+        return result
+
+
+@TASKS.register("language_lift")
+class LanguageLift(Lift):
+    name = "language_lift"
+    default_distractors = 2
