@@ -109,13 +109,18 @@ class LiftExpert(Expert):
     LIFT_HEIGHT = 0.22
     CLOSE_STEPS = 6
 
+    @property
+    def target_index(self) -> int:
+        """The object to lift: the instructed one (a cue-following baseline overrides this)."""
+        return self.env.task.target_index
+
     def reset(self) -> None:
         self.attempts = 0
         self.missed: tuple[Grasp, ...] = ()
         self._plan()
 
     def _plan(self) -> None:
-        scene, target = self.env.scene, self.env.task.target_index
+        scene, target = self.env.scene, self.target_index
         others = [g for k, g in enumerate(scene.object_geoms) if k != target]
         obstacles = np.concatenate(others) if others else None
         self.grasp = plan_grasp(scene, scene.object_geoms[target], avoid=self.missed, obstacles=obstacles)
@@ -148,13 +153,15 @@ class LiftExpert(Expert):
         elif self.phase == "lift":
             goal, grip = g + [0, 0, self.LIFT_HEIGHT], 1.0
             empty = scene.finger_opening() < 0.002  # closed on nothing
-            if (empty or self.phase_steps > 20) and not self.env._last_eval.get("grasped") and self.attempts < 3:
+            touching = scene.contacts_with(scene.object_geoms[self.target_index])
+            grasped = all(f in touching for f in scene.finger_geoms)
+            if (empty or self.phase_steps > 20) and not grasped and self.attempts < 3:
                 self.missed += (self.grasp,)
                 self.phase, self.phase_steps = "retreat", 0
                 self.retreat_to = tcp + [0, 0, 0.05]
         if self.phase == "retreat":  # open, back off, and re-plan once the toy has come to rest
             goal, grip = self.retreat_to, -1.0
-            toy_speed = np.linalg.norm(scene.data.cvel[scene.object_bodies[self.env.task.target_index], 3:])
+            toy_speed = np.linalg.norm(scene.data.cvel[scene.object_bodies[self.target_index], 3:])
             if (self.phase_steps >= 3 and toy_speed < 0.02) or self.phase_steps > 15:
                 self._plan()
         return self._action(ctrl, goal, grip)

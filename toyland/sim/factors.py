@@ -71,6 +71,21 @@ class Axis:
         sign = rng.choice([-1.0, 1.0]) if self.symmetric else 1.0
         return float(sign * rng.uniform(*band))
 
+    def limits(self) -> tuple[float, float]:
+        """The declared range of a continuous axis: train and every OOD band."""
+        outer = max(b for _, b in self.ood)
+        return (-outer if self.symmetric else min(self.train[0], 0.0), outer)
+
+    def check_value(self, factor: str, name: str, value) -> None:
+        if self.categorical:
+            allowed = [*self.train, *(c for band in self.ood for c in band)]
+            if value not in allowed:
+                raise ValueError(f"factor '{factor}' axis '{name}' = {value!r}; allowed: {allowed}")
+            return
+        lo, hi = self.limits()
+        if not lo <= float(value) <= hi:
+            raise ValueError(f"factor '{factor}' axis '{name}' = {value} is outside its declared range [{lo}, {hi}]")
+
     def contains(self, level: str, value) -> bool:
         """Whether ``value`` can be drawn at ``level`` (used to check pinned values and in tests)."""
         if level == TRAIN:
@@ -104,6 +119,8 @@ class Factor(ABC):
             unknown = set(level) - set(self.axes)
             if unknown:
                 raise ValueError(f"factor '{self.name}' has no axes {sorted(unknown)}; axes: {sorted(self.axes)}")
+            for axis_name, value in level.items():
+                self.axes[axis_name].check_value(self.name, axis_name, value)
             return {**self.nominal, **level}
         if level not in self.levels():
             raise ValueError(f"factor '{self.name}' has no level {level!r}; levels: {', '.join(self.levels())}")
@@ -282,7 +299,7 @@ class TargetAppearance(Factor):
         "size": Axis((-0.05, 0.05), ((0.12, 0.2), (0.2, 0.28), (0.28, 0.36)), unit="scale"),
     }
     nominal = {"hue": 0.0, "size": 0.0}
-    touches = ("geom_rgba", "task")
+    touches = ("geom_rgba", "task", "body_mass", "body_inertia")  # size changes mass too
 
     def edit_task(self, task, values: dict) -> None:
         if values["size"]:

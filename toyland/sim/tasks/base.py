@@ -25,9 +25,10 @@ TASKS: Registry[type] = Registry("task")
 # Where the target may be spawned on the table, in front of the robot; distractors use a wider area.
 SPAWN_LOW = np.array([0.42, -0.15])
 SPAWN_HIGH = np.array([0.6, 0.15])
-DISTRACTOR_LOW = np.array([0.36, -0.26])
-DISTRACTOR_HIGH = np.array([0.68, 0.26])
-PLACEMENT_TRIES = 200
+DISTRACTOR_LOW = np.array([0.3, -0.32])
+DISTRACTOR_HIGH = np.array([0.72, 0.32])
+PLACEMENT_TRIES = 100
+PLACEMENT_RESTARTS = 30
 
 # Named colours that tell objects apart in instructions (distinct under the default lighting).
 COLOURS = {
@@ -129,22 +130,28 @@ class Task(ABC):
     # -- reset time -----------------------------------------------------------------------------
     def initialize_episode(self, scene: Scene, rng: np.random.Generator) -> None:
         """Poses the target in the spawn area and the distractors around it, without overlaps."""
-        placed: list[tuple[np.ndarray, float]] = []
-        order = [self.target_index] + [i for i in range(len(self.toys)) if i != self.target_index]
-        for k, i in enumerate(order):
-            radius = toy_radius(self.toys[i])
-            stream, low, high = (rng, SPAWN_LOW, SPAWN_HIGH) if k == 0 else (self._side_rng, DISTRACTOR_LOW, DISTRACTOR_HIGH)
-            for _ in range(PLACEMENT_TRIES):
-                xy = stream.uniform(low, high)
-                if all(np.linalg.norm(xy - p) > radius + r + 0.01 for p, r in placed):
+        t = self.target_index
+        target_xy = rng.uniform(SPAWN_LOW, SPAWN_HIGH)
+        place_on_table(scene, scene.object_bodies[t], scene.object_geoms[t], target_xy, geo.random_rotation(rng))
+        others = [i for i in range(len(self.toys)) if i != t]
+        radii = {i: toy_radius(self.toys[i]) for i in range(len(self.toys))}
+        for _restart in range(PLACEMENT_RESTARTS):  # random sequential packing, restarted when stuck
+            placed = {t: target_xy}
+            for i in others:
+                for _ in range(PLACEMENT_TRIES):
+                    xy = self._side_rng.uniform(DISTRACTOR_LOW, DISTRACTOR_HIGH)
+                    if all(np.linalg.norm(xy - p) > radii[i] + radii[j] + 0.01 for j, p in placed.items()):
+                        placed[i] = xy
+                        break
+                else:
                     break
-            else:
-                raise RuntimeError(
-                    f"could not place {len(self.toys)} objects on the table without overlaps; use fewer distractors"
-                )
-            placed.append((xy, radius))
-            quat = geo.random_rotation(stream)
-            place_on_table(scene, scene.object_bodies[i], scene.object_geoms[i], xy, quat)
+            if len(placed) == len(self.toys):
+                break
+        else:
+            raise RuntimeError(f"could not place {len(self.toys)} objects on the table without overlaps; use fewer distractors")
+        for i in others:
+            quat = geo.random_rotation(self._side_rng)
+            place_on_table(scene, scene.object_bodies[i], scene.object_geoms[i], placed[i], quat)
 
     @abstractmethod
     def evaluate(self, scene: Scene) -> dict:

@@ -38,6 +38,7 @@ class Lift(Task):
     def initialize_episode(self, scene: Scene, rng) -> None:
         super().initialize_episode(scene, rng)
         self._held_steps = [0] * len(self.toys)
+        self._lifted_ever = [False] * len(self.toys)  # wrong-object and cue outcomes latch
         self._table = scene.model.geom("table").id
 
     def _held(self, scene: Scene, k: int) -> tuple[bool, bool, float]:
@@ -55,6 +56,7 @@ class Lift(Task):
             grasped_k, held, height_k = self._held(scene, k)
             self._held_steps[k] = self._held_steps[k] + 1 if held else 0
             lifted.append(self._held_steps[k] >= HOLD_STEPS)
+            self._lifted_ever[k] = self._lifted_ever[k] or lifted[k]
             if k == self.target_index:
                 grasped, height = grasped_k, height_k
         t = self.target_index
@@ -62,10 +64,10 @@ class Lift(Task):
             "success": lifted[t],
             "grasped": grasped,
             "object_height": height,  # lowest point of the target above the table while grasped, else 0
-            "wrong_object": any(v for k, v in enumerate(lifted) if k != t),
+            "wrong_object": any(v for k, v in enumerate(self._lifted_ever) if k != t),
         }
         if self.cue_index is not None:
-            result["cue_success"] = self.cue_index != t and lifted[self.cue_index]
+            result["cue_success"] = self.cue_index != t and self._lifted_ever[self.cue_index]
         return result
 
 
