@@ -181,3 +181,16 @@ def test_cue_following_policy_scores_the_shortcut_and_the_expert_does_not():
             outcomes[name].append((info["is_success"], info["cue_success"]))
     assert sum(s for s, _ in outcomes["expert"]) >= 3 and not any(c for _, c in outcomes["expert"])
     assert sum(c for _, c in outcomes["cue"]) >= 3 and not any(s for s, _ in outcomes["cue"])
+
+
+@pytest.mark.parametrize("name", __import__("toyland.sim.scenarios", fromlist=["x"]).scenario_names())
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_every_scenario_split_builds(name, split):
+    from toyland.sim.scenarios import scenario_env_config
+
+    cfg = scenario_env_config(name, split)
+    env = make_env(cfg, cameras=[])
+    obs, info = env.reset(seed=0)
+    assert obs["task"] == info["instruction"]
+    if "shortcut" in cfg:
+        assert (info["cue_index"] == info["target_index"]) == (cfg["shortcut"]["mode"] == "correlated")

@@ -15,6 +15,7 @@ class EpisodeResult:
     success: bool
     steps: int
     toy_seeds: list
+    outcome: dict = field(default_factory=dict)  # the last step's scalar diagnostics (cue_success, ...)
     frames: list = field(default_factory=list, repr=False)
 
 
@@ -45,7 +46,8 @@ def run_episode(env, act: Callable, seed: int, reset_hook: Callable | None = Non
         if terminated or truncated:
             break
     toy_seeds = [t.get("seed") for t in env.unwrapped.task.episode_info().get("toys", [])]
-    return EpisodeResult(seed=seed, success=success, steps=steps, toy_seeds=toy_seeds, frames=frames)
+    outcome = {k: v for k, v in info.items() if isinstance(v, (bool, int, float, np.bool_)) and k != "is_success"}
+    return EpisodeResult(seed=seed, success=success, steps=steps, toy_seeds=toy_seeds, outcome=outcome, frames=frames)
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int) -> Path:
