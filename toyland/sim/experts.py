@@ -55,33 +55,57 @@ def plan_grasp(scene: Scene, geoms: np.ndarray, avoid: tuple[Grasp, ...] = (), o
     m, d = scene.model, scene.data
     com = d.xipos[m.geom_bodyid[geoms[0]]]
 
-    def shape(g):
-        return m.geom_type[g], m.geom_size[g], d.geom_xpos[g].copy(), d.geom_xmat[g].reshape(3, 3).copy()
-
-    shapes = [shape(g) for g in geoms]
-    blockers = shapes + [shape(g) for g in (obstacles if obstacles is not None else ())]
+    shapes = [_shape(scene, g) for g in geoms]
+    blockers = shapes + [_shape(scene, g) for g in (obstacles if obstacles is not None else ())]
     best, best_key = None, None
+    narrowest = (np.inf, None)
     min_z = TABLE_TOP_Z + TIP_BELOW_TCP + 0.006
-    for gtype, size, centre, rot in shapes:
-        top = centre[2] + geo.support(gtype, size, rot, geo.UP)
+    for shape in shapes:
+        centre = shape[2]
+        top = centre[2] + _support(shape, geo.UP)
         z = float(np.clip(centre[2], min_z, max(min_z, top - 0.008)))
         for yaw in YAWS:
             direction = np.array([np.cos(yaw), np.sin(yaw), 0.0])
-            width = 2.0 * geo.support(gtype, size, rot, direction)
+            ahead, behind = _support(shape, direction), _support(shape, -direction)
+            width = ahead + behind
             if width > MAX_GRASP_WIDTH:
+                if width < narrowest[0]:  # kept only in case nothing fits: the best bad grasp
+                    narrowest = (width, Grasp(np.array([centre[0], centre[1], z]), float(yaw), width, -1.0))
                 continue
-            pos = np.array([centre[0], centre[1], z])
+            mid = centre + 0.5 * (ahead - behind) * direction  # jaw centred on the span (meshes are lopsided)
+            pos = np.array([mid[0], mid[1], z])
             pts = _gripper_points(pos, yaw)
-            clearance = min(float(geo.signed_distance(t, s, c, r, pts).min()) for t, s, c, r in blockers)
+            clearance = min(float(_signed_distance(b, pts).min()) for b in blockers)
             cost = np.linalg.norm(pos[:2] - com[:2]) + 0.2 * width
             if any(_similar(pos, yaw, g) for g in avoid):
                 cost += 1.0
             key = (clearance > 0.003, -cost if clearance > 0.003 else clearance)
             if best_key is None or key > best_key:
                 best, best_key = Grasp(pos, float(yaw), width, clearance), key
-    if best is None:  # cannot happen for toys that pass PartSpec validation
-        raise RuntimeError("no part of the toy is narrow enough to grasp")
-    return best
+    # Toys always fit (PartSpec validation); a mesh lying on its side might not: try its narrowest span.
+    return best if best is not None else narrowest[1]
+
+
+def _shape(scene: Scene, g: int):
+    """(type, size, centre, rotation, mesh vertices or None) of a geom, for grasp planning."""
+    m, d = scene.model, scene.data
+    verts = scene.mesh_vertices(g) if m.geom_type[g] == geo.MESH else None
+    size = m.geom_aabb[g, 3:] if verts is not None else m.geom_size[g]
+    return m.geom_type[g], size, d.geom_xpos[g].copy(), d.geom_xmat[g].reshape(3, 3).copy(), verts, m.geom_aabb[g, :3]
+
+
+def _support(shape, u: np.ndarray) -> float:
+    gtype, size, _, rot, verts, _ = shape
+    if verts is not None:  # a mesh: its convex hull's support is the farthest vertex
+        return float((verts @ (rot.T @ u)).max())
+    return geo.support(gtype, size, rot, u)
+
+
+def _signed_distance(shape, points: np.ndarray) -> np.ndarray:
+    gtype, size, centre, rot, verts, aabb_centre = shape
+    if verts is not None:  # a mesh: its bounding box, a conservative clearance
+        return geo.signed_distance(geo.BOX, size, centre + rot @ aabb_centre, rot, points)
+    return geo.signed_distance(gtype, size, centre, rot, points)
 
 
 def _similar(pos: np.ndarray, yaw: float, grasp: Grasp) -> bool:

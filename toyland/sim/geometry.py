@@ -80,6 +80,7 @@ SPHERE, CAPSULE, CYLINDER, BOX = (
     mujoco.mjtGeom.mjGEOM_CYLINDER,
     mujoco.mjtGeom.mjGEOM_BOX,
 )
+MESH = mujoco.mjtGeom.mjGEOM_MESH
 
 
 def support(gtype: int, size: np.ndarray, rot: np.ndarray, u: np.ndarray) -> float:

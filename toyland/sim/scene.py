@@ -199,7 +199,17 @@ class Scene:
             + radial_k[geoms] * np.sqrt(np.maximum(0.0, 1.0 - axial * axial))
             + np.einsum("ij,ij->i", np.abs(rz), box[geoms])
         )
-        return float(np.min(self.data.geom_xpos[geoms, 2] - reach))
+        lowest = float(np.min(self.data.geom_xpos[geoms, 2] - reach))
+        for g in geoms[self.model.geom_type[geoms] == geo.MESH]:  # meshes: their lowest vertex
+            lowest = min(lowest, float(self.data.geom_xpos[g, 2] + (self.mesh_vertices(g) @ rz_of(self.data, g)).min()))
+        return lowest
+
+    def mesh_vertices(self, geom: int) -> np.ndarray:
+        """Vertices of a mesh geom in its own frame."""
+        m = self.model
+        mesh = m.geom_dataid[geom]
+        start = m.mesh_vertadr[mesh]
+        return m.mesh_vert[start : start + m.mesh_vertnum[mesh]]
 
     @property
     def _support(self):
@@ -217,17 +227,22 @@ class Scene:
         return self._support_cache
 
 
+def rz_of(data: mujoco.MjData, geom: int) -> np.ndarray:
+    """World z axis expressed in the geom's frame (third row of its rotation)."""
+    return data.geom_xmat[geom, 6:9]
+
+
 def compile_scene(
     embodiment: Embodiment,
     arena: ArenaConfig,
     offscreen: tuple[int, int],
     add_objects,
 ) -> Scene:
-    """Builds arena + robot + objects. ``add_objects(worldbody) -> tuple of object body names``."""
+    """Builds arena + robot + objects. ``add_objects(spec) -> tuple of object body names``."""
     spec = build_arena(arena, offscreen)
     robot = embodiment.build()
     frame = spec.worldbody.add_frame(pos=list(embodiment.mount_pos))
     spec.attach(robot, prefix=embodiment.prefix, frame=frame)
-    names = tuple(add_objects(spec.worldbody))
+    names = tuple(add_objects(spec))
     model = spec.compile()
     return Scene(model=model, data=mujoco.MjData(model), embodiment=embodiment, object_names=names)

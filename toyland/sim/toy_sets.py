@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from toyland.sim.mesh_objects import MeshSet, mesh_set_from_config
 from toyland.sim.toys import ToyGenerator, ToySpec
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "configs" / "toy_set"
 _SEARCH_PATH: list[Path] = [BUILTIN_DIR]
-KEYS = {"name", "description", "seeds", "num_toys", "generator"}
+KEYS = {"name", "description", "seeds", "num_toys", "generator", "meshes"}
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,13 @@ def _load_all() -> dict[str, ToySet]:
             cfg = yaml.safe_load(path.read_text()) or {}
             cfg.setdefault("name", path.stem)
             try:
+                if "meshes" in cfg:  # a mesh object set (pybullet_data or a folder)
+                    sets[cfg["name"]] = mesh_set_from_config(
+                        cfg["name"], cfg["meshes"], cfg.get("num_toys"), cfg.get("description", "")
+                    )
+                    continue
                 sets[cfg["name"]] = ToySet.from_config(cfg)
-            except (ValueError, TypeError, KeyError) as err:
+            except (ValueError, TypeError, KeyError, FileNotFoundError) as err:
                 raise ValueError(f"toy set file {path}: {err}") from err
     return sets
 
@@ -91,10 +97,17 @@ def toy_set_names() -> list[str]:
 
 
 def get_toy_set(name: str, num_toys: int | None = None) -> ToySet:
+    """A toy set or mesh set by name; a folder path gives a mesh set of its OBJ/STL files."""
     sets = _load_all()
+    if name not in sets and Path(name).expanduser().is_dir():
+        return mesh_set_from_config(name, {"source": name}, num_toys)
     if name not in sets:
-        raise KeyError(f"unknown toy set '{name}'; valid toy sets: {', '.join(sorted(sets))}")
+        raise KeyError(
+            f"unknown toy set '{name}'; valid toy sets: {', '.join(sorted(sets))} (or a folder of OBJ/STL meshes)"
+        )
     toy_set = sets[name]
+    if isinstance(toy_set, MeshSet):
+        return toy_set.with_num_toys(num_toys) if num_toys is not None else toy_set
     if num_toys is not None:
         toy_set = ToySet(toy_set.name, toy_set.seeds, toy_set.generator, num_toys, toy_set.description)
     return toy_set

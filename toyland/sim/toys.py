@@ -167,6 +167,14 @@ class ToySpec:
     def recoloured(self, rgba) -> "ToySpec":
         return dataclasses.replace(self, parts=tuple(dataclasses.replace(p, rgba=tuple(rgba)) for p in self.parts))
 
+    @property
+    def radius(self) -> float:
+        """Radius of the toy's bounding sphere about its centre."""
+        return max(float(np.linalg.norm(p.pos)) + bounding_radius(p) for p in self.parts)
+
+    def add_to(self, spec: mujoco.MjSpec, name: str) -> mujoco.MjsBody:
+        return add_toy(spec.worldbody, self, name)
+
     def describe(self) -> str:
         """A noun for the toy: its kind when all parts share one, else "toy"."""
         kinds = set(self.kinds)

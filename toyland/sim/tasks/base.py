@@ -18,7 +18,7 @@ from toyland.registry import Registry
 from toyland.sim import geometry as geo
 from toyland.sim.scene import TABLE_TOP_Z, Scene
 from toyland.sim.toy_sets import ToySet, get_toy_set
-from toyland.sim.toys import ToySpec, add_toy, bounding_radius
+from toyland.sim.toys import ToySpec
 
 TASKS: Registry[type] = Registry("task")
 
@@ -41,10 +41,6 @@ COLOURS = {
     "pink": (0.98, 0.55, 0.75, 1.0),
     "cyan": (0.1, 0.8, 0.85, 1.0),
 }
-
-
-def toy_radius(toy: ToySpec) -> float:
-    return max(float(np.linalg.norm(p.pos)) + bounding_radius(p) for p in toy.parts)
 
 
 class Task(ABC):
@@ -120,10 +116,10 @@ class Task(ABC):
             toys = [t.recoloured(COLOURS[n]) for t, n in zip(toys, names)]
         self.toys = toys
 
-    def add_objects(self, worldbody: mujoco.MjsBody) -> tuple[str, ...]:
+    def add_objects(self, spec: mujoco.MjSpec) -> tuple[str, ...]:
         names = []
         for i, toy in enumerate(self.toys):
-            add_toy(worldbody, toy, f"toy{i}")
+            toy.add_to(spec, f"toy{i}")
             names.append(f"toy{i}")
         return tuple(names)
 
@@ -134,7 +130,7 @@ class Task(ABC):
         target_xy = rng.uniform(SPAWN_LOW, SPAWN_HIGH)
         place_on_table(scene, scene.object_bodies[t], scene.object_geoms[t], target_xy, geo.random_rotation(rng))
         others = [i for i in range(len(self.toys)) if i != t]
-        radii = {i: toy_radius(self.toys[i]) for i in range(len(self.toys))}
+        radii = {i: self.toys[i].radius for i in range(len(self.toys))}
         for _restart in range(PLACEMENT_RESTARTS):  # random sequential packing, restarted when stuck
             placed = {t: target_xy}
             for i in others:

@@ -1,0 +1,181 @@
+"""Held-out objects from meshes nobody here made: pybullet_data's 1,000 random irregular objects and
+its household meshes (duck, teddy, mug, ...), or any folder of OBJ/STL files (a user's YCB copy).
+
+Each mesh becomes one free body with one mesh geom (MuJoCo collides with its convex hull and derives
+mass and inertia from it), uniformly scaled so that it fits the gripper: its longest side becomes
+``longest`` metres unless that leaves its middle side wider than the jaw can take (a resting pose
+with the narrow side up would then be ungraspable), in which case the middle side sets the scale. A mesh that cannot be loaded, or that is too thin or flat to be
+grasped at any scale, raises an error naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+MESH_SUFFIXES = (".obj", ".stl")
+MAX_NARROW = 0.05  # the middle side must fit the 8 cm jaw with margin, so any resting pose is graspable
+MIN_NARROW = 0.008  # thinner than this at the chosen scale: the fingers cannot hold it
+
+
+@lru_cache(maxsize=4096)
+def mesh_extent(path: str) -> np.ndarray:
+    """Axis-aligned size (x, y, z) of a mesh file at scale 1, as MuJoCo loads it."""
+    spec = mujoco.MjSpec()
+    spec.add_mesh(name="m", file=str(path))
+    body = spec.worldbody.add_body(name="b")
+    body.add_geom(type=mujoco.mjtGeom.mjGEOM_MESH, meshname="m")
+    try:
+        model = spec.compile()
+    except Exception as err:
+        raise ValueError(f"mesh {path} cannot be loaded by MuJoCo: {err}") from err
+    verts = model.mesh_vert[: model.mesh_vertnum[0]]
+    return verts.max(0) - verts.min(0)
+
+
+def graspable_scale(path: str, longest: float) -> float:
+    extent = mesh_extent(path)
+    if extent.min() <= 0:
+        raise ValueError(f"mesh {path} is flat (extent {extent}); it cannot be grasped")
+    middle = float(np.sort(extent)[1])
+    scale = min(longest / extent.max(), MAX_NARROW / middle)
+    if extent.min() * scale < MIN_NARROW:
+        raise ValueError(
+            f"mesh {path} is too thin to grasp: at a {extent.max() * scale:.3f} m length its narrowest side is "
+            f"{extent.min() * scale * 1000:.1f} mm (need at least {MIN_NARROW * 1000:.0f} mm)"
+        )
+    return float(scale)
+
+
+@dataclass(frozen=True)
+class MeshObject:
+    """A scaled mesh as a graspable object; the counterpart of ToySpec for mesh object sets."""
+
+    path: str
+    scale: float
+    rgba: tuple[float, float, float, float] = (0.7, 0.7, 0.7, 1.0)
+    density: float = 400.0
+    friction: float = 1.0
+    label: str = "object"
+    seed: int | None = None
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return ("mesh",)
+
+    @property
+    def radius(self) -> float:
+        return float(np.linalg.norm(mesh_extent(self.path)) * self.scale / 2)
+
+    def describe(self) -> str:
+        return self.label
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def recoloured(self, rgba) -> "MeshObject":
+        return dataclasses.replace(self, rgba=tuple(rgba))
+
+    def scaled(self, factor: float) -> "MeshObject":
+        limit = MAX_NARROW / (float(np.sort(mesh_extent(self.path))[1]) * self.scale)
+        return dataclasses.replace(self, scale=self.scale * float(min(factor, limit)))
+
+    def add_to(self, spec: mujoco.MjSpec, name: str) -> mujoco.MjsBody:
+        spec.add_mesh(name=f"{name}/mesh", file=self.path, scale=[self.scale] * 3)
+        body = spec.worldbody.add_body(name=name)
+        body.add_freejoint(name=f"{name}/free")
+        body.add_geom(
+            name=f"{name}/p0g0", type=mujoco.mjtGeom.mjGEOM_MESH, meshname=f"{name}/mesh", rgba=list(self.rgba),
+            density=self.density, friction=[self.friction, 0.005, 0.0001], condim=4,
+        )
+        return body
+
+
+@dataclass(frozen=True)
+class MeshSet:
+    """A named list of mesh files, indexed like a toy set's seeds."""
+
+    name: str
+    files: tuple[str, ...]
+    labels: tuple[str, ...]
+    longest: float = 0.09
+    num_toys: int | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        if not self.files:
+            raise ValueError(f"mesh set '{self.name}' has no mesh files")
+
+    @property
+    def seeds(self) -> tuple[int, int]:
+        return (0, len(self.files))
+
+    @property
+    def size(self) -> int:
+        return self.num_toys or len(self.files)
+
+    def sample_seed(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(self.size))
+
+    def toy(self, seed: int) -> MeshObject:
+        if not 0 <= seed < self.size:
+            raise ValueError(f"object {seed} is not in mesh set '{self.name}' (0..{self.size - 1})")
+        path = self.files[seed]
+        return MeshObject(path=path, scale=graspable_scale(path, self.longest), label=self.labels[seed], seed=seed)
+
+    def with_num_toys(self, num_toys: int | None) -> "MeshSet":
+        return dataclasses.replace(self, num_toys=num_toys)
+
+
+def _pybullet_data() -> Path:
+    import pybullet_data
+
+    return Path(pybullet_data.getDataPath())
+
+
+HOUSEHOLD = {  # pybullet_data files and what to call them
+    "duck_vhacd.obj": "duck",
+    "teddy2_VHACD_CHs.obj": "teddy bear",
+    "objects/mug.obj": "mug",
+    "bunny.obj": "bunny",
+    "lego/lego.obj": "brick",
+    "jenga/jenga.obj": "block",
+    "domino/domino.obj": "domino",
+    "soccerball.obj": "ball",
+    "torus/torus_textured.obj": "ring",
+}
+
+
+def mesh_files(source: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(files, labels) for ``pybullet:random``, ``pybullet:household`` or a folder path."""
+    if source == "pybullet:random":
+        root = _pybullet_data() / "random_urdfs"
+        files = sorted(str(p) for p in root.glob("*/*.obj"))
+        return tuple(files), ("object",) * len(files)
+    if source == "pybullet:household":
+        root = _pybullet_data()
+        missing = [f for f in HOUSEHOLD if not (root / f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"pybullet_data lacks {missing}; reinstall pybullet")
+        return tuple(str(root / f) for f in HOUSEHOLD), tuple(HOUSEHOLD.values())
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"mesh folder {folder} does not exist")
+    files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in MESH_SUFFIXES)
+    if not files:
+        raise ValueError(f"mesh folder {folder} holds no {' or '.join(MESH_SUFFIXES)} files")
+    return tuple(files), tuple(Path(f).stem.replace("_", " ") for f in files)
+
+
+def mesh_set_from_config(name: str, cfg: dict, num_toys: int | None = None, description: str = "") -> MeshSet:
+    known = {"source", "longest"}
+    unknown = set(cfg) - known
+    if unknown:
+        raise ValueError(f"mesh set '{name}' has unknown keys {sorted(unknown)}; valid: {sorted(known)}")
+    files, labels = mesh_files(str(cfg["source"]))
+    return MeshSet(name, files, labels, float(cfg.get("longest", 0.09)), num_toys, description)
