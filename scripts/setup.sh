@@ -28,8 +28,8 @@ fi
 stamp=".venv/.toyland-setup-$(sha1sum pyproject.toml | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   echo "[setup] installing toyland and its dependencies into .venv (first run downloads ~4 GB)"
-  .venv/bin/python -m pip install -q --upgrade pip
   # (this machine's pip config lists local wheel folders that may not exist; hide those warnings)
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }
   .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }
   rm -f .venv/.toyland-setup-*
   touch "$stamp"
