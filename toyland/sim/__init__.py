@@ -14,28 +14,18 @@ def make_env(cfg: dict | None = None, **overrides):
     import gymnasium as gym
 
     import toyland  # noqa: F401  (GL choice and registration)
+    from toyland.config_keys import reject_unknown_keys
     from toyland.sim.env import env_id
     from toyland.sim.tasks import TASKS
 
     cfg = {**dict(cfg or {}), **overrides}
-    unknown = set(cfg) - ENV_KEYS
-    if unknown:
-        raise ValueError(f"unknown env config keys {sorted(unknown)}; valid keys: {sorted(ENV_KEYS)}")
+    reject_unknown_keys(cfg, ENV_KEYS, "env config")
     task = cfg.pop("task", "lift")
     for key in ("cameras", "render_size"):
         if key in cfg and cfg[key] is not None and not isinstance(cfg[key], (str, dict)):
             cfg[key] = list(cfg[key]) if key == "cameras" else tuple(cfg[key])
     if "cameras" in cfg and hasattr(cfg["cameras"], "items"):
         cfg["cameras"] = {k: dict(v or {}) for k, v in cfg["cameras"].items()}
-    for key in ("factors", "shortcut"):  # plain containers, whatever the config library
-        if cfg.get(key) is not None:
-            cfg[key] = _plain(cfg[key])
+
     return gym.make(env_id(TASKS.get(task)), **cfg)
 
-
-def _plain(value):
-    if hasattr(value, "items"):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
-        return [_plain(v) for v in value]
-    return value

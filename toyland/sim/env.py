@@ -110,11 +110,10 @@ class ToylandEnv(gym.Env):
         factor_values = {name: FACTORS.get(name).sample(level, factor_rng(episode_seed, name)) for name, level in levels.items()}
         for name, values in factor_values.items():
             FACTORS.get(name).edit_task(task, values)
-        task.sample_objects(rng)
-        if "toy_seed" in options:  # evaluate one particular toy of the set
-            task.toys[task.target_index] = self.toy_set.toy(int(options.pop("toy_seed")))
+        target_seed = options.pop("toy_seed", None)  # evaluate one particular toy of the set
         if options:
             raise ValueError(f"unknown reset options {sorted(options)}; valid: ['toy_seed']")
+        task.sample_objects(rng, target_seed)
         task.cue_index = cue_slot if self.shortcut is not None else None
         self.scene = compile_scene(self.embodiment, self.arena, self._offscreen, task.add_objects)
         self.renderers.set_model(self.scene.model)

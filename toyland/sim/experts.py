@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -55,18 +56,18 @@ def plan_grasp(scene: Scene, geoms: np.ndarray, avoid: tuple[Grasp, ...] = (), o
     m, d = scene.model, scene.data
     com = d.xipos[m.geom_bodyid[geoms[0]]]
 
-    shapes = [_shape(scene, g) for g in geoms]
-    blockers = shapes + [_shape(scene, g) for g in (obstacles if obstacles is not None else ())]
+    shapes = [_Shape.of(scene, g) for g in geoms]
+    blockers = shapes + [_Shape.of(scene, g) for g in (obstacles if obstacles is not None else ())]
     best, best_key = None, None
     narrowest = (np.inf, None)
     min_z = TABLE_TOP_Z + TIP_BELOW_TCP + 0.006
     for shape in shapes:
-        centre = shape[2]
-        top = centre[2] + _support(shape, geo.UP)
+        centre = shape.centre
+        top = centre[2] + shape.support(geo.UP)
         z = float(np.clip(centre[2], min_z, max(min_z, top - 0.008)))
         for yaw in YAWS:
             direction = np.array([np.cos(yaw), np.sin(yaw), 0.0])
-            ahead, behind = _support(shape, direction), _support(shape, -direction)
+            ahead, behind = shape.support(direction), shape.support(-direction)
             width = ahead + behind
             if width > MAX_GRASP_WIDTH:
                 if width < narrowest[0]:  # kept only in case nothing fits: the best bad grasp
@@ -75,7 +76,7 @@ def plan_grasp(scene: Scene, geoms: np.ndarray, avoid: tuple[Grasp, ...] = (), o
             mid = centre + 0.5 * (ahead - behind) * direction  # jaw centred on the span (meshes are lopsided)
             pos = np.array([mid[0], mid[1], z])
             pts = _gripper_points(pos, yaw)
-            clearance = min(float(_signed_distance(b, pts).min()) for b in blockers)
+            clearance = min(float(b.signed_distance(pts).min()) for b in blockers)
             cost = np.linalg.norm(pos[:2] - com[:2]) + 0.2 * width
             if any(_similar(pos, yaw, g) for g in avoid):
                 cost += 1.0
@@ -86,26 +87,33 @@ def plan_grasp(scene: Scene, geoms: np.ndarray, avoid: tuple[Grasp, ...] = (), o
     return best if best is not None else narrowest[1]
 
 
-def _shape(scene: Scene, g: int):
-    """(type, size, centre, rotation, mesh vertices or None) of a geom, for grasp planning."""
-    m, d = scene.model, scene.data
-    verts = scene.mesh_vertices(g) if m.geom_type[g] == geo.MESH else None
-    size = m.geom_aabb[g, 3:] if verts is not None else m.geom_size[g]
-    return m.geom_type[g], size, d.geom_xpos[g].copy(), d.geom_xmat[g].reshape(3, 3).copy(), verts, m.geom_aabb[g, :3]
+class _Shape(NamedTuple):
+    """A geom posed in the world, for grasp planning. Meshes keep their vertices and bounding box."""
 
+    gtype: int
+    size: np.ndarray  # primitive size, or the mesh's bounding-box half sizes
+    centre: np.ndarray
+    rot: np.ndarray
+    verts: np.ndarray | None = None
+    box_centre: np.ndarray | None = None  # the mesh's bounding-box centre in its own frame
 
-def _support(shape, u: np.ndarray) -> float:
-    gtype, size, _, rot, verts, _ = shape
-    if verts is not None:  # a mesh: its convex hull's support is the farthest vertex
-        return float((verts @ (rot.T @ u)).max())
-    return geo.support(gtype, size, rot, u)
+    @classmethod
+    def of(cls, scene: Scene, g: int) -> "_Shape":
+        m, d = scene.model, scene.data
+        posed = (d.geom_xpos[g].copy(), d.geom_xmat[g].reshape(3, 3).copy())
+        if m.geom_type[g] == geo.MESH:
+            return cls(m.geom_type[g], m.geom_aabb[g, 3:], *posed, scene.mesh_vertices(g), m.geom_aabb[g, :3])
+        return cls(m.geom_type[g], m.geom_size[g], *posed)
 
+    def support(self, u: np.ndarray) -> float:
+        if self.verts is not None:  # a mesh: its convex hull's support is the farthest vertex
+            return float((self.verts @ (self.rot.T @ u)).max())
+        return geo.support(self.gtype, self.size, self.rot, u)
 
-def _signed_distance(shape, points: np.ndarray) -> np.ndarray:
-    gtype, size, centre, rot, verts, aabb_centre = shape
-    if verts is not None:  # a mesh: its bounding box, a conservative clearance
-        return geo.signed_distance(geo.BOX, size, centre + rot @ aabb_centre, rot, points)
-    return geo.signed_distance(gtype, size, centre, rot, points)
+    def signed_distance(self, points: np.ndarray) -> np.ndarray:
+        if self.verts is not None:  # a mesh: its bounding box, a conservative clearance
+            return geo.signed_distance(geo.BOX, self.size, self.centre + self.rot @ self.box_centre, self.rot, points)
+        return geo.signed_distance(self.gtype, self.size, self.centre, self.rot, points)
 
 
 def _similar(pos: np.ndarray, yaw: float, grasp: Grasp) -> bool:
@@ -177,7 +185,7 @@ class LiftExpert(Expert):
         elif self.phase == "lift":
             goal, grip = g + [0, 0, self.LIFT_HEIGHT], 1.0
             empty = scene.finger_opening() < 0.002  # closed on nothing
-            touching = scene.contacts_with(scene.object_geoms[self.target_index])
+            touching = scene.object_contacts()[self.target_index]
             grasped = all(f in touching for f in scene.finger_geoms)
             if (empty or self.phase_steps > 20) and not grasped and self.attempts < 3:
                 self.missed += (self.grasp,)

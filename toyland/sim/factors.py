@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import colorsys
 import zlib
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,7 +96,7 @@ class Axis:
         return band[0] <= magnitude <= band[1]
 
 
-class Factor(ABC):
+class Factor:
     """A named axis group. Subclasses declare ``axes``, ``nominal`` values and what they touch."""
 
     name: str = ""
@@ -106,6 +105,8 @@ class Factor(ABC):
     touches: tuple[str, ...] = ()  # MjModel fields (or "qpos"/"task") this factor may change
 
     def __init__(self):
+        if type(self).edit_task is Factor.edit_task and type(self).apply is Factor.apply:
+            raise TypeError(f"factor '{self.name}' overrides neither edit_task nor apply")
         for axis_name, axis in self.axes.items():
             axis.check(self.name, axis_name)
 
@@ -128,10 +129,11 @@ class Factor(ABC):
             return dict(self.nominal)
         return {name: axis.sample(level, rng) for name, axis in self.axes.items()}
 
+    # A factor overrides one hook or both: edit_task for what needs a rebuild, apply for what the
+    # compiled model can change in place.
     def edit_task(self, task, values: dict) -> None:
-        """Before compiling: change what needs a rebuild (default: nothing)."""
+        """Before compiling: change the task's objects or instruction."""
 
-    @abstractmethod
     def apply(self, env, values: dict) -> None:
         """After compiling, before the episode starts: change the model or initial state in place."""
 
@@ -287,9 +289,6 @@ class Distractors(Factor):
         extra = values["count"]
         task.set_distractors(None if extra is None else task.default_distractors + int(extra), values["toy_set"])
 
-    def apply(self, env, values: dict) -> None:
-        pass  # distractors are placed by the task with the other objects
-
 
 @_register
 class TargetAppearance(Factor):
@@ -366,9 +365,6 @@ class Language(Factor):
 
     def edit_task(self, task, values: dict) -> None:
         task.set_phrasing(values["phrasing"], values.get("template", 0))
-
-    def apply(self, env, values: dict) -> None:
-        pass
 
 
 def check_levels(levels: dict | None) -> dict:

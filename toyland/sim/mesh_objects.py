@@ -18,6 +18,8 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from toyland.config_keys import reject_unknown_keys
+
 MESH_SUFFIXES = (".obj", ".stl")
 MAX_NARROW = 0.05  # the middle side must fit the 8 cm jaw with margin, so any resting pose is graspable
 MIN_NARROW = 0.008  # thinner than this at the chosen scale: the fingers cannot hold it
@@ -173,9 +175,6 @@ def mesh_files(source: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def mesh_set_from_config(name: str, cfg: dict, num_toys: int | None = None, description: str = "") -> MeshSet:
-    known = {"source", "longest"}
-    unknown = set(cfg) - known
-    if unknown:
-        raise ValueError(f"mesh set '{name}' has unknown keys {sorted(unknown)}; valid: {sorted(known)}")
+    reject_unknown_keys(cfg, {"source", "longest"}, f"mesh set '{name}'")
     files, labels = mesh_files(str(cfg["source"]))
     return MeshSet(name, files, labels, float(cfg.get("longest", 0.09)), num_toys, description)

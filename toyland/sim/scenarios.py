@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from toyland.config_keys import reject_unknown_keys
 from toyland.sim import ENV_KEYS
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "configs" / "scenario"
@@ -29,12 +30,9 @@ def split_env_config(cfg: dict, split: str, source: str = "scenario") -> dict:
     """The env config of one split of a scenario dict (pass to ``make_env``)."""
     if split not in SPLITS:
         raise ValueError(f"scenario split '{split}'; valid: {', '.join(SPLITS)}")
-    allowed = ENV_KEYS | set(SPLITS) | {"description"}
-    unknown = set(cfg) - allowed
+    reject_unknown_keys(cfg, ENV_KEYS | set(SPLITS) | {"description"}, source)
     for name in SPLITS:
-        unknown |= {f"{name}.{k}" for k in set(cfg.get(name) or {}) - ENV_KEYS}
-    if unknown:
-        raise ValueError(f"{source}: unknown keys {sorted(unknown)}; valid env keys: {sorted(ENV_KEYS)}")
+        reject_unknown_keys(cfg.get(name) or {}, ENV_KEYS, f"{source} ({name} split)")
     env = {k: v for k, v in cfg.items() if k in ENV_KEYS}
     for key, value in (cfg.get(split) or {}).items():
         if key == "factors":

@@ -177,16 +177,19 @@ class Scene:
     def finger_opening(self) -> float:
         return float(self.data.qpos[self.finger_qpos].sum())
 
-    def contacts_with(self, geoms: np.ndarray) -> set[int]:
-        """Geoms touching any of ``geoms``."""
+    def object_contacts(self) -> list[set[int]]:
+        """For each object, the geoms touching it (one pass over the contacts)."""
+        touching: list[set[int]] = [set() for _ in self.object_bodies]
         ncon = self.data.ncon
-        if ncon == 0:
-            return set()
-        pairs = self.data.contact.geom[:ncon]
-        mine = np.zeros(self.model.ngeom, dtype=bool)
-        mine[geoms] = True
-        hit = mine[pairs]
-        return set(pairs[hit[:, 0], 1].tolist()) | set(pairs[hit[:, 1], 0].tolist())
+        if ncon:
+            pairs = self.data.contact.geom[:ncon]
+            owners = self.geom_labels[pairs] - FIRST_OBJECT_LABEL  # object index, or < 0
+            for (a, b), (oa, ob) in zip(pairs.tolist(), owners.tolist()):
+                if oa >= 0:
+                    touching[oa].add(b)
+                if ob >= 0:
+                    touching[ob].add(a)
+        return touching
 
     def lowest_point(self, geoms: np.ndarray) -> float:
         """Lowest world z over a set of primitive geoms, from per-geom support coefficients."""
@@ -201,7 +204,7 @@ class Scene:
         )
         lowest = float(np.min(self.data.geom_xpos[geoms, 2] - reach))
         for g in geoms[self.model.geom_type[geoms] == geo.MESH]:  # meshes: their lowest vertex
-            lowest = min(lowest, float(self.data.geom_xpos[g, 2] + (self.mesh_vertices(g) @ rz_of(self.data, g)).min()))
+            lowest = min(lowest, float(self.data.geom_xpos[g, 2] + (self.mesh_vertices(g) @ self.data.geom_xmat[g, 6:9]).min()))
         return lowest
 
     def mesh_vertices(self, geom: int) -> np.ndarray:
@@ -225,11 +228,6 @@ class Scene:
             radial = np.where(cylinder, size[:, 0], 0.0)
             self._support_cache = (const, axial, radial, np.where(box[:, None], size, 0.0))
         return self._support_cache
-
-
-def rz_of(data: mujoco.MjData, geom: int) -> np.ndarray:
-    """World z axis expressed in the geom's frame (third row of its rotation)."""
-    return data.geom_xmat[geom, 6:9]
 
 
 def compile_scene(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from toyland.config_keys import reject_unknown_keys
 from toyland.sim.factors import FACTORS
 
 MODES = ("correlated", "swapped", "independent")
@@ -41,9 +42,7 @@ class Shortcut:
     @classmethod
     def from_config(cls, cfg: dict) -> "Shortcut":
         cfg = dict(cfg)
-        unknown = set(cfg) - KEYS
-        if unknown:
-            raise ValueError(f"unknown shortcut keys {sorted(unknown)}; valid keys: {sorted(KEYS)}")
+        reject_unknown_keys(cfg, KEYS, "shortcut")
         return cls(
             factor=cfg["factor"],
             values=tuple(dict(v) for v in cfg["values"]),

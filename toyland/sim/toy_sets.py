@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from toyland.config_keys import reject_unknown_keys
 from toyland.sim.mesh_objects import MeshSet, mesh_set_from_config
 from toyland.sim.toys import ToyGenerator, ToySpec
 
@@ -52,9 +53,7 @@ class ToySet:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "ToySet":
-        unknown = set(cfg) - KEYS
-        if unknown:
-            raise ValueError(f"toy set config has unknown keys {sorted(unknown)}; valid keys: {sorted(KEYS)}")
+        reject_unknown_keys(cfg, KEYS, "toy set config")
         return cls(
             name=cfg["name"],
             seeds=tuple(int(s) for s in cfg["seeds"]),

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from toyland.config_keys import reject_unknown_keys
 from toyland.sim import geometry as geo
 
 KINDS = ("sphere", "cuboid", "cylinder", "ring")
@@ -252,9 +253,7 @@ class ToyGenerator:
     def from_config(cls, cfg: dict | None) -> "ToyGenerator":
         cfg = dict(cfg or {})
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(cfg) - known
-        if unknown:
-            raise ValueError(f"unknown toy generator keys {sorted(unknown)}; valid keys: {sorted(known)}")
+        reject_unknown_keys(cfg, known, "toy generator")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
 
     # ----------------------------------------------------------------------------------------

@@ -90,9 +90,10 @@ class Task(ABC):
         self.num_distractors = max(self.num_distractors, len(colours) - 1)
 
     # -- rebuild time ---------------------------------------------------------------------------
-    def sample_objects(self, rng: np.random.Generator) -> None:
-        """Chooses the target and distractor toys and their colours."""
-        target = self.toy_set.toy(self.toy_set.sample_seed(rng))
+    def sample_objects(self, rng: np.random.Generator, target_seed: int | None = None) -> None:
+        """Chooses the target (``target_seed`` of the toy set if given) and distractor toys and their colours."""
+        seed = self.toy_set.sample_seed(rng)  # drawn either way: the rest of the episode stays the same
+        target = self.toy_set.toy(seed if target_seed is None else int(target_seed))
         # Distractors and placements draw from their own stream so that the target and its pose
         # do not depend on how many distractors an episode has.
         self._side_rng = np.random.default_rng(rng.integers(2**63))

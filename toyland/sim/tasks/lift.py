@@ -41,9 +41,8 @@ class Lift(Task):
         self._lifted_ever = [False] * len(self.toys)  # wrong-object and cue outcomes latch
         self._table = scene.model.geom("table").id
 
-    def _held(self, scene: Scene, k: int) -> tuple[bool, bool, float]:
+    def _held(self, scene: Scene, k: int, touching: set[int]) -> tuple[bool, bool, float]:
         geoms = scene.object_geoms[k]
-        touching = scene.contacts_with(geoms)
         grasped = all(f in touching for f in scene.finger_geoms)
         if not grasped:
             return False, False, 0.0
@@ -52,8 +51,8 @@ class Lift(Task):
 
     def evaluate(self, scene: Scene) -> dict:
         lifted = []
-        for k in range(len(self.toys)):
-            grasped_k, held, height_k = self._held(scene, k)
+        for k, touching in enumerate(scene.object_contacts()):
+            grasped_k, held, height_k = self._held(scene, k, touching)
             self._held_steps[k] = self._held_steps[k] + 1 if held else 0
             lifted.append(self._held_steps[k] >= HOLD_STEPS)
             self._lifted_ever[k] = self._lifted_ever[k] or lifted[k]
