@@ -189,7 +189,8 @@ def env_id(task_class) -> str:
     return f"toyland/{task_class.__name__}-v0"
 
 
-def register_envs(max_episode_steps: int = 100) -> None:
+def register_envs() -> None:
+    """Registers ``toyland/<Task>-v0`` for every task, truncating at the task's ``max_episode_steps``."""
     for name in TASKS.names():
         cls = TASKS.get(name)
         if env_id(cls) not in gym.registry:
@@ -197,7 +198,7 @@ def register_envs(max_episode_steps: int = 100) -> None:
                 id=env_id(cls),
                 entry_point="toyland.sim.env:ToylandEnv",
                 kwargs={"task": name},
-                max_episode_steps=max_episode_steps,
+                max_episode_steps=cls.max_episode_steps,
             )
 
 

@@ -19,6 +19,7 @@ from toyland.registry import Registry
 from toyland.sim import geometry as geo
 from toyland.sim.embodiments.gripper import FINGER_HALF, FINGER_TRAVEL, TCP_Z, TIP_BELOW_TCP
 from toyland.sim.scene import TABLE_TOP_Z, Scene
+from toyland.sim.tasks.pick_place import RIM_Z
 from toyland.sim.toys import MAX_GRASP_WIDTH
 
 EXPERTS: Registry[type] = Registry("expert")
@@ -185,18 +186,24 @@ class LiftExpert(Expert):
         elif self.phase == "lift":
             goal, grip = g + [0, 0, self.LIFT_HEIGHT], 1.0
             empty = scene.finger_opening() < 0.002  # closed on nothing
-            touching = scene.object_contacts()[self.target_index]
-            grasped = all(f in touching for f in scene.finger_geoms)
-            if (empty or self.phase_steps > 20) and not grasped and self.attempts < 3:
+            if (empty or self.phase_steps > 20) and not self._grasped() and self.attempts < 3:
                 self.missed += (self.grasp,)
-                self.phase, self.phase_steps = "retreat", 0
-                self.retreat_to = tcp + [0, 0, 0.05]
+                self._retreat(tcp)
         if self.phase == "retreat":  # open, back off, and re-plan once the toy has come to rest
             goal, grip = self.retreat_to, -1.0
             toy_speed = np.linalg.norm(scene.data.cvel[scene.object_bodies[self.target_index], 3:])
             if (self.phase_steps >= 3 and toy_speed < 0.02) or self.phase_steps > 15:
                 self._plan()
         return self._action(ctrl, goal, grip)
+
+    def _grasped(self) -> bool:
+        scene = self.env.scene
+        touching = scene.object_contacts()[self.target_index]
+        return all(f in touching for f in scene.finger_geoms)
+
+    def _retreat(self, tcp: np.ndarray) -> None:
+        self.phase, self.phase_steps = "retreat", 0
+        self.retreat_to = tcp + [0, 0, 0.05]
 
     def _action(self, ctrl, goal: np.ndarray, grip: float) -> np.ndarray:
         move = np.clip((goal - ctrl.target_pos) / ctrl.max_step, -1.0, 1.0)
@@ -205,6 +212,48 @@ class LiftExpert(Expert):
 
 
 EXPERTS.register("language_lift")(LiftExpert)  # the same skill: it reads the target from the task
+
+
+@EXPERTS.register("pick_place")
+class PickPlaceExpert(LiftExpert):
+    """Lift's grasp, then carry the toy over the bowl, lower it to just above the rim and let go."""
+
+    CARRY_Z = 0.16  # lowest tool height while carrying
+    PLACE_PHASES = ("carry", "lower", "release", "clear")
+
+    def act(self, obs=None) -> np.ndarray:
+        scene, ctrl = self.env.scene, self.env.controller
+        tcp, _ = scene.tcp_pose()
+        target = self.target_index
+        if self.phase == "lift" and tcp[2] > self.grasp.pos[2] + 0.06 and self._grasped():
+            # where the toy hangs relative to the tool: centre its middle over the bowl, clear the rim
+            self.hang = tcp - scene.data.xpos[scene.object_bodies[target]]
+            self.drop = tcp[2] - scene.lowest_point(scene.object_geoms[target])
+            self.phase, self.phase_steps = "carry", 0
+        if self.phase in ("carry", "lower") and not self._grasped():  # dropped on the way: grasp again
+            self._retreat(tcp)
+        if self.phase not in self.PLACE_PHASES:
+            return super().act(obs)
+        self.phase_steps += 1
+        bowl = self.env.task.bowl_centre
+        release_z = RIM_Z + self.drop + 0.015
+        above = np.array([bowl[0] + self.hang[0], bowl[1] + self.hang[1], max(self.CARRY_Z, release_z + 0.03)])
+        grip = 1.0
+        if self.phase == "carry":
+            goal = above
+            if np.linalg.norm(tcp - goal) < 0.015 or self.phase_steps > 40:
+                self.phase, self.phase_steps = "lower", 0
+        elif self.phase == "lower":
+            goal = np.array([above[0], above[1], release_z])
+            if np.linalg.norm(tcp - goal) < 0.01 or self.phase_steps > 15:
+                self.phase, self.phase_steps = "release", 0
+        elif self.phase == "release":
+            goal, grip = ctrl.target_pos, -1.0
+            if self.phase_steps >= 4:
+                self.phase, self.phase_steps = "clear", 0
+        else:  # clear: back up out of the bowl
+            goal, grip = above, -1.0
+        return self._action(ctrl, goal, grip)
 
 
 def make_expert(env) -> Expert:

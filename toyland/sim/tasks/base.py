@@ -46,6 +46,8 @@ COLOURS = {
 class Task(ABC):
     name: str = ""
     default_distractors: int = 0
+    max_episode_steps: int = 100  # control steps before truncation
+    fixtures: dict[str, float] = {}  # static things the task adds (name -> footprint radius), e.g. a bowl
     # Instruction templates with an {object} slot: "canonical" is the default phrasing, "train"
     # and "heldout" are disjoint paraphrase sets for the language factor.
     phrasings: dict[str, tuple[str, ...]] = {}
@@ -126,12 +128,13 @@ class Task(ABC):
 
     # -- reset time -----------------------------------------------------------------------------
     def initialize_episode(self, scene: Scene, rng: np.random.Generator) -> None:
-        """Poses the target in the spawn area and the distractors around it, without overlaps."""
+        """Poses the target in the spawn area, then the task's fixtures and the distractors around
+        it, without overlaps; fixture positions end up in ``fixture_xy``."""
         t = self.target_index
         target_xy = rng.uniform(SPAWN_LOW, SPAWN_HIGH)
         place_on_table(scene, scene.object_bodies[t], scene.object_geoms[t], target_xy, geo.random_rotation(rng))
-        others = [i for i in range(len(self.toys)) if i != t]
-        radii = {i: self.toys[i].radius for i in range(len(self.toys))}
+        others = [*self.fixtures, *(i for i in range(len(self.toys)) if i != t)]
+        radii = {**self.fixtures, **{i: self.toys[i].radius for i in range(len(self.toys))}}
         for _restart in range(PLACEMENT_RESTARTS):  # random sequential packing, restarted when stuck
             placed = {t: target_xy}
             for i in others:
@@ -142,11 +145,12 @@ class Task(ABC):
                         break
                 else:
                     break
-            if len(placed) == len(self.toys):
+            if len(placed) == len(radii):
                 break
         else:
-            raise RuntimeError(f"could not place {len(self.toys)} objects on the table without overlaps; use fewer distractors")
-        for i in others:
+            raise RuntimeError(f"could not place {len(radii)} objects on the table without overlaps; use fewer distractors")
+        self.fixture_xy = {name: placed[name] for name in self.fixtures}
+        for i in others[len(self.fixtures):]:
             quat = geo.random_rotation(self._side_rng)
             place_on_table(scene, scene.object_bodies[i], scene.object_geoms[i], placed[i], quat)
 
