@@ -103,6 +103,7 @@ class Factor:
     axes: dict[str, Axis] = {}
     nominal: dict = {}
     touches: tuple[str, ...] = ()  # MjModel fields (or "qpos"/"task") this factor may change
+    changes_inertia: bool = False  # edits masses in place: the model's derived constants need mj_setConst
 
     def __init__(self):
         if type(self).edit_task is Factor.edit_task and type(self).apply is Factor.apply:
@@ -320,6 +321,7 @@ class ObjectPhysics(Factor):
     }
     nominal = {"mass": 0.0, "friction": 0.0}
     touches = ("body_mass", "body_inertia", "geom_friction")
+    changes_inertia = True
 
     def apply(self, env, values: dict) -> None:
         m = env.scene.model
