@@ -1,7 +1,9 @@
 """``toyland <command> [hydra overrides]``: thin Hydra mains over library functions.
 
 Commands and their configs (toyland/configs/<command>.yaml):
-  demo   run the scripted expert on a task, print success per toy set, write a video
+  demo      run the scripted expert on a task, print success per toy set, write a video
+  collect   record the scripted expert's demonstrations into a LeRobotDataset
+  data      dataset utilities: `toyland data stats PATH [PATH ...]` (factor diversity, fragmentation)
 """
 
 from __future__ import annotations
@@ -24,11 +26,7 @@ def demo(cfg: DictConfig) -> dict:
     from toyland.sim.experts import make_expert
 
     out = Path(cfg.output_dir)
-    env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
-    if cfg.get("scenario"):
-        from toyland.sim.scenarios import split_env_config
-
-        env_cfg.update(split_env_config(OmegaConf.to_container(cfg.scenario, resolve=True), cfg.split))
+    env_cfg = env_config(cfg)
     results = {}
     frames = []
     for toy_set in cfg.toy_sets:
@@ -62,7 +60,37 @@ def demo(cfg: DictConfig) -> dict:
     return results
 
 
-COMMANDS = {"demo": demo}
+def env_config(cfg: DictConfig) -> dict:
+    """The env config of a command: ``env`` with the chosen scenario split applied."""
+    env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
+    if cfg.get("scenario"):
+        from toyland.sim.scenarios import split_env_config
+
+        env_cfg.update(split_env_config(OmegaConf.to_container(cfg.scenario, resolve=True), cfg.split))
+    return env_cfg
+
+
+def collect(cfg: DictConfig):
+    from toyland.data.collect import collect as run
+
+    env_cfg = env_config(cfg)
+    provenance = {"split": cfg.split} if cfg.get("scenario") else {}
+    summary = run(
+        env_cfg, cfg.output_dir, cfg.episodes, seed=cfg.seed, workers=cfg.workers, keep=cfg.keep,
+        post_success_steps=cfg.post_success_steps, checkpoint_every=cfg.checkpoint_every, video=cfg.video,
+        repo_id=cfg.repo_id, provenance=provenance,
+    )
+    print(
+        f"dataset {summary.root}: {summary.kept} episodes kept, {summary.discarded} discarded "
+        f"(this run: {summary.kept_now} kept, {summary.discarded_now} discarded)"
+    )
+    if summary.interrupted:
+        print(f"interrupted: run the same command again to resume to {cfg.episodes} episodes", file=sys.stderr)
+        raise SystemExit(130)
+    return summary
+
+
+COMMANDS = {"demo": demo, "collect": collect}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,192 @@
+"""``toyland collect``: run a scripted expert over a scenario and write a LeRobotDataset.
+
+Episodes are simulated in worker processes and written by the main process in seed order, so
+the dataset is the same whatever the number of workers. Episode ``k`` of a collection uses reset
+seed ``seed + k``; a seed's outcome is fixed, so a resumed collection continues exactly where the
+interrupted one stopped. SIGINT and SIGTERM stop it between episodes, after the finished episodes
+are made durable.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from toyland.data.features import env_features, to_frame
+
+KEEP = ("successful", "all")
+
+
+@dataclass
+class Episode:
+    seed: int
+    success: bool
+    frames: list[dict] = field(repr=False)
+    task: str
+    record: dict  # what the episode log keeps: factors, toys, instruction, outcome
+
+
+class EpisodeRecorder:
+    """One env and its expert; records an episode per seed (lives in a worker process)."""
+
+    def __init__(self, env_cfg: dict, post_success_steps: int):
+        from toyland.sim import make_env
+        from toyland.sim.experts import make_expert
+
+        # Keep going after success so the data shows the object held, not only its first lift.
+        self.env = make_env(env_cfg, terminate_on_success=False)
+        self.expert = make_expert(self.env)
+        self.post_success_steps = post_success_steps
+
+    def __call__(self, seed: int) -> Episode:
+        obs, info = self.env.reset(seed=seed)
+        self.expert.reset()
+        frames, success_step, step_info = [], None, {}
+        while True:
+            action = self.expert.act(obs)
+            frames.append(to_frame(obs, action))
+            obs, _, terminated, truncated, step_info = self.env.step(action)
+            if success_step is None and step_info["is_success"]:
+                success_step = len(frames)
+            if terminated or truncated or (success_step is not None and len(frames) - success_step >= self.post_success_steps):
+                break
+        outcome = {k: bool(v) if isinstance(v, (bool, np.bool_)) else v for k, v in step_info.items()
+                   if isinstance(v, (bool, int, float, np.bool_))}
+        record = {
+            "seed": seed,
+            "episode_seed": info["episode_seed"],
+            "success": success_step is not None,
+            "success_step": success_step,
+            "length": len(frames),
+            "instruction": info["instruction"],
+            "target_index": info["target_index"],
+            "colours": info["colours"],
+            "factors": info["factors"],
+            "toys": info["toys"],
+            "outcome": outcome,
+        }
+        if "cue_index" in info:
+            record["cue_index"] = info["cue_index"]
+        return Episode(seed=seed, success=success_step is not None, frames=frames, task=info["instruction"], record=record)
+
+
+_RECORDER: EpisodeRecorder | None = None  # per worker process: built once by _init_worker
+
+
+def _init_worker(env_cfg: dict, post_success_steps: int) -> None:
+    global _RECORDER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
+    _RECORDER = EpisodeRecorder(env_cfg, post_success_steps)
+
+
+def _record(seed: int) -> Episode:
+    return _RECORDER(seed)
+
+
+def ordered_episodes(env_cfg: dict, post_success_steps: int, first_seed: int, workers: int):
+    """Episodes for seeds first_seed, first_seed + 1, ... in order, simulated on ``workers`` processes."""
+    if workers <= 1:
+        recorder = EpisodeRecorder(env_cfg, post_success_steps)
+        seed = first_seed
+        while True:
+            yield recorder(seed)
+            seed += 1
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked GL state
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(env_cfg, post_success_steps)) as pool:
+        window = collections.deque(pool.submit(_record, first_seed + i) for i in range(2 * workers))
+        next_seed = first_seed + len(window)
+        try:
+            while True:
+                episode = window.popleft().result()
+                window.append(pool.submit(_record, next_seed))
+                next_seed += 1
+                yield episode
+        finally:
+            for future in window:
+                future.cancel()
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag checked between episodes (a write is never cut in half)."""
+
+    def __init__(self):
+        self.signal: int | None = None
+
+    def __enter__(self):
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+
+@dataclass
+class CollectSummary:
+    root: Path
+    kept: int
+    discarded: int
+    kept_now: int
+    discarded_now: int
+    interrupted: bool
+
+
+def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0, workers: int = 2,
+            keep: str = "successful", post_success_steps: int = 10, checkpoint_every: int = 10,
+            video: bool = False, repo_id: str | None = None, progress: bool = True,
+            provenance: dict | None = None) -> CollectSummary:
+    """Collects until the dataset at ``output_dir`` holds ``episodes`` kept episodes (resuming one
+    that is there). ``provenance`` (e.g. scenario and split) is stored in the episode log."""
+    from tqdm import tqdm
+
+    from toyland.data.writer import DatasetWriter
+    from toyland.sim import make_env
+
+    if keep not in KEEP:
+        raise ValueError(f"keep={keep!r}; valid: {', '.join(KEEP)}")
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes}: ask for at least one episode")
+    probe = make_env(env_cfg, terminate_on_success=False)
+    features = env_features(probe, video=video)
+    base = probe.unwrapped
+    fps = int(round(base.control_cfg.rate_hz))
+    robot_type = base.embodiment.name
+    probe.close()
+    config = {"env": env_cfg, "seed": seed, "keep": keep, "post_success_steps": post_success_steps,
+              "video": video, **(provenance or {})}
+    writer = DatasetWriter(output_dir, repo_id or f"toyland/{Path(output_dir).name}", features, fps, robot_type,
+                           video, config, checkpoint_every)
+    start_kept, start_discarded = writer.num_episodes, len(writer.log.discarded)
+    bar = tqdm(total=episodes, initial=min(start_kept, episodes), desc="collect", unit="ep", disable=not progress)
+    interrupted = False
+    try:
+        with StopRequest() as stop:
+            if writer.num_episodes < episodes:
+                for episode in ordered_episodes(env_cfg, post_success_steps, writer.log.next_seed, workers):
+                    if episode.success or keep == "all":
+                        writer.add_episode(episode.frames, episode.task, episode.record)
+                        bar.update(1)
+                    else:
+                        writer.discard({"seed": episode.seed, "outcome": episode.record["outcome"]})
+                    bar.set_postfix(discarded=len(writer.log.discarded))
+                    if writer.num_episodes >= episodes or stop.signal is not None:
+                        interrupted = stop.signal is not None and writer.num_episodes < episodes
+                        break
+    finally:
+        writer.close()
+        bar.close()
+    return CollectSummary(
+        root=Path(output_dir), kept=writer.num_episodes, discarded=len(writer.log.discarded),
+        kept_now=writer.num_episodes - start_kept, discarded_now=len(writer.log.discarded) - start_discarded,
+        interrupted=interrupted,
+    )
