@@ -90,11 +90,37 @@ def collect(cfg: DictConfig):
     return summary
 
 
+def data(argv: list[str]) -> None:
+    """``toyland data stats PATH [PATH ...] [--bins N] [--json FILE]`` (plain arguments, no Hydra)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="toyland data")
+    sub = parser.add_subparsers(dest="action", required=True)
+    stats = sub.add_parser("stats", help="factor diversity per dataset and fragmentation across them")
+    stats.add_argument("paths", nargs="+", help="LeRobotDataset root folders (sub-datasets of one mixture)")
+    stats.add_argument("--bins", type=int, default=8, help="bins per continuous factor axis")
+    stats.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
+    args = parser.parse_args(argv)
+    from toyland.data.frames import DatasetError
+    from toyland.data.stats import dataset_stats, format_report
+
+    try:
+        report = dataset_stats(args.paths, bins=args.bins)
+    except DatasetError as exc:
+        parser.exit(2, f"toyland data stats: {exc}\n")
+    print(format_report(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
 COMMANDS = {"demo": demo, "collect": collect}
+PLAIN_COMMANDS = {"data": data}
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PLAIN_COMMANDS:
+        return PLAIN_COMMANDS[argv[0]](argv[1:])
     if not argv or argv[0] not in COMMANDS:
         print(__doc__.strip(), file=sys.stderr)
         raise SystemExit(2 if argv and argv[0] not in ("-h", "--help") else 0)

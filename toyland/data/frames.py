@@ -1,0 +1,169 @@
+"""A LeRobotDataset decoded once into arrays, for training.
+
+lerobot's ``__getitem__`` decodes every sample's images (and video frames) again on every epoch;
+on two CPU cores that costs more than the policy's step. ``FrameStore`` decodes each feature once
+into one array per feature, in memory or, with ``cache_dir``, into ``.npy`` files that later runs
+memory-map. It reads any LeRobotDataset v3 on local disk: toyland's own or a real robot's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from toyland.data.episode_log import EpisodeLog, read_episode_log
+
+BOOKKEEPING = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+DECODE_CHUNK = 1024  # frames decoded at a time (bounds the memory of a pass)
+
+
+class DatasetError(ValueError):
+    """A dataset that is missing, malformed or lacks what is asked of it."""
+
+
+def check_dataset_path(path: str | Path) -> Path:
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DatasetError(f"dataset path {root} does not exist; collect one with `toyland collect output_dir={root}`")
+    if not (root / "meta" / "info.json").is_file():
+        raise DatasetError(f"{root} is not a LeRobotDataset (no meta/info.json); give the dataset's root folder")
+    return root
+
+
+@dataclass
+class FrameStore:
+    root: Path
+    fps: int
+    features: dict  # lerobot's feature dict
+    arrays: dict[str, np.ndarray]  # key -> (N, ...) ; images as (N, H, W, C) uint8
+    episode_index: np.ndarray  # (N,) per frame
+    episode_start: np.ndarray  # (N,) first frame of the frame's episode (dataset row index)
+    episode_end: np.ndarray  # (N,) one past its last frame
+    task_index: np.ndarray  # (N,)
+    tasks: list[str]
+    stats: dict[str, dict[str, np.ndarray]]
+    log: EpisodeLog | None = None
+    camera_keys: tuple[str, ...] = field(default=())
+
+    def __len__(self) -> int:
+        return len(self.episode_index)
+
+    @property
+    def num_episodes(self) -> int:
+        return int(len(np.unique(self.episode_index)))
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self.arrays[key].shape[1:])
+
+    @classmethod
+    def load(cls, path: str | Path, keys: Iterable[str] | None = None, cache_dir: str | Path | None = None) -> "FrameStore":
+        """Decodes ``keys`` (default: every feature) of the dataset at ``path``."""
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        from toyland.data.writer import _quiet_datasets
+
+        root = check_dataset_path(path)
+        _quiet_datasets()
+        ds = LeRobotDataset(root.name, root=root)
+        data_keys = [k for k in ds.meta.features if k not in BOOKKEEPING]
+        keys = list(data_keys if keys is None else keys)
+        missing = [k for k in keys if k not in ds.meta.features]
+        if missing:
+            raise DatasetError(f"{root} lacks features {missing}; it has {sorted(data_keys)}")
+        hf = ds.hf_dataset.with_format("numpy")
+        book = hf.select_columns(["episode_index", "task_index", "index"])[0 : len(hf)]
+        episodes = ds.meta.episodes
+        starts = dict(zip(episodes["episode_index"], episodes["dataset_from_index"]))
+        ends = dict(zip(episodes["episode_index"], episodes["dataset_to_index"]))
+        if not np.array_equal(book["index"], np.arange(len(hf))):
+            raise DatasetError(f"{root}: frame indices are not contiguous from 0; rewrite it with lerobot's tools")
+        ep = book["episode_index"].astype(np.int64)
+        cache = _cache_folder(root, cache_dir)
+        arrays = {}
+        for key in keys:
+            arrays[key] = _decode_feature(ds, hf, key, cache)
+        stats = {k: {s: np.asarray(v) for s, v in st.items()} for k, st in (ds.meta.stats or {}).items()}
+        return cls(
+            root=root, fps=int(ds.meta.fps), features=dict(ds.meta.features), arrays=arrays, episode_index=ep,
+            episode_start=np.array([starts[e] for e in ep], dtype=np.int64),
+            episode_end=np.array([ends[e] for e in ep], dtype=np.int64),
+            task_index=book["task_index"].astype(np.int64), tasks=list(ds.meta.tasks.index),
+            stats=stats, log=read_episode_log(root), camera_keys=tuple(k for k in keys if k in ds.meta.camera_keys),
+        )
+
+
+def _cache_folder(root: Path, cache_dir) -> Path | None:
+    """A folder per dataset version: its path and its info.json (frame count, features) hashed."""
+    if cache_dir is None:
+        return None
+    info = (root / "meta" / "info.json").read_text()
+    digest = hashlib.sha1(f"{root.resolve()}\n{info}".encode()).hexdigest()[:16]
+    folder = Path(cache_dir).expanduser() / f"{root.name}-{digest}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _decode_feature(ds, hf, key: str, cache: Path | None) -> np.ndarray:
+    ft = ds.meta.features[key]
+    n = len(hf)
+    is_image = ft["dtype"] in ("image", "video")
+    shape = _hwc(ft["shape"], ft.get("names")) if is_image else tuple(ft["shape"])
+    dtype = np.uint8 if is_image else np.dtype(ft["dtype"])
+    path = cache / f"{key}.npy" if cache is not None else None
+    if path is not None and path.is_file():
+        return np.load(path, mmap_mode="r")
+    if path is not None:
+        tmp = path.with_suffix(".tmp.npy")
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, *shape))
+    else:
+        out = np.empty((n, *shape), dtype=dtype)
+    if ft["dtype"] == "video":
+        _decode_video(ds, key, out)
+    else:
+        column = hf.select_columns([key])
+        for i in range(0, n, DECODE_CHUNK):
+            chunk = np.asarray(column[i : i + DECODE_CHUNK][key])
+            out[i : i + len(chunk)] = chunk.reshape(len(chunk), *shape) if not is_image else _to_hwc(chunk, shape)
+    if path is not None:
+        out.flush()
+        del out
+        os.replace(tmp, path)  # a cache file exists only once complete
+        return np.load(path, mmap_mode="r")
+    return out
+
+
+def _hwc(shape, names) -> tuple[int, int, int]:
+    """Image shape as (H, W, C) whichever order the dataset declared."""
+    shape = tuple(shape)
+    if names and list(names)[:1] == ["channels"] or (len(shape) == 3 and shape[0] in (1, 3) and shape[2] not in (1, 3)):
+        return (shape[1], shape[2], shape[0])
+    return shape
+
+
+def _to_hwc(chunk: np.ndarray, shape) -> np.ndarray:
+    if chunk.shape[1:] == tuple(shape):
+        return chunk
+    if chunk.shape[1:] == (shape[2], shape[0], shape[1]):
+        return chunk.transpose(0, 2, 3, 1)
+    raise DatasetError(f"decoded images of shape {chunk.shape[1:]} do not match the declared {shape}")
+
+
+def _decode_video(ds, key: str, out: np.ndarray) -> None:
+    """All frames of each episode in one call to lerobot's decoder."""
+    import torch
+    from lerobot.datasets.video_utils import decode_video_frames
+
+    eps = ds.meta.episodes
+    for e in range(len(eps)):
+        row = eps[e]
+        start, end = row["dataset_from_index"], row["dataset_to_index"]
+        base = row[f"videos/{key}/from_timestamp"]
+        stamps = [base + i / ds.meta.fps for i in range(end - start)]
+        frames = decode_video_frames(ds.root / ds.meta.get_video_file_path(row["episode_index"], key), stamps,
+                                     ds.tolerance_s, ds.video_backend)
+        out[start:end] = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
