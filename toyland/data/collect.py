@@ -150,7 +150,7 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
     from tqdm import tqdm
 
     from toyland.data.writer import DatasetWriter
-    from toyland.sim import make_env
+    from toyland.sim import make_env, resolved_env_config
 
     if keep not in KEEP:
         raise ValueError(f"keep={keep!r}; valid: {', '.join(KEEP)}")
@@ -162,7 +162,7 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
     fps = int(round(base.control_cfg.rate_hz))
     robot_type = base.embodiment.name
     probe.close()
-    config = {"env": env_cfg, "seed": seed, "keep": keep, "post_success_steps": post_success_steps,
+    config = {"env": resolved_env_config(env_cfg), "seed": seed, "keep": keep, "post_success_steps": post_success_steps,
               "video": video, **(provenance or {})}
     writer = DatasetWriter(output_dir, repo_id or f"toyland/{Path(output_dir).name}", features, fps, robot_type,
                            video, config, checkpoint_every)

@@ -29,3 +29,24 @@ def make_env(cfg: dict | None = None, **overrides):
 
     return gym.make(env_id(TASKS.get(task)), **cfg)
 
+
+
+def resolved_env_config(cfg: dict | None = None, **overrides) -> dict:
+    """An env config with every default filled in: two configs that build the same env compare equal."""
+    import inspect
+
+    from toyland.config_keys import reject_unknown_keys
+    from toyland.sim.env import ToylandEnv
+    from toyland.sim.tasks import TASKS
+
+    cfg = {**dict(cfg or {}), **overrides}
+    reject_unknown_keys(cfg, ENV_KEYS, "env config")
+    params = inspect.signature(ToylandEnv.__init__).parameters
+    out = {k: p.default for k, p in params.items() if k != "self"}
+    out.update(cfg)
+    if out.get("max_episode_steps") is None:
+        out["max_episode_steps"] = TASKS.get(out["task"]).max_episode_steps
+    # YAML-like values only (tuples become lists) so that the config survives a JSON round trip
+    import json
+
+    return json.loads(json.dumps(out))

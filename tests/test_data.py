@@ -1,0 +1,287 @@
+"""Collection into LeRobotDataset, the decode-once loader, co-training mixtures and data stats."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from toyland.data.batches import BatchSampler, Phase, Source
+from toyland.data.collect import collect
+from toyland.data.episode_log import read_episode_log
+from toyland.data.frames import DatasetError, FrameStore
+from toyland.data.mixture import build_sampler
+from toyland.data.stats import dataset_stats, mutual_information
+from toyland.sim import make_env
+from toyland.sim.scenarios import scenario_env_config
+
+SMALL = {"image_size": 48}
+SEG_CAMERAS = {"front": {"modalities": ["rgb", "segmentation"]}}
+CHUNK = [i / 20 for i in range(8)]
+
+
+def scenario_env(name: str, split: str = "train") -> dict:
+    return {**scenario_env_config(name, split), **SMALL}
+
+
+@pytest.fixture(scope="module")
+def factors_dataset(tmp_path_factory):
+    """Three kept episodes of the `factors` scenario (every factor drawn), with segmentation."""
+    root = tmp_path_factory.mktemp("data") / "factors"
+    env_cfg = {**scenario_env("factors"), "cameras": SEG_CAMERAS}
+    summary = collect(env_cfg, root, episodes=3, seed=0, workers=1, checkpoint_every=2, progress=False)
+    return root, env_cfg, summary
+
+
+@pytest.fixture(scope="module")
+def lift_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "lift"
+    collect({"task": "lift", **SMALL}, root, episodes=3, seed=0, workers=1, progress=False)
+    return root
+
+
+def test_collected_dataset_round_trips_through_lerobot(factors_dataset):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    root, env_cfg, summary = factors_dataset
+    log = read_episode_log(root)
+    ds = LeRobotDataset("toyland/factors", root=root)
+    assert ds.num_episodes == summary.kept == 3 == len(log.episodes)
+    assert ds.num_frames == sum(e["length"] for e in log.episodes)
+    assert all(e["success"] for e in log.episodes)  # keep=successful
+    tried = sorted([e["seed"] for e in log.episodes] + [d["seed"] for d in log.discarded])
+    assert tried == list(range(len(tried)))  # every seed tried once, in order
+    # frames carry their episode's instruction as the lerobot task
+    lengths = np.cumsum([0] + [e["length"] for e in log.episodes])
+    for k, episode in enumerate(log.episodes):
+        first, last = ds[int(lengths[k])], ds[int(lengths[k + 1]) - 1]
+        assert first["task"] == last["task"] == episode["instruction"]
+        assert int(first["episode_index"]) == k
+    # factor values, toys and the first observation are those of the env reset with that seed
+    env = make_env(env_cfg)
+    episode = log.episodes[1]
+    obs, info = env.reset(seed=episode["seed"])
+    assert json.loads(json.dumps(info["factors"])) == episode["factors"]
+    assert json.loads(json.dumps(info["toys"])) == episode["toys"]
+    assert set(episode["factors"]) == set(env_cfg["factors"])
+    frame = ds[int(lengths[1])]
+    np.testing.assert_allclose(frame["observation.state"].numpy(), obs["observation.state"], atol=1e-6)
+    image = (frame["observation.images.front"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal(image, obs["observation.images.front"])  # PNG is lossless
+    np.testing.assert_array_equal(frame["observation.segmentation.front"].numpy(), obs["observation.segmentation.front"])
+    env.close()
+
+
+def test_workers_do_not_change_the_dataset(tmp_path, lift_dataset):
+    collect({"task": "lift", **SMALL}, tmp_path / "two", episodes=3, seed=0, workers=2, progress=False)
+    one, two = FrameStore.load(lift_dataset), FrameStore.load(tmp_path / "two")
+    for key in ("action", "observation.state", "observation.images.front"):
+        np.testing.assert_array_equal(one.arrays[key], two.arrays[key])
+    assert one.tasks == two.tasks
+
+
+def test_interrupted_collection_keeps_its_episodes_and_resumes_without_duplicates(tmp_path, lift_dataset):
+    root = tmp_path / "resumed"
+    env = {"task": "lift", "image_size": 48}
+    cmd = [sys.executable, "-m", "toyland.cli", "collect", "episodes=3", "workers=1", "checkpoint_every=1",
+           f"output_dir={root}", "env.image_size=48", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:  # interrupt once the first episode is durable
+        log = read_episode_log(root) if (root / "meta" / "info.json").exists() else None
+        if log is not None and log.episodes or proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=240)
+    kept = len(read_episode_log(root).episodes)
+    assert 1 <= kept < 3, err  # stopped early, finished episodes kept
+    assert proc.returncode == 130 and "resume" in err
+    summary = collect(env, root, episodes=3, seed=0, workers=1, progress=False)
+    assert summary.kept == 3 and summary.kept_now == 3 - kept
+    resumed, fresh = FrameStore.load(root), FrameStore.load(lift_dataset)
+    assert [e["seed"] for e in resumed.log.episodes] == [e["seed"] for e in fresh.log.episodes]
+    np.testing.assert_array_equal(resumed.episode_index, fresh.episode_index)
+    np.testing.assert_array_equal(resumed.arrays["action"], fresh.arrays["action"])
+    np.testing.assert_array_equal(resumed.arrays["observation.images.front"], fresh.arrays["observation.images.front"])
+
+
+def test_resume_refuses_a_different_config(tmp_path, lift_dataset):
+    with pytest.raises(ValueError, match="post_success_steps"):
+        collect({"task": "lift", **SMALL}, lift_dataset, episodes=4, post_success_steps=3, workers=1, progress=False)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not a LeRobotDataset"):
+        collect({"task": "lift", **SMALL}, tmp_path / "junk", episodes=1, workers=1, progress=False)
+
+
+def test_video_storage_decodes_to_the_same_frames(tmp_path, lift_dataset):
+    collect({"task": "lift", **SMALL}, tmp_path / "video", episodes=1, seed=0, workers=1, video=True, progress=False)
+    video, png = FrameStore.load(tmp_path / "video"), FrameStore.load(lift_dataset)
+    n = len(video)
+    assert video.features["observation.images.front"]["dtype"] == "video"
+    diff = np.abs(video.arrays["observation.images.front"].astype(int) - png.arrays["observation.images.front"][:n].astype(int))
+    assert diff.mean() < 6  # lossy codec, same pictures
+
+
+def test_frame_store_cache_memory_maps_the_same_arrays(tmp_path, lift_dataset):
+    first = FrameStore.load(lift_dataset, cache_dir=tmp_path / "cache")
+    second = FrameStore.load(lift_dataset, cache_dir=tmp_path / "cache")
+    assert isinstance(second.arrays["observation.images.front"], np.memmap)
+    np.testing.assert_array_equal(first.arrays["observation.images.front"], second.arrays["observation.images.front"])
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+def test_history_and_chunks_are_padded_at_episode_edges(lift_dataset):
+    store = FrameStore.load(lift_dataset)
+    sampler = BatchSampler([Source("lift", store)], {"observation.state": [-0.1, -0.05, 0.0], "action": CHUNK}, 4)
+    start, end = int(store.episode_start[0]), int(store.episode_end[0])
+    batch = sampler._assemble(np.zeros(3, dtype=int), np.array([start, start + 1, end - 2]))
+    state, action = batch["observation.state"].numpy(), batch["action"].numpy()
+    assert batch["observation.state_is_pad"].tolist()[:2] == [[True, True, False], [True, False, False]]
+    np.testing.assert_array_equal(state[0, 0], store.arrays["observation.state"][start])  # padded with the first frame
+    np.testing.assert_array_equal(state[1, 1], store.arrays["observation.state"][start])
+    assert batch["action_is_pad"][2].tolist() == [False, False] + [True] * 6
+    np.testing.assert_array_equal(action[2, 1:], np.repeat(store.arrays["action"][end - 1][None], 7, 0))
+    np.testing.assert_array_equal(action[0], store.arrays["action"][start : start + 8])
+
+
+def test_batches_are_a_function_of_seed_and_step(lift_dataset):
+    sampler = build_sampler({"sources": [str(lift_dataset)]}, {"observation.images.front": [0.0], "action": CHUNK}, 8, seed=3)
+    a, b = sampler.sample(5), sampler.sample(5)
+    assert torch.equal(a["observation.images.front"], b["observation.images.front"]) and torch.equal(a["index"], b["index"])
+    assert not torch.equal(a["index"], sampler.sample(6)["index"])
+    images = a["observation.images.front"]
+    assert images.shape == (8, 1, 3, 48, 48) and images.dtype == torch.float32 and 0 <= images.min() and images.max() <= 1
+    streamed = [batch["index"] for batch, _ in zip(sampler.batches(start_step=5), range(3))]
+    assert all(torch.equal(x, sampler.sample(5 + i)["index"]) for i, x in enumerate(streamed))
+
+
+def test_mixture_samples_each_source_at_its_weight(lift_dataset, factors_dataset):
+    cfg = {"sources": [{"name": "lift", "path": str(lift_dataset), "weight": 4},
+                       {"name": "factors", "path": str(factors_dataset[0]), "weight": 1}]}
+    sampler = build_sampler(cfg, {"action": CHUNK}, 64, seed=0)
+    picks = torch.cat([sampler.sample(step)["source"] for step in range(100)])
+    share = (picks == 0).float().mean().item()
+    # 6400 draws at p = 0.8: standard deviation 0.005; four of them is the tolerance
+    assert abs(share - 0.8) < 0.02
+
+
+def test_mixture_phases_switch_weights(lift_dataset, factors_dataset):
+    cfg = {"sources": [{"name": "lift", "path": str(lift_dataset)}, {"name": "factors", "path": str(factors_dataset[0])}],
+           "phases": [{"steps": 10, "weights": {"lift": 1.0}}, {"weights": {"lift": 0.0, "factors": 1.0}}]}
+    sampler = build_sampler(cfg, {"action": CHUNK}, 32, seed=0)
+    assert sampler.sample(9)["source"].eq(0).all() and sampler.sample(10)["source"].eq(1).all()
+
+
+def test_mixture_masks_missing_cameras_and_state_dimensions(lift_dataset):
+    full = FrameStore.load(lift_dataset)
+    arm_stats = {k: (v[:9] if k != "count" else v) for k, v in full.stats["observation.state"].items()}
+    arm_only = dataclasses.replace(full, arrays={"observation.state": full.arrays["observation.state"][:, :9].copy(),
+                                                 "action": full.arrays["action"]},
+                                   stats={**full.stats, "observation.state": arm_stats})
+    deltas = {"observation.images.front": [0.0], "observation.state": [0.0], "action": CHUNK}
+    sampler = BatchSampler([Source("full", full), Source("arm", arm_only)], deltas, 64, phases=[Phase({"full": 1, "arm": 1})])
+    batch = sampler.sample(0)
+    from_arm = batch["source"] == 1
+    assert 0 < from_arm.sum() < 64
+    assert torch.equal(batch["observation.images.front_present"], ~from_arm)
+    assert batch["observation.images.front"][from_arm].abs().sum() == 0
+    mask = batch["observation.state_dim_mask"]
+    assert mask[from_arm][:, 9:].any() == False and mask[from_arm][:, :9].all() and mask[~from_arm].all()  # noqa: E712
+    assert batch["observation.state"][from_arm][..., 9:].abs().sum() == 0
+    assert "action_dim_mask" not in batch and "action_present" not in batch  # nothing differs
+    stats = sampler.stats()["observation.state"]
+    assert stats["mean"].shape == (15,)
+    np.testing.assert_allclose(stats["mean"][9:], full.stats["observation.state"]["mean"][9:], rtol=1e-5)
+
+
+def test_bad_data_input_is_named(tmp_path, lift_dataset):
+    with pytest.raises(DatasetError, match="does not exist"):
+        FrameStore.load(tmp_path / "nowhere")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(DatasetError, match="not a LeRobotDataset"):
+        FrameStore.load(tmp_path / "plain")
+    with pytest.raises(DatasetError, match="observation.images.wrist"):
+        build_sampler({"sources": [str(lift_dataset)]}, {"observation.images.wrist": [0.0]}, 4)
+    with pytest.raises(ValueError, match="wieghts"):
+        build_sampler({"sources": [str(lift_dataset)], "wieghts": 1}, {"action": CHUNK}, 4)
+    for weight, message in ((-1.0, "non-negative"), (0.0, "sum to zero"), (float("nan"), "finite")):
+        with pytest.raises(DatasetError, match=message):
+            build_sampler({"sources": [{"path": str(lift_dataset), "weight": weight}]}, {"action": CHUNK}, 4)
+    with pytest.raises(DatasetError, match="unknown sources"):
+        build_sampler({"sources": [str(lift_dataset)], "phases": [{"weights": {"real": 1.0}}]}, {"action": CHUNK}, 4)
+    with pytest.raises(DatasetError, match="multiples of 1/20"):
+        build_sampler({"sources": [str(lift_dataset)]}, {"action": [0.0, 0.03]}, 4)
+
+
+# --- data stats ------------------------------------------------------------------------------
+
+
+def fake_collection(root, records):
+    (root / "meta").mkdir(parents=True)
+    (root / "meta" / "info.json").write_text(json.dumps({"total_episodes": len(records), "total_frames": 10 * len(records)}))
+    log = {"version": 1, "config": {"seed": 0}, "episodes": records, "discarded": []}
+    (root / "meta" / "toyland_episodes.json").write_text(json.dumps(log))
+    return root
+
+
+def shortcut_records(rng, n, correlated: bool):
+    records = []
+    for i in range(n):
+        target = i % 2
+        side = target if correlated else int(rng.integers(2))
+        records.append({"seed": i, "instruction": "x", "colours": ["red", "blue"], "target_index": target,
+                        "factors": {"camera_viewpoint": {"azimuth": [-35.0, 35.0][side], "elevation": float(rng.uniform(-3, 3)),
+                                                         "radius": 0.0, "roll": 0.0, "fov": 0.0}}})
+    return records
+
+
+def test_data_stats_flags_a_factor_that_predicts_the_task(tmp_path, rng):
+    correlated = fake_collection(tmp_path / "correlated", shortcut_records(rng, 60, True))
+    independent = fake_collection(tmp_path / "independent", shortcut_records(rng, 60, False))
+    report = dataset_stats([correlated, independent])
+    cue = report["datasets"]["correlated"]["task_vs_factor"]["camera_viewpoint.azimuth"]
+    assert cue["normalized_mi"] == pytest.approx(1.0) and cue["p_value"] < 0.01
+    free = report["datasets"]["independent"]["task_vs_factor"]["camera_viewpoint.azimuth"]
+    assert free["excess_bits"] < 0.1 and free["p_value"] > 0.01
+    assert report["pairwise_js"]["correlated | independent"]["camera_viewpoint.elevation"] < 0.2
+
+
+def test_data_stats_sees_disjoint_sub_datasets(tmp_path, rng):
+    left = [r for r in shortcut_records(rng, 40, True) if r["target_index"] == 0]
+    right = [r for r in shortcut_records(rng, 40, True) if r["target_index"] == 1]
+    report = dataset_stats([fake_collection(tmp_path / "left", left), fake_collection(tmp_path / "right", right)])
+    assert report["pairwise_js"]["left | right"]["camera_viewpoint.azimuth"] == pytest.approx(1.0)
+    assert report["dataset_vs_factor"]["camera_viewpoint.azimuth"]["mi_bits"] == pytest.approx(1.0)
+    # each half alone has one task, so nothing within it predicts the task; pooled, the viewpoint does
+    assert report["task_vs_factor"]["camera_viewpoint.azimuth"]["normalized_mi"] == pytest.approx(1.0)
+
+
+def test_mutual_information_of_independent_labels_is_near_its_null(rng):
+    a, b = rng.integers(4, size=400).tolist(), rng.integers(4, size=400).tolist()
+    mi = mutual_information(a, b)
+    assert mi["mi_bits"] < 0.05 and mi["p_value"] > 0.01
+    assert mutual_information(a, a)["mi_bits"] == pytest.approx(2.0, abs=0.05)
+
+
+def test_data_stats_on_a_collected_dataset_lists_every_drawn_factor(factors_dataset):
+    root, env_cfg, _ = factors_dataset
+    report = dataset_stats([root])
+    axes = report["datasets"][root.name]["diversity"]
+    assert {key.split(".")[0] for key in axes} == set(env_cfg["factors"])
+    assert all(0 < d["coverage"] <= 1 for d in axes.values())
+
+
+def test_data_stats_cli_names_a_bad_path(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "toyland.cli", "data", "stats", str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
