@@ -3,6 +3,7 @@
 Commands and their configs (toyland/configs/<command>.yaml):
   demo      run the scripted expert on a task, print success per toy set, write a video
   collect   record the scripted expert's demonstrations into a LeRobotDataset
+  train     train a policy on LeRobotDatasets, evaluate it in the env, print success
   data      dataset utilities: `toyland data stats PATH [PATH ...]` (factor diversity, fragmentation)
 """
 
@@ -113,7 +114,20 @@ def data(argv: list[str]) -> None:
         args.json.write_text(json.dumps(report, indent=2))
 
 
-COMMANDS = {"demo": demo, "collect": collect}
+def train(cfg: DictConfig):
+    from toyland.train.trainer import train as run
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("experiment", None)
+    result = run(container)
+    if result.final_eval:
+        e = result.final_eval
+        print(f"{cfg.policy.name} after {result.steps} steps: success {e['successes']}/{e['episodes']} = "
+              f"{e['success_rate']:.2f} (95% CI {e['ci95'][0]:.2f}-{e['ci95'][1]:.2f}); checkpoint {result.output_dir}/checkpoints")
+    return result
+
+
+COMMANDS = {"demo": demo, "collect": collect, "train": train}
 PLAIN_COMMANDS = {"data": data}
 
 

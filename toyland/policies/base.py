@@ -1,0 +1,107 @@
+"""The policy API every policy implements (lerobot's shape):
+
+- ``forward(batch) -> (loss, metrics)`` on a training batch of observation history and action chunk;
+- ``predict_action_chunk(batch) -> [B, horizon, action_dim]`` in env units;
+- ``select_action(obs)`` for env observations, through an action queue refilled every
+  ``n_action_steps``; ``reset()`` at episode start.
+
+A policy is built from its config dataclass, the ``PolicyFeatures`` it acts on and the dataset
+statistics; ``toyland.policies.checkpoint`` saves and restores all three.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from toyland.policies.features import ACTION, STATE, PolicyFeatures
+from toyland.policies.normalize import Normalizer
+
+
+@dataclass
+class PolicyConfig:
+    n_obs_steps: int = 2  # observation history (current frame and n_obs_steps - 1 before it)
+    horizon: int = 16  # actions predicted per chunk, from the current step on
+    n_action_steps: int = 8  # actions executed before predicting again
+    use_language: bool = False  # condition on the instruction (frozen MiniLM)
+    cameras: tuple | None = None  # camera names to use (None: every camera of the dataset)
+
+    def validate(self) -> None:
+        if not 1 <= self.n_action_steps <= self.horizon:
+            raise ValueError(f"n_action_steps={self.n_action_steps} must lie in [1, horizon={self.horizon}]")
+        if self.n_obs_steps < 1:
+            raise ValueError("n_obs_steps must be at least 1")
+
+
+class Policy(nn.Module):
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type] = PolicyConfig
+    normalization: ClassVar[dict] = {STATE: "min_max", ACTION: "min_max"}
+
+    def __init__(self, config: PolicyConfig, features: PolicyFeatures, stats: dict | None):
+        super().__init__()
+        config.validate()
+        self.config, self.features = config, features
+        self.normalizer = Normalizer(features, stats, self.normalization)
+        self._obs_queue: deque | None = None
+        self._action_queue: deque = deque()
+
+    # --- what the policy needs from data ------------------------------------------------------
+    def delta_timestamps(self) -> dict[str, list[float]]:
+        fps, n = self.features.fps, self.config.n_obs_steps
+        history = [(i - n + 1) / fps for i in range(n)]
+        deltas = {key: history for key in self.features.cameras}
+        deltas[STATE] = history
+        deltas[ACTION] = [i / fps for i in range(self.config.horizon)]
+        return deltas
+
+    # --- training -----------------------------------------------------------------------------
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    # --- acting -------------------------------------------------------------------------------
+    def predict_action_chunk(self, batch: dict) -> torch.Tensor:
+        """Observation history in ``batch`` ([B, T, ...] tensors, ``task`` strings) -> [B, horizon, A]."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        self._obs_queue, self._action_queue = None, deque()
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.parameters()), torch.zeros(())).device
+
+    def observation_batch(self, obs: dict) -> dict:
+        """Env observations (one, or batched from a vector env) -> tensors with a batch dim."""
+        batched = np.asarray(obs["observation.state"]).ndim == 2
+        out = {}
+        for key in [*self.features.cameras, STATE]:
+            x = torch.as_tensor(np.asarray(obs[key]), device=self.device)
+            x = x if batched else x[None]
+            out[key] = x.permute(0, 3, 1, 2).float().div_(255.0) if key in self.features.cameras else x.float()
+        task = obs.get("task", "")
+        out["task"] = list(task) if batched else [task]
+        return out
+
+    @torch.no_grad()
+    def select_action(self, obs: dict) -> np.ndarray:
+        """The next action for ``obs``: [A] for one env, [B, A] for a vector env's batch."""
+        frame = self.observation_batch(obs)
+        keys = [k for k in frame if k != "task"]
+        if self._obs_queue is None:  # episode start: the history is the first frame repeated, as in training
+            self._obs_queue = deque([frame] * self.config.n_obs_steps, maxlen=self.config.n_obs_steps)
+        else:
+            self._obs_queue.append(frame)
+        if not self._action_queue:
+            history = {k: torch.stack([f[k] for f in self._obs_queue], dim=1) for k in keys}
+            history["task"] = frame["task"]
+            chunk = self.predict_action_chunk(history)[:, : self.config.n_action_steps]
+            self._action_queue.extend(chunk.transpose(0, 1).cpu().numpy())
+        action = self._action_queue.popleft()
+        single = np.asarray(obs["observation.state"]).ndim == 1
+        return action[0] if single else action

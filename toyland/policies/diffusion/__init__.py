@@ -1,0 +1,3 @@
+from toyland.policies.diffusion.policy import DiffusionConfig, DiffusionPolicy
+
+__all__ = ["DiffusionConfig", "DiffusionPolicy"]

@@ -1,0 +1,107 @@
+"""Diffusion Policy (Chi et al. 2023), sized for a CPU by default: per-camera conv encoders with
+spatial-softmax keypoints, observation history and proprioception (optionally the instruction's
+MiniLM embedding) as a global condition, a FiLM 1-D U-Net denoising action chunks, DDPM training
+and DDIM sampling with a configurable number of steps. Scale it up by config for a GPU
+(``down_dims``, ``channels``, ``keypoints``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+from torch import nn
+from torch.nn import functional as F
+
+from toyland.policies.base import Policy, PolicyConfig
+from toyland.policies.features import ACTION, STATE, PolicyFeatures
+from toyland.policies.registry import POLICIES
+from toyland.policies.vision import ConvEncoder, crop
+from toyland.policies.diffusion.unet import ConditionalUnet1d
+
+
+@dataclass
+class DiffusionConfig(PolicyConfig):
+    crop: float = 0.9  # random crop of this fraction of each side in training, centre crop when acting
+    channels: tuple = (32, 64, 128)  # image encoder stages
+    keypoints: int = 32
+    image_feature_dim: int = 64
+    down_dims: tuple = (64, 128, 256)  # U-Net widths; the horizon must divide by 2 ** (len - 1)
+    kernel_size: int = 5
+    n_groups: int = 8
+    step_embed_dim: int = 64
+    language_dim: int = 64  # projection of the 384-d MiniLM sentence embedding
+    train_timesteps: int = 100
+    inference_steps: int = 10  # DDIM steps when acting
+    beta_schedule: str = "squaredcos_cap_v2"
+    mask_padding: bool = False  # drop chunk steps past the episode end from the loss (else learn to hold)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.horizon % 2 ** (len(self.down_dims) - 1):
+            raise ValueError(f"horizon={self.horizon} must divide by 2 ** (len(down_dims) - 1) = {2 ** (len(self.down_dims) - 1)}")
+        if not 1 <= self.inference_steps <= self.train_timesteps:
+            raise ValueError(f"inference_steps={self.inference_steps} must lie in [1, train_timesteps={self.train_timesteps}]")
+
+
+@POLICIES.register("diffusion")
+class DiffusionPolicy(Policy):
+    name = "diffusion"
+    config_class = DiffusionConfig
+
+    def __init__(self, config: DiffusionConfig, features: PolicyFeatures, stats: dict | None):
+        super().__init__(config, features, stats)
+        c = config
+        self.encoders = nn.ModuleDict({
+            key.replace(".", "_"): ConvEncoder(tuple(c.channels), c.keypoints, c.image_feature_dim) for key in features.cameras
+        })
+        per_step = c.image_feature_dim * len(features.cameras) + features.state_dim
+        cond_dim = per_step * c.n_obs_steps + (c.language_dim if c.use_language else 0)
+        self.language = nn.Linear(384, c.language_dim) if c.use_language else None
+        self.denoiser = ConditionalUnet1d(features.action_dim, cond_dim, tuple(c.down_dims), c.kernel_size, c.n_groups,
+                                          c.step_embed_dim)
+        kwargs = dict(num_train_timesteps=c.train_timesteps, beta_schedule=c.beta_schedule, clip_sample=True,
+                      prediction_type="epsilon")
+        self.train_scheduler = DDPMScheduler(**kwargs)
+        self.sample_scheduler = DDIMScheduler(**kwargs)
+
+    def condition(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Observation history -> [B, cond_dim]; computed once per chunk, reused by every denoising step."""
+        feats = []
+        for key in self.features.cameras:
+            images = crop(batch[key], self.config.crop, random=self.training, generator=generator)
+            b, t = images.shape[:2]
+            feats.append(self.encoders[key.replace(".", "_")](images.flatten(0, 1)).reshape(b, t, -1))
+        feats.append(self.normalizer.normalize(STATE, batch[STATE]))
+        cond = torch.cat(feats, -1).flatten(1)
+        if self.language is not None:
+            from toyland.policies.language import sentence_encoder
+
+            cond = torch.cat([cond, self.language(sentence_encoder().sentences(batch["task"]).to(cond.device))], -1)
+        return cond
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        cond = self.condition(batch)
+        actions = self.normalizer.normalize(ACTION, batch[ACTION])
+        noise = torch.randn_like(actions)
+        t = torch.randint(0, self.config.train_timesteps, (actions.shape[0],), device=actions.device)
+        noisy = self.train_scheduler.add_noise(actions, noise, t)
+        error = F.mse_loss(self.denoiser(noisy, t, cond), noise, reduction="none")
+        if self.config.mask_padding and f"{ACTION}_is_pad" in batch:
+            keep = (~batch[f"{ACTION}_is_pad"]).unsqueeze(-1).float()
+            loss = (error * keep).sum() / (keep.sum() * error.shape[-1]).clamp(min=1)
+        else:
+            loss = error.mean()
+        return loss, {"mse": loss.item()}
+
+    @torch.no_grad()
+    def predict_action_chunk(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        cond = self.condition(batch)
+        b = cond.shape[0]
+        x = torch.randn(b, self.config.horizon, self.features.action_dim, generator=generator, device=cond.device)
+        scheduler = self.sample_scheduler
+        scheduler.set_timesteps(self.config.inference_steps)
+        for t in scheduler.timesteps:
+            eps = self.denoiser(x, torch.full((b,), int(t), device=cond.device), cond)
+            x = scheduler.step(eps, t, x, generator=generator).prev_sample
+        return self.normalizer.unnormalize(ACTION, x)

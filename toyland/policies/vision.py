@@ -1,0 +1,81 @@
+"""Image encoders shared by toyland's policies: a small residual conv net with GroupNorm (batch
+statistics would couple the samples of a batch and drift between training and acting), spatial
+softmax keypoints, and random-crop augmentation that becomes a centre crop at inference."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(8, channels // 4) or 1, channels)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.norm1 = group_norm(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.norm2 = group_norm(c_out)
+        self.skip = nn.Identity() if (c_in == c_out and stride == 1) else nn.Sequential(
+            nn.Conv2d(c_in, c_out, 1, stride, bias=False), group_norm(c_out))
+
+    def forward(self, x):
+        y = F.relu(self.norm1(self.conv1(x)))
+        return F.relu(self.norm2(self.conv2(y)) + self.skip(x))
+
+
+class SpatialSoftmax(nn.Module):
+    """Per keypoint channel, the softmax-weighted mean pixel position: [B, C, H, W] -> [B, 2K]."""
+
+    def __init__(self, channels: int, keypoints: int):
+        super().__init__()
+        self.to_keypoints = nn.Conv2d(channels, keypoints, 1)
+
+    def forward(self, x):
+        heat = self.to_keypoints(x)
+        b, k, h, w = heat.shape
+        attn = heat.flatten(2).softmax(-1)  # [B, K, HW]
+        ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)
+        xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype)
+        grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).reshape(h * w, 2)
+        return (attn @ grid).reshape(b, 2 * k)
+
+
+class ConvEncoder(nn.Module):
+    """[N, 3, H, W] in [0, 1] -> [N, out_dim]."""
+
+    def __init__(self, channels=(32, 64, 128), keypoints: int = 32, out_dim: int = 64):
+        super().__init__()
+        layers = [nn.Conv2d(3, channels[0], 5, 2, 2, bias=False), group_norm(channels[0]), nn.ReLU()]
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            layers.append(ResidualBlock(c_in, c_out, stride=2))
+        self.trunk = nn.Sequential(*layers)
+        self.pool = SpatialSoftmax(channels[-1], keypoints)
+        self.out = nn.Sequential(nn.Linear(2 * keypoints, out_dim), nn.LayerNorm(out_dim))
+
+    def forward(self, images):
+        return self.out(self.pool(self.trunk(images * 2.0 - 1.0)))
+
+
+def crop(images: torch.Tensor, fraction: float, random: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """[B, T, C, H, W] -> [B, T, C, h, w]: one random window per sample (the same for its history)
+    when ``random``, else the centre window."""
+    if fraction >= 1.0:
+        return images
+    b, t, c, h, w = images.shape
+    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
+    if not random:
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return images[..., top : top + ch, left : left + cw]
+    top = torch.randint(0, h - ch + 1, (b,), generator=generator).to(images.device)
+    left = torch.randint(0, w - cw + 1, (b,), generator=generator).to(images.device)
+    rows = (top[:, None] + torch.arange(ch, device=images.device))[:, None, None, :, None]  # [B,1,1,ch,1]
+    cols = (left[:, None] + torch.arange(cw, device=images.device))[:, None, None, None, :]  # [B,1,1,1,cw]
+    bi = torch.arange(b, device=images.device)[:, None, None, None, None]
+    ti = torch.arange(t, device=images.device)[None, :, None, None, None]
+    ci = torch.arange(c, device=images.device)[None, None, :, None, None]
+    return images[bi, ti, ci, rows, cols]

@@ -1,0 +1,1 @@
+"""Training: the one trainer behind ``toyland train`` and its checkpointed state."""

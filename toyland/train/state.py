@@ -1,0 +1,94 @@
+"""Training checkpoints: the policy checkpoint (see toyland.policies.checkpoint) plus EMA weights,
+optimizer tensors and a JSON of the step, scheduler and evaluation history. Folders are
+``checkpoints/step_<k>``; ``checkpoints/last`` names the newest and is replaced atomically after
+the folder is complete."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from toyland.policies.checkpoint import IncompatibleCheckpoint, load_weights, read_record, save_policy, policy_record
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "train_state.json"
+KEEP = 2  # step folders kept besides the newest
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """safetensors can hold only tensors: per-parameter state flattened to ``<index>.<name>``."""
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, state in sd["state"].items():
+        for name, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{name}"] = value
+            else:
+                scalars[f"{index}.{name}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def restore_optimizer(optimizer, tensors: dict, meta: dict) -> None:
+    state: dict = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    for key, value in meta["scalars"].items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_training(out: Path, step: int, policy, optimizer, scheduler, ema, cfg: dict, history: list) -> Path:
+    folder = Path(out) / CHECKPOINTS / f"step_{step:07d}"
+    opt_tensors, opt_meta = optimizer_tensors(optimizer)
+    extra = {"optimizer": opt_tensors}
+    if ema is not None:
+        extra["ema"] = {k: v for k, v in ema.module.state_dict().items()}
+    info = {"train_state": {"step": step, "scheduler": scheduler.state_dict(), "optimizer": opt_meta,
+                            "history": history, "train_config": cfg}}
+    save_policy(policy, folder, extra=extra, info=info)
+    pointer = folder.parent / "last"
+    tmp = pointer.with_suffix(".tmp")
+    tmp.write_text(folder.name)
+    os.replace(tmp, pointer)
+    steps = sorted(p for p in folder.parent.glob("step_*") if p.is_dir())
+    for old in steps[: -KEEP - 1]:
+        import shutil
+
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    pointer = Path(out) / CHECKPOINTS / "last"
+    if not pointer.is_file():
+        return None
+    folder = pointer.parent / pointer.read_text().strip()
+    return folder if folder.is_dir() else None
+
+
+def restore_training(folder: Path, policy, optimizer, scheduler, ema, cfg: dict) -> tuple[int, list]:
+    record = read_record(folder)
+    mine = policy_record(policy)
+    differs = [k for k in ("name", "config", "features") if json.loads(json.dumps(record[k])) != json.loads(json.dumps(mine[k]))]
+    if differs:
+        raise IncompatibleCheckpoint(
+            f"{folder} was trained with a different policy {differs}: checkpoint {[record[k] for k in differs]} vs now "
+            f"{[mine[k] for k in differs]}; resume with the same policy config or use a new output_dir"
+        )
+    load_weights(policy, load_file(folder / "model.safetensors"), str(folder))
+    state = record["train_state"]
+    restore_optimizer(optimizer, load_file(folder / "optimizer.safetensors"), state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if ema is not None:
+        ema_path = folder / "ema.safetensors"
+        if not ema_path.is_file():
+            raise IncompatibleCheckpoint(f"{folder} has no EMA weights; resume with ema.enabled=false")
+        ema.module.load_state_dict(load_file(ema_path))
+        ema.n_averaged.fill_(state["step"])
+    return int(state["step"]), list(state["history"])

@@ -1,0 +1,215 @@
+"""``toyland train``: one trainer for every registered policy.
+
+AdamW with linear warmup and cosine decay, EMA weights, gradient clipping, periodic checkpoints
+(atomic, safetensors) and in-training evaluation rollouts through ``toyland.eval``, TensorBoard
+logs and a progress bar. The batch of step ``k`` and the diffusion noise of step ``k`` are functions
+of ``(seed, k)``, so a run resumed from a checkpoint continues as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from toyland.config_keys import reject_unknown_keys
+from toyland.train.state import (
+    CHECKPOINTS, latest_checkpoint, restore_training, save_training,
+)
+
+TRAIN_KEYS = {"env", "policy", "data", "steps", "batch_size", "seed", "device", "threads", "optim", "ema", "log_every",
+              "save_every", "eval", "resume", "output_dir", "experiment", "prefetch"}
+OPTIM_KEYS = {"lr", "weight_decay", "betas", "warmup_steps", "grad_clip"}
+EMA_KEYS = {"enabled", "decay"}
+EVAL_KEYS = {"every", "episodes", "final_episodes", "seed_start", "videos"}
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto``: CUDA when present, else CPU. Asking for CUDA where there is none is an error."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={spec} but torch sees no CUDA device; use device=cpu or device=auto")
+    return device
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warmup to 1, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def batch_statistics(batch: dict) -> dict:
+    return {k: {"mean": float(v.float().mean()), "std": float(v.float().std()), "min": float(v.min()), "max": float(v.max()),
+                "finite": bool(torch.isfinite(v.float()).all())}
+            for k, v in batch.items() if torch.is_tensor(v) and v.is_floating_point()}
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    steps: int
+    final_eval: dict | None
+    history: list[dict] = field(default_factory=list)
+
+
+def train(cfg: dict) -> TrainResult:
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    from toyland.data.mixture import build_sampler
+    from toyland.policies import policy_config
+    from toyland.policies.features import PolicyFeatures
+
+    reject_unknown_keys(cfg, TRAIN_KEYS, "train config")
+    optim, ema_cfg, eval_cfg = dict(cfg["optim"]), dict(cfg["ema"]), dict(cfg["eval"])
+    reject_unknown_keys(optim, OPTIM_KEYS, "train config `optim`")
+    reject_unknown_keys(ema_cfg, EMA_KEYS, "train config `ema`")
+    reject_unknown_keys(eval_cfg, EVAL_KEYS, "train config `eval`")
+    device = resolve_device(cfg["device"])
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg["threads"]))
+    out = Path(cfg["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    seed, total = int(cfg["seed"]), int(cfg["steps"])
+
+    # the policy's features come from the data; its needs (cameras, windows) pick what is decoded
+    cls, pconfig = policy_config(cfg["policy"])
+    first = _first_source_info(cfg["data"])
+    features = PolicyFeatures.from_dataset_info(first, list(pconfig.cameras) if pconfig.cameras else None)
+    deltas = cls(pconfig, features, None).delta_timestamps()
+    sampler = build_sampler(cfg["data"], deltas, int(cfg["batch_size"]), seed=seed)
+    torch.manual_seed(seed)
+    policy = cls(pconfig, features, sampler.stats()).to(device)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=optim["lr"], betas=tuple(optim["betas"]), weight_decay=optim["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, int(optim["warmup_steps"]), total))
+    ema = AveragedModel(policy, multi_avg_fn=get_ema_multi_avg_fn(float(ema_cfg["decay"])), use_buffers=True) \
+        if ema_cfg["enabled"] else None
+
+    step, history = 0, []
+    if cfg.get("resume"):
+        ckpt = latest_checkpoint(out)
+        if ckpt is not None:
+            step, history = restore_training(ckpt, policy, optimizer, scheduler, ema, cfg)
+            print(f"resumed from {ckpt} at step {step}")
+    env = _eval_env(cfg) if eval_cfg["every"] or eval_cfg["final_episodes"] else None
+    if env is not None:
+        policy.features.check_env(env)  # fail now, not after an hour of training
+    writer = SummaryWriter(str(out / "tensorboard"))
+    (out / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
+    log_path = out / "train_log.jsonl"
+    batches = sampler.batches(start_step=step, prefetch=int(cfg.get("prefetch", 2)))
+    bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
+    wait = compute = 0.0
+    started = time.perf_counter() - (history[-1]["time_s"] if history else 0.0)
+    policy.train()
+    try:
+        while step < total:
+            t0 = time.perf_counter()
+            batch = to_device(next(batches), device)
+            t1 = time.perf_counter()
+            torch.manual_seed(seed * 1_000_003 + step)  # this step's noise, the same after a resume
+            loss, metrics = policy(batch)
+            if not torch.isfinite(loss):
+                last = latest_checkpoint(out)
+                raise NonFiniteLoss(
+                    f"loss is {loss.item()} at step {step}; batch statistics: {json.dumps(batch_statistics(batch))}; "
+                    f"the last good checkpoint is {last or 'none (nothing saved yet)'}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, float(optim["grad_clip"]))
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(policy)
+            step += 1
+            wait, compute = wait + (t1 - t0), compute + (time.perf_counter() - t1)
+            bar.update(1)
+            if step % int(cfg["log_every"]) == 0 or step == total:
+                share = wait / max(wait + compute, 1e-9)
+                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.1e}", data=f"{share:.1%}")
+                for name, value in {"loss": loss.item(), "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0],
+                                    "data_share": share, **metrics}.items():
+                    writer.add_scalar(f"train/{name}", value, step)
+                wait = compute = 0.0
+            evaluate_now = eval_cfg["every"] and step % int(eval_cfg["every"]) == 0 and step < total
+            if evaluate_now:
+                history.append(_evaluate(cfg, env, ema or policy, eval_cfg["episodes"], step, started, writer, log_path))
+                policy.train()
+            if step % int(cfg["save_every"]) == 0 and step < total:
+                save_training(out, step, policy, optimizer, scheduler, ema, cfg, history)
+    finally:
+        bar.close()
+        batches.close()
+    save_training(out, step, policy, optimizer, scheduler, ema, cfg, history)
+    final = None
+    if env is not None and eval_cfg["final_episodes"]:
+        final = _evaluate(cfg, env, ema or policy, eval_cfg["final_episodes"], step, started, writer, log_path,
+                          videos=int(eval_cfg.get("videos", 0)), out=out)
+        history.append(final)
+        save_training(out, step, policy, optimizer, scheduler, ema, cfg, history)
+        (out / "results.json").write_text(json.dumps(final, indent=2))
+    writer.close()
+    if env is not None:
+        env.close()
+    return TrainResult(out, step, final, history)
+
+
+def _first_source_info(data_cfg: dict) -> dict:
+    from toyland.data.frames import DatasetError, check_dataset_path
+
+    sources = data_cfg.get("sources") or []
+    if not sources:
+        raise DatasetError("data config: `sources` is empty; list at least one dataset path")
+    entry = sources[0]
+    path = entry if isinstance(entry, str) else entry.get("path")
+    return json.loads((check_dataset_path(path) / "meta" / "info.json").read_text())
+
+
+def _eval_env(cfg: dict):
+    from toyland.sim import make_env
+
+    videos = int(cfg["eval"].get("videos", 0))
+    return make_env(dict(cfg["env"]), **({"render_mode": "rgb_array", "render_size": [256, 256]} if videos else {}))
+
+
+def _evaluate(cfg, env, model, episodes, step, started, writer, log_path, videos: int = 0, out: Path | None = None) -> dict:
+    from toyland.eval.policy_eval import evaluate_policy
+    from toyland.eval.rollout import write_video
+
+    policy = model.module if hasattr(model, "module") else model  # the EMA copy when there is one
+    t0 = time.perf_counter()
+    result = evaluate_policy(policy, env, int(episodes), seed_start=int(cfg["eval"]["seed_start"]), record=videos)
+    record = {"step": step, "time_s": round(time.perf_counter() - started, 1), "eval_s": round(time.perf_counter() - t0, 1),
+              **result.summary()}
+    writer.add_scalar("eval/success_rate", result.success_rate, step)
+    with open(log_path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    lo, hi = result.ci95
+    print(f"\nstep {step}: success {result.successes}/{len(result.episodes)} = {result.success_rate:.2f} "
+          f"(95% CI {lo:.2f}-{hi:.2f})")
+    frames = [f for e in result.episodes for f in e.frames]
+    if out is not None and frames:
+        write_video(out / "eval.mp4", frames, fps=20)
+    return record
+
+
+__all__ = ["train", "resolve_device", "lr_factor", "NonFiniteLoss", "TrainResult", "CHECKPOINTS"]
