@@ -40,10 +40,8 @@ def factors_dataset(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lift_dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "lift"
-    collect({"task": "lift", **SMALL}, root, episodes=3, seed=0, workers=1, progress=False)
-    return root
+def lift_dataset(lift_demos):
+    return lift_demos
 
 
 def test_collected_dataset_round_trips_through_lerobot(factors_dataset):

@@ -4,6 +4,8 @@ Commands and their configs (toyland/configs/<command>.yaml):
   demo      run the scripted expert on a task, print success per toy set, write a video
   collect   record the scripted expert's demonstrations into a LeRobotDataset
   train     train a policy on LeRobotDatasets, evaluate it in the env, print success
+  eval      score a policy on a suite of factor cells: paired seeds, Wilson intervals, report
+  report    `toyland report RUN [RUN ...] [--out DIR]`: rebuild and compare evaluation reports
   data      dataset utilities: `toyland data stats PATH [PATH ...]` (factor diversity, fragmentation)
 """
 
@@ -127,8 +129,45 @@ def train(cfg: DictConfig):
     return result
 
 
-COMMANDS = {"demo": demo, "collect": collect, "train": train}
-PLAIN_COMMANDS = {"data": data}
+def evaluate(cfg: DictConfig):
+    from toyland.eval.harness import evaluate_suite
+
+    suite = OmegaConf.to_container(cfg.suite, resolve=True)
+    suite.pop("description", None)
+    results = evaluate_suite(
+        cfg.policy, env_config(cfg), suite, cfg.output_dir, episodes=cfg.episodes, seed_start=cfg.seed_start,
+        workers=cfg.workers, weights=cfg.weights, videos=cfg.videos,
+    )
+    print(f"{results['actor']}: {cfg.episodes} episodes per cell")
+    for name, cell in results["cells"].items():
+        gap = results["gaps"].get(name, {})
+        extra = f"  gap vs id {gap['difference']:+.2f} (McNemar p {gap['mcnemar_p']:.3f})" if gap.get("n") else ""
+        if cell.get("shortcut_rate") is not None:
+            extra += f"  shortcut rate {cell['shortcut_rate']:.2f}"
+        print(f"  {name:36s} success {cell['successes']}/{cell['episodes']} = {cell['success_rate']:.2f} "
+              f"(95% CI {cell['ci95'][0]:.2f}-{cell['ci95'][1]:.2f}){extra}")
+    print(f"report: {Path(cfg.output_dir) / 'report.md'}")
+    return results
+
+
+def report(argv: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="toyland report", description="rebuild reports from evaluation records")
+    parser.add_argument("runs", nargs="+", type=Path, help="evaluation run folders (the first is the baseline)")
+    parser.add_argument("--out", type=Path, default=None, help="report folder (default: the first run)")
+    args = parser.parse_args(argv)
+    from toyland.eval.report import write_report
+
+    try:
+        path = write_report(args.runs, args.out or args.runs[0])
+    except FileNotFoundError as exc:
+        parser.exit(2, f"toyland report: {exc}\n")
+    print(f"report: {path}")
+
+
+COMMANDS = {"demo": demo, "collect": collect, "train": train, "eval": evaluate}
+PLAIN_COMMANDS = {"data": data, "report": report}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -119,6 +119,7 @@ def train(cfg: dict) -> TrainResult:
     bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
     wait = compute = 0.0
     started = time.perf_counter() - (history[-1]["time_s"] if history else 0.0)
+    clock = {"train_s": history[-1]["train_s"] if history else 0.0}  # optimization time only, evaluations excluded
     policy.train()
     try:
         while step < total:
@@ -142,6 +143,7 @@ def train(cfg: dict) -> TrainResult:
                 ema.update_parameters(policy)
             step += 1
             wait, compute = wait + (t1 - t0), compute + (time.perf_counter() - t1)
+            clock["train_s"] += time.perf_counter() - t0
             bar.update(1)
             if step % int(cfg["log_every"]) == 0 or step == total:
                 share = wait / max(wait + compute, 1e-9)
@@ -152,7 +154,8 @@ def train(cfg: dict) -> TrainResult:
                 wait = compute = 0.0
             evaluate_now = eval_cfg["every"] and step % int(eval_cfg["every"]) == 0 and step < total
             if evaluate_now:
-                history.append(_evaluate(cfg, env, ema or policy, eval_cfg["episodes"], step, started, writer, log_path))
+                history.append(_evaluate(cfg, env, ema or policy, eval_cfg["episodes"], step, started, writer, log_path,
+                                         train_s=clock["train_s"]))
                 policy.train()
             if step % int(cfg["save_every"]) == 0 and step < total:
                 save_training(out, step, policy, optimizer, scheduler, ema, cfg, history)
@@ -163,7 +166,7 @@ def train(cfg: dict) -> TrainResult:
     final = None
     if env is not None and eval_cfg["final_episodes"]:
         final = _evaluate(cfg, env, ema or policy, eval_cfg["final_episodes"], step, started, writer, log_path,
-                          videos=int(eval_cfg.get("videos", 0)), out=out)
+                          videos=int(eval_cfg.get("videos", 0)), out=out, train_s=clock["train_s"])
         history.append(final)
         save_training(out, step, policy, optimizer, scheduler, ema, cfg, history)
         (out / "results.json").write_text(json.dumps(final, indent=2))
@@ -191,14 +194,15 @@ def _eval_env(cfg: dict):
     return make_env(dict(cfg["env"]), **({"render_mode": "rgb_array", "render_size": [256, 256]} if videos else {}))
 
 
-def _evaluate(cfg, env, model, episodes, step, started, writer, log_path, videos: int = 0, out: Path | None = None) -> dict:
+def _evaluate(cfg, env, model, episodes, step, started, writer, log_path, videos: int = 0, out: Path | None = None,
+              train_s: float = 0.0) -> dict:
     from toyland.eval.policy_eval import evaluate_policy
     from toyland.eval.rollout import write_video
 
     policy = model.module if hasattr(model, "module") else model  # the EMA copy when there is one
     t0 = time.perf_counter()
     result = evaluate_policy(policy, env, int(episodes), seed_start=int(cfg["eval"]["seed_start"]), record=videos)
-    record = {"step": step, "time_s": round(time.perf_counter() - started, 1), "eval_s": round(time.perf_counter() - t0, 1),
+    record = {"step": step, "time_s": round(time.perf_counter() - started, 1), "train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t0, 1),
               **result.summary()}
     writer.add_scalar("eval/success_rate", result.success_rate, step)
     with open(log_path, "a") as f:

@@ -23,10 +23,10 @@ from toyland.policies.diffusion.unet import ConditionalUnet1d
 @dataclass
 class DiffusionConfig(PolicyConfig):
     crop: float = 0.9  # random crop of this fraction of each side in training, centre crop when acting
-    channels: tuple = (32, 64, 128)  # image encoder stages
+    channels: tuple = (16, 32, 64)  # image encoder stages (the encoder is most of a CPU step)
     keypoints: int = 32
     image_feature_dim: int = 64
-    down_dims: tuple = (64, 128, 256)  # U-Net widths; the horizon must divide by 2 ** (len - 1)
+    down_dims: tuple = (32, 64, 128)  # U-Net widths; the horizon must divide by 2 ** (len - 1)
     kernel_size: int = 5
     n_groups: int = 8
     step_embed_dim: int = 64

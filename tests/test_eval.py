@@ -1,0 +1,152 @@
+"""The evaluation harness: statistics, paired cells, determinism, shortcut rate, resume, reports."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from toyland.eval.harness import RECORDS, evaluate_suite, read_records
+from toyland.eval.stats import mcnemar_exact, paired_bootstrap, paired_comparison, wilson_interval
+from toyland.eval.suite import build_suite
+from toyland.sim import make_env
+from toyland.sim.scenarios import scenario_env_config
+
+SMALL = {"task": "lift", "image_size": 32}
+ID_ONLY = {"base": {}}
+
+
+@pytest.mark.parametrize("k,n,lo,hi", [(0, 10, 0.0, 0.2775), (5, 10, 0.2366, 0.7634), (10, 10, 0.7225, 1.0),
+                                       (81, 100, 0.7222, 0.8749)])
+def test_wilson_interval_matches_published_values(k, n, lo, hi):
+    assert wilson_interval(k, n) == pytest.approx((lo, hi), abs=1e-4)
+
+
+def test_mcnemar_exact_p_values():
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(0, 5) == pytest.approx(2 / 32)
+    assert mcnemar_exact(9, 1) == pytest.approx(2 * 11 / 1024)
+    assert mcnemar_exact(3, 3) == 1.0
+
+
+def test_paired_statistics_see_the_pairing(rng):
+    a = rng.random(200) < 0.8
+    b = a.copy()
+    b[:20] = ~b[:20]  # differs on 20 episodes only
+    lo, hi = paired_bootstrap(a, b)
+    assert lo <= a.mean() - b.mean() <= hi and hi - lo < 0.2
+    cmp = paired_comparison(dict(enumerate(a)), dict(enumerate(a)))
+    assert cmp["difference"] == 0 and cmp["mcnemar_p"] == 1.0
+
+
+def test_suite_cells_and_bad_suites():
+    suite = build_suite({"factors": ["lighting"], "levels": ["ood_1", "ood_3"], "toy_sets": ["heldout"],
+                         "combinations": [{"factors": ["lighting", "camera_viewpoint"], "level": "ood_2"}]})
+    assert suite.names() == ["id", "lighting@ood_1", "lighting@ood_3", "toy_set@heldout", "lighting+camera_viewpoint@ood_2"]
+    assert suite.cell("lighting@ood_3").env["factors"] == {"lighting": "ood_3"}
+    with pytest.raises(KeyError, match="lighting"):
+        build_suite({"factors": ["lightning"]})
+    with pytest.raises(ValueError, match="ood_9"):
+        build_suite({"factors": ["lighting"], "levels": ["ood_9"]})
+    with pytest.raises(KeyError, match="heldout"):
+        build_suite({"toy_sets": ["held_out"]})
+    with pytest.raises(ValueError, match="factorz"):
+        build_suite({"factorz": ["lighting"]})
+
+
+def test_cells_share_toys_and_poses_episode_by_episode():
+    suite = build_suite({"factors": ["lighting"], "levels": ["ood_2"]})
+    infos = []
+    for cell in suite.cells:
+        env = make_env({**SMALL, **cell.env})
+        obs, info = env.reset(seed=1_000_003)
+        infos.append((obs["observation.state"], info))
+        env.close()
+    (state_a, a), (state_b, b) = infos
+    assert a["toys"] == b["toys"] and a["factors"].get("lighting") != b["factors"]["lighting"]
+    np.testing.assert_allclose(state_a, state_b)
+
+
+def strip(records):
+    return sorted(((r["cell"], r["seed"]), json.dumps(r, sort_keys=True)) for r in records)
+
+
+def test_identical_seeds_give_identical_outcomes_and_workers_do_not_change_them(tmp_path):
+    kwargs = dict(episodes=3, videos=False, progress=False)
+    one = evaluate_suite("expert", SMALL, {"factors": ["lighting"], "levels": ["ood_3"]}, tmp_path / "a", workers=1, **kwargs)
+    evaluate_suite("expert", SMALL, {"factors": ["lighting"], "levels": ["ood_3"]}, tmp_path / "b", workers=2, **kwargs)
+    assert strip(read_records(tmp_path / "a")) == strip(read_records(tmp_path / "b"))
+    assert one["cells"]["id"]["episodes"] == 3 and "lighting@ood_3" in one["gaps"]
+
+
+def test_cue_follower_takes_the_shortcut_and_the_expert_does_not(tmp_path):
+    env = {**scenario_env_config("viewpoint_shortcut", "eval"), "image_size": 32}
+    rates = {}
+    for actor in ("expert", "cue_follower"):
+        results = evaluate_suite(actor, env, ID_ONLY, tmp_path / actor, episodes=6, workers=1, videos=False, progress=False)
+        rates[actor] = results["cells"]["id"]
+    assert rates["cue_follower"]["shortcut_rate"] >= 5 / 6 and rates["cue_follower"]["success_rate"] <= 1 / 6
+    assert rates["expert"]["shortcut_rate"] <= 1 / 6 and rates["expert"]["success_rate"] >= 5 / 6
+
+
+def test_a_killed_and_resumed_evaluation_gives_the_records_of_an_uninterrupted_one(tmp_path):
+    cmd = [sys.executable, "-m", "toyland.cli", "eval", "policy=expert", "suite=id_only", "episodes=6", "workers=1",
+           "videos=false", "env.image_size=32", f"output_dir={tmp_path / 'killed'}", f"hydra.run.dir={tmp_path / 'h'}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if len(read_records(tmp_path / "killed")) >= 2:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    partial = len(read_records(tmp_path / "killed"))
+    assert 2 <= partial < 6
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    reference = evaluate_suite("expert", {**SMALL, "embodiment": "panda"}, ID_ONLY, tmp_path / "straight", episodes=6,
+                               workers=1, videos=False, progress=False)
+    assert reference["cells"]["id"]["episodes"] == 6
+    assert strip(read_records(tmp_path / "killed")) == strip(read_records(tmp_path / "straight"))
+    assert (tmp_path / "killed" / "report.md").is_file() and "success" in proc.stdout
+
+
+def test_a_policy_that_cannot_act_in_the_env_fails_before_any_episode(tmp_path):
+    import torch
+
+    from toyland.policies import make_policy
+    from toyland.policies.checkpoint import save_policy
+    from toyland.policies.features import FeatureMismatch, PolicyFeatures
+
+    features = PolicyFeatures(cameras={"observation.images.wrist": (3, 48, 48)}, state_dim=15, action_dim=7, fps=20)
+    stats = {"observation.state": {"min": -np.ones(15), "max": np.ones(15)}, "action": {"min": -np.ones(7), "max": np.ones(7)}}
+    torch.manual_seed(0)
+    policy = make_policy({"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "horizon": 8, "n_action_steps": 4},
+                         features, stats)
+    save_policy(policy, tmp_path / "ckpt")
+    with pytest.raises(FeatureMismatch, match="observation.images.wrist"):
+        evaluate_suite(str(tmp_path / "ckpt"), SMALL, ID_ONLY, tmp_path / "run", episodes=2, workers=1, progress=False)
+    assert not read_records(tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="cue_follower"):
+        evaluate_suite("experd", SMALL, ID_ONLY, tmp_path / "run2", episodes=2, workers=1, progress=False)
+
+
+def test_report_compares_runs_and_plots(tmp_path):
+    suite = {"factors": ["lighting"], "levels": ["ood_1", "ood_3"]}
+    evaluate_suite("expert", SMALL, suite, tmp_path / "expert", episodes=2, workers=1, videos=True, progress=False)
+    evaluate_suite("cue_follower", SMALL, suite, tmp_path / "cue", episodes=2, workers=1, videos=False, progress=False)
+    videos = list((tmp_path / "expert" / "videos").glob("*.mp4"))
+    assert videos and all(v.stat().st_size > 0 for v in videos)
+    proc = subprocess.run([sys.executable, "-m", "toyland.cli", "report", str(tmp_path / "expert"), str(tmp_path / "cue"),
+                           "--out", str(tmp_path / "both")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "both" / "report.md").read_text()
+    assert "Paired comparison against expert" in text and "lighting@ood_3" in text
+    assert (tmp_path / "both" / "plots" / "factors.png").stat().st_size > 1000
+    assert (tmp_path / "both" / "plots" / "heatmap.png").stat().st_size > 1000
+    proc = subprocess.run([sys.executable, "-m", "toyland.cli", "report", str(tmp_path / "nothing")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "not a toyland evaluation run" in proc.stderr

@@ -1,0 +1,173 @@
+"""Contract tests over every registered policy (lerobot adapters included), and checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from toyland.policies import POLICIES, make_policy, policy_config
+from toyland.policies.checkpoint import IncompatibleCheckpoint, load_policy, save_policy
+from toyland.policies.features import ACTION, STATE, FeatureMismatch, PolicyFeatures
+
+FEATURES = PolicyFeatures(cameras={"observation.images.front": (3, 48, 48)}, state_dim=15, action_dim=7, fps=20)
+# the smallest configs of each policy, so that the contract runs in seconds
+TINY = {
+    "diffusion": {"channels": [8, 16], "down_dims": [16, 32], "keypoints": 8, "image_feature_dim": 16,
+                  "horizon": 8, "n_action_steps": 4, "inference_steps": 3},
+    "lerobot_diffusion": {"horizon": 8, "n_action_steps": 4,
+                          "overrides": {"down_dims": [16, 32], "num_inference_steps": 3, "diffusion_step_embed_dim": 16}},
+    "lerobot_act": {"horizon": 8, "n_action_steps": 4,
+                    "overrides": {"dim_model": 32, "dim_feedforward": 64, "n_heads": 2, "n_encoder_layers": 1, "latent_dim": 8}},
+    "lerobot": {"lerobot_type": "act", "horizon": 8, "n_action_steps": 4,
+                "overrides": {"dim_model": 32, "dim_feedforward": 64, "n_heads": 2, "n_encoder_layers": 1, "latent_dim": 8}},
+}
+
+
+def tiny_config(name: str) -> dict:
+    return {"name": name, **TINY[name]}
+
+
+def test_every_registered_policy_has_a_tiny_config():
+    assert set(POLICIES.names()) == set(TINY)
+
+
+def fake_stats(features: PolicyFeatures) -> dict:
+    stats = {STATE: {"min": -np.ones(features.state_dim), "max": np.ones(features.state_dim),
+                     "mean": np.zeros(features.state_dim), "std": np.ones(features.state_dim)},
+             ACTION: {"min": -np.ones(features.action_dim), "max": np.ones(features.action_dim),
+                      "mean": np.zeros(features.action_dim), "std": np.ones(features.action_dim)}}
+    for key, (c, _, _) in features.cameras.items():
+        stats[key] = {"mean": np.full((c, 1, 1), 0.5), "std": np.full((c, 1, 1), 0.25),
+                      "min": np.zeros((c, 1, 1)), "max": np.ones((c, 1, 1))}
+    return stats
+
+
+def fake_batch(policy, batch_size: int = 4, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    deltas = policy.delta_timestamps()
+    batch = {}
+    for key, times in deltas.items():
+        if key in policy.features.cameras:
+            c, h, w = policy.features.cameras[key]
+            batch[key] = torch.rand(batch_size, len(times), c, h, w, generator=g)
+        elif key == STATE:
+            batch[key] = torch.rand(batch_size, len(times), policy.features.state_dim, generator=g) * 2 - 1
+        else:
+            batch[key] = torch.rand(batch_size, len(times), policy.features.action_dim, generator=g) * 2 - 1
+        batch[f"{key}_is_pad"] = torch.zeros(batch_size, len(times), dtype=torch.bool)
+    batch["task"] = ["pick up the red ball"] * batch_size
+    return batch
+
+
+def fake_obs(seed: int, batch: int | None = None) -> dict:
+    rng = np.random.default_rng(seed)
+    lead = () if batch is None else (batch,)
+    return {"observation.images.front": rng.integers(0, 255, (*lead, 48, 48, 3), dtype=np.uint8),
+            "observation.state": rng.uniform(-1, 1, (*lead, 15)).astype(np.float32),
+            "task": "pick up the red ball" if batch is None else ["pick up the red ball"] * batch}
+
+
+@pytest.fixture(params=sorted(TINY))
+def policy(request):
+    torch.manual_seed(0)
+    return make_policy(tiny_config(request.param), FEATURES, fake_stats(FEATURES))
+
+
+def test_forward_and_backward_reach_every_trainable_weight(policy):
+    policy.train()
+    loss, metrics = policy(fake_batch(policy))
+    assert loss.ndim == 0 and torch.isfinite(loss) and isinstance(metrics, dict)
+    loss.backward()
+    trainable = [(n, p) for n, p in policy.named_parameters() if p.requires_grad]
+    without = [n for n, p in trainable if p.grad is None or not torch.any(p.grad != 0)]
+    assert len(without) <= 0.1 * len(trainable), without  # (ACT's unused positional tables aside)
+
+
+def test_select_action_shapes_and_queue(policy):
+    policy.eval()
+    calls = []
+    predict = policy.predict_action_chunk
+    policy.predict_action_chunk = lambda batch, *a, **k: calls.append(1) or predict(batch, *a, **k)
+    policy.reset()
+    n = policy.config.n_action_steps
+    actions = [policy.select_action(fake_obs(i)) for i in range(n + 1)]
+    assert all(a.shape == (7,) and np.all(np.isfinite(a)) for a in actions)
+    assert len(calls) == 2  # one chunk per n_action_steps actions
+    policy.reset()
+    batched = policy.select_action(fake_obs(0, batch=3))
+    assert batched.shape == (3, 7)
+
+
+def test_save_and_load_give_identical_actions(policy, tmp_path):
+    policy.eval()
+    save_policy(policy, tmp_path / "ckpt")
+    loaded = load_policy(tmp_path / "ckpt")
+    for p in (policy, loaded):
+        p.reset()
+    for i in range(3):
+        torch.manual_seed(i)
+        a = policy.select_action(fake_obs(i))
+        torch.manual_seed(i)
+        b = loaded.select_action(fake_obs(i))
+        np.testing.assert_array_equal(a, b)
+    assert not list(tmp_path.glob(".*tmp*"))  # the temporary folder was renamed into place
+
+
+def test_same_seed_same_actions(policy):
+    policy.eval()
+    out = []
+    for _ in range(2):
+        policy.reset()
+        torch.manual_seed(7)
+        out.append(policy.select_action(fake_obs(1)))
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_a_checkpoint_of_another_config_is_refused(tmp_path):
+    policy = make_policy(tiny_config("diffusion"), FEATURES, fake_stats(FEATURES))
+    save_policy(policy, tmp_path / "ckpt")
+    record = json.loads((tmp_path / "ckpt" / "policy.json").read_text())
+    record["config"]["down_dims"] = [32, 64]
+    (tmp_path / "ckpt" / "policy.json").write_text(json.dumps(record))
+    with pytest.raises(IncompatibleCheckpoint, match="shape mismatch"):
+        load_policy(tmp_path / "ckpt")
+
+
+def test_unknown_policy_and_config_key_are_named():
+    with pytest.raises(KeyError, match="diffusion"):
+        policy_config({"name": "difusion"})
+    with pytest.raises(ValueError, match="horizn"):
+        policy_config({"name": "diffusion", "horizn": 8})
+    with pytest.raises(ValueError, match="divide"):
+        make_policy({"name": "diffusion", "horizon": 10}, FEATURES, None)
+
+
+def test_missing_normalization_statistics_are_an_error():
+    stats = fake_stats(FEATURES)
+    del stats[ACTION]
+    with pytest.raises(ValueError, match="normalization statistics for 'action'"):
+        make_policy(tiny_config("diffusion"), FEATURES, stats)
+
+
+def test_min_max_normalization_maps_the_range_to_unit_interval():
+    policy = make_policy(tiny_config("diffusion"), FEATURES, {
+        STATE: {"min": np.arange(15.0), "max": np.arange(15.0) + 2}, ACTION: {"min": -2 * np.ones(7), "max": 2 * np.ones(7)}})
+    x = torch.arange(15.0)
+    np.testing.assert_allclose(policy.normalizer.normalize(STATE, x).numpy(), -np.ones(15))
+    np.testing.assert_allclose(policy.normalizer.normalize(STATE, x + 2).numpy(), np.ones(15))
+    a = torch.tensor([0.5] * 7)
+    np.testing.assert_allclose(policy.normalizer.unnormalize(ACTION, policy.normalizer.normalize(ACTION, a)).numpy(), a.numpy())
+
+
+def test_features_check_names_what_an_env_lacks():
+    from toyland.sim import make_env
+
+    env = make_env({"task": "lift", "image_size": 32})
+    with pytest.raises(FeatureMismatch, match="observation.images.front"):
+        FEATURES.check_env(env)
+    env.close()
+    info = {"fps": 20, "features": {"observation.state": {"shape": [15]}, "action": {"shape": [7]},
+                                    "observation.images.front": {"dtype": "image", "shape": [48, 48, 3]}}}
+    with pytest.raises(FeatureMismatch, match="observation.images.wrist"):
+        PolicyFeatures.from_dataset_info(info, cameras=["wrist"])

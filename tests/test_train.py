@@ -1,0 +1,116 @@
+"""The trainer: exact resume, NaN handling, device errors, and the whole loop from the CLI."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
+
+from toyland.train import trainer
+from toyland.train.trainer import NonFiniteLoss, lr_factor, resolve_device, train
+
+TINY_DIFFUSION = ["policy.channels=[8,16]", "policy.down_dims=[16,32]", "policy.keypoints=8",
+                  "policy.image_feature_dim=16", "policy.horizon=8", "policy.n_action_steps=4", "policy.inference_steps=3"]
+
+
+def config(tmp_path, data, *overrides) -> dict:
+    with initialize_config_module("toyland.configs", version_base="1.3"):
+        cfg = compose("train", overrides=[
+            f"output_dir={tmp_path}", f"data.sources=[{{path: {data}}}]", "env.image_size=48", "batch_size=4",
+            "steps=6", "save_every=3", "log_every=1", "eval.final_episodes=0", "optim.warmup_steps=2", *TINY_DIFFUSION,
+            *overrides])
+    cfg = OmegaConf.to_container(cfg, resolve=True)
+    cfg.pop("experiment", None)
+    return cfg
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, lift_demos, monkeypatch):
+    straight = train(config(tmp_path / "straight", lift_demos))
+    save = trainer.save_training
+
+    def save_then_die(out, step, *args):
+        save(out, step, *args)
+        if step == 3:
+            raise Interrupt
+
+    monkeypatch.setattr(trainer, "save_training", save_then_die)
+    with pytest.raises(Interrupt):
+        train(config(tmp_path / "resumed", lift_demos))
+    monkeypatch.setattr(trainer, "save_training", save)
+    resumed = train(config(tmp_path / "resumed", lift_demos, "resume=true"))
+    assert straight.steps == resumed.steps == 6
+    for name in ("model", "ema"):
+        a = load_file(tmp_path / "straight" / "checkpoints" / "step_0000006" / f"{name}.safetensors")
+        b = load_file(tmp_path / "resumed" / "checkpoints" / "step_0000006" / f"{name}.safetensors")
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_a_resume_with_another_policy_config_is_refused(tmp_path, lift_demos):
+    train(config(tmp_path, lift_demos, "steps=3"))
+    with pytest.raises(ValueError, match="different policy"):
+        train(config(tmp_path, lift_demos, "steps=6", "resume=true", "policy.keypoints=4"))
+
+
+def test_nan_loss_stops_with_step_and_batch_statistics_and_keeps_the_last_checkpoint(tmp_path, lift_demos, monkeypatch):
+    from toyland.policies.diffusion.policy import DiffusionPolicy
+
+    forward, calls = DiffusionPolicy.forward, []
+
+    def poisoned(self, batch):
+        loss, metrics = forward(self, batch)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) == 5 else loss), metrics
+
+    monkeypatch.setattr(DiffusionPolicy, "forward", poisoned)
+    with pytest.raises(NonFiniteLoss, match=r"at step 4.*observation.state.*step_0000003"):
+        train(config(tmp_path, lift_demos, "save_every=3"))
+    assert (tmp_path / "checkpoints" / "step_0000003" / "model.safetensors").is_file()
+    assert not (tmp_path / "checkpoints" / "step_0000004").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has CUDA")
+def test_asking_for_cuda_without_one_is_an_error():
+    with pytest.raises(RuntimeError, match="device=cpu"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    assert lr_factor(0, 10, 100) == pytest.approx(0.1) and lr_factor(9, 10, 100) == pytest.approx(1.0)
+    assert lr_factor(55, 10, 100) == pytest.approx(0.5) and lr_factor(100, 10, 100) == pytest.approx(0.0)
+
+
+def test_bad_train_config_keys_are_named(tmp_path, lift_demos):
+    cfg = config(tmp_path, lift_demos)
+    cfg["optim"]["lrr"] = 1.0
+    with pytest.raises(ValueError, match="lrr"):
+        train(cfg)
+
+
+def test_collect_train_evaluate_from_the_command_line(tmp_path):
+    run = [sys.executable, "-m", "toyland.cli"]
+    data = tmp_path / "demos"
+    proc = subprocess.run([*run, "collect", "episodes=2", "workers=1", "env.image_size=48", f"output_dir={data}",
+                           f"hydra.run.dir={tmp_path / 'h1'}"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 episodes kept" in proc.stdout
+    proc = subprocess.run([*run, "train", "steps=4", "batch_size=4", "env.image_size=48", "eval.final_episodes=1",
+                           "eval.videos=0", f"data.sources=[{{path: {data}}}]", f"hydra.run.dir={tmp_path / 'h2'}",
+                           *TINY_DIFFUSION], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "diffusion after 4 steps: success" in proc.stdout
+    proc = subprocess.run([*run, "train", "steps=4", "optim.lrr=1", f"data.sources=[{{path: {data}}}]",
+                           f"hydra.run.dir={tmp_path / 'h3'}"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "lrr" in proc.stderr
+    proc = subprocess.run([*run, "train", "steps=4", f"data.sources=[{{path: {tmp_path / 'nowhere'}}}]",
+                           f"hydra.run.dir={tmp_path / 'h4'}"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "does not exist" in proc.stderr

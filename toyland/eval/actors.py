@@ -1,0 +1,108 @@
+"""What acts in an evaluation: a trained policy checkpoint, or a scripted reference.
+
+``expert``: the privileged scripted expert (an upper reference). ``cue_follower``: the expert aimed
+at the object the shortcut cue implies instead of the instructed one, the behaviour of a policy that
+learned the shortcut; on a shortcut scenario it scores a shortcut rate near 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toyland.registry import Registry
+
+SCRIPTED: Registry[type] = Registry("scripted actor")
+
+
+class Actor:
+    """reset(env) at each episode start, act(obs) -> action; check(env) raises if it cannot act there."""
+
+    label = ""
+
+    def check(self, env) -> None:
+        pass
+
+    def reset(self, env, seed: int) -> None:
+        pass
+
+    def act(self, obs) -> np.ndarray:
+        raise NotImplementedError
+
+
+@SCRIPTED.register("expert")
+class ExpertActor(Actor):
+    label = "scripted expert"
+
+    def reset(self, env, seed):
+        from toyland.sim.experts import make_expert
+
+        self.expert = make_expert(env)
+        self.expert.reset()
+
+    def act(self, obs):
+        return self.expert.act(obs)
+
+
+@SCRIPTED.register("cue_follower")
+class CueFollowerActor(ExpertActor):
+    label = "scripted cue follower"
+
+    def reset(self, env, seed):
+        from toyland.sim.experts import EXPERTS
+
+        self.expert = cue_following(EXPERTS.get(env.unwrapped.task.name))(env)
+        self.expert.reset()
+
+
+_CUE_FOLLOWING: dict[type, type] = {}
+
+
+def cue_following(expert_cls: type) -> type:
+    """The expert class aimed at the cue's object (the instructed one when there is no cue)."""
+    if expert_cls not in _CUE_FOLLOWING:
+        class CueFollowing(expert_cls):
+            @property
+            def target_index(self) -> int:
+                task = self.env.task
+                return task.target_index if task.cue_index is None else task.cue_index
+
+        _CUE_FOLLOWING[expert_cls] = CueFollowing
+    return _CUE_FOLLOWING[expert_cls]
+
+
+class PolicyActor(Actor):
+    def __init__(self, path: str | Path, weights: str = "ema", device: str = "cpu"):
+        from toyland.policies.checkpoint import load_policy
+
+        folder = Path(path)
+        if (folder / "checkpoints" / "last").is_file():  # a training run folder: its newest checkpoint
+            folder = folder / "checkpoints" / (folder / "checkpoints" / "last").read_text().strip()
+        if weights == "ema" and not (folder / "ema.safetensors").is_file():
+            weights = "model"
+        self.policy = load_policy(folder, weights=weights, device=device)
+        self.label = f"{self.policy.name} ({folder})"
+        self.folder = folder
+
+    def check(self, env):
+        self.policy.features.check_env(env)
+
+    def reset(self, env, seed):
+        torch.manual_seed(seed)  # a stochastic policy acts the same on the same seed
+        self.policy.reset()
+
+    def act(self, obs):
+        return np.asarray(self.policy.select_action(obs), dtype=np.float32)
+
+
+def make_actor(spec: str, weights: str = "ema", device: str = "cpu") -> Actor:
+    """``spec``: a scripted actor's name, a checkpoint folder or a training run folder."""
+    if spec in SCRIPTED:
+        return SCRIPTED.get(spec)()
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"policy {spec!r} is neither a scripted actor ({', '.join(SCRIPTED.names())}) "
+                                "nor an existing checkpoint folder")
+    return PolicyActor(path, weights=weights, device=device)

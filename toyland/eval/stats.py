@@ -1,0 +1,47 @@
+"""Statistics of paired binary outcomes: every cell and every policy runs the same seeds, so two
+success vectors are compared episode by episode (McNemar's exact test, a paired bootstrap)."""
+
+from __future__ import annotations
+
+from math import comb
+
+import numpy as np
+
+from toyland.eval.rollout import wilson_interval
+
+__all__ = ["wilson_interval", "mcnemar_exact", "paired_bootstrap", "paired_comparison"]
+
+
+def mcnemar_exact(a_only: int, b_only: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant pairs (a succeeded and b failed, and the
+    reverse): under the null each discordant pair goes either way with probability 1/2."""
+    n = a_only + b_only
+    if n == 0:
+        return 1.0
+    k = min(a_only, b_only)
+    tail = sum(comb(n, i) for i in range(k + 1)) / 2**n
+    return float(min(1.0, 2 * tail))
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, samples: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of mean(a) - mean(b), resampling episodes (pairs) with replacement."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) != len(b) or not len(a):
+        raise ValueError(f"paired samples need equal, non-zero lengths, got {len(a)} and {len(b)}")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(len(a), size=(samples, len(a)))
+    diffs = (a[idx] - b[idx]).mean(1)
+    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+
+
+def paired_comparison(a: dict[int, bool], b: dict[int, bool]) -> dict:
+    """``a`` and ``b``: seed -> success. Compared on the seeds both have."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return {"n": 0}
+    x = np.array([a[s] for s in seeds], float)
+    y = np.array([b[s] for s in seeds], float)
+    a_only, b_only = int(((x == 1) & (y == 0)).sum()), int(((x == 0) & (y == 1)).sum())
+    lo, hi = paired_bootstrap(x, y)
+    return {"n": len(seeds), "difference": float(x.mean() - y.mean()), "ci95": [lo, hi], "a_only": a_only,
+            "b_only": b_only, "mcnemar_p": mcnemar_exact(a_only, b_only)}
