@@ -13,3 +13,24 @@ def demos(episodes: int = 100) -> Path:
 
     collect({"task": "lift", "image_size": 64}, DEMOS, episodes=episodes, seed=0, workers=2, progress=True)
     return DEMOS
+
+
+def time_training(policy, next_batch, steps: int, warmup: int = 2) -> tuple[float, float]:
+    """Seconds per optimizer step and the share of it spent in ``next_batch()``, warm-up excluded."""
+    import time
+
+    import torch
+
+    opt = torch.optim.AdamW(policy.parameters(), 1e-4)
+    wait = total = 0.0
+    for i in range(steps + warmup):
+        t0 = time.perf_counter()
+        batch = next_batch()
+        t1 = time.perf_counter()
+        loss, _ = policy(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i >= warmup:
+            wait, total = wait + t1 - t0, total + time.perf_counter() - t0
+    return total / steps, wait / total

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from common import demos
+from common import demos, time_training
 
 
 def lerobot_batches_per_s(root, deltas, batch_size, n, workers):
@@ -30,22 +30,14 @@ def lerobot_batches_per_s(root, deltas, batch_size, n, workers):
 
 
 def training_share(policy, sampler, steps, prefetch):
-    opt = torch.optim.AdamW(policy.parameters(), 1e-4)
-    source = sampler.batches(prefetch=prefetch) if prefetch else (sampler.sample(i) for i in range(10**9))
-    wait = total = 0.0
-    for i in range(steps + 2):
-        t0 = time.perf_counter()
-        batch = next(source)
-        t1 = time.perf_counter()
-        loss, _ = policy(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if i >= 2:  # warm-up steps excluded
-            wait, total = wait + t1 - t0, total + time.perf_counter() - t0
     if prefetch:
-        source.close()
-    return wait / total, total / steps
+        stream = sampler.batches(prefetch=prefetch)
+        step_s, share = time_training(policy, lambda: next(stream), steps)
+        stream.close()
+    else:
+        counter = iter(range(10**9))
+        step_s, share = time_training(policy, lambda: sampler.sample(next(counter)), steps)
+    return share, step_s
 
 
 def main():

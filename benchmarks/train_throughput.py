@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
 
-from common import demos
+from common import demos, time_training
 
 UNET = [32, 64, 128]
 CONFIGS = {
@@ -28,21 +27,10 @@ CONFIGS = {
 
 
 def steps_per_s(policy, sampler, steps):
-    opt = torch.optim.AdamW(policy.parameters(), 1e-4)
-    batches = sampler.batches(prefetch=2)
-    wait = total = 0.0
-    for i in range(steps + 3):
-        t0 = time.perf_counter()
-        batch = next(batches)
-        t1 = time.perf_counter()
-        loss, _ = policy(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if i >= 3:
-            wait, total = wait + t1 - t0, total + time.perf_counter() - t0
-    batches.close()
-    return steps / total, wait / total
+    stream = sampler.batches(prefetch=2)
+    step_s, share = time_training(policy, lambda: next(stream), steps, warmup=3)
+    stream.close()
+    return 1.0 / step_s, share
 
 
 def main():

@@ -45,20 +45,54 @@ class SpatialSoftmax(nn.Module):
         return (attn @ grid).reshape(b, 2 * k)
 
 
-class ConvEncoder(nn.Module):
-    """[N, 3, H, W] in [0, 1] -> [N, out_dim]."""
+class FlattenPool(nn.Module):
+    """The feature map flattened through a linear layer: every position keeps its own weights, so
+    where things are survives (and it learns faster than keypoints on a small CPU budget)."""
 
-    def __init__(self, channels=(32, 64, 128), keypoints: int = 32, out_dim: int = 64):
+    def __init__(self, channels: int, size: tuple[int, int], out_dim: int):
+        super().__init__()
+        self.project = nn.Linear(channels * size[0] * size[1], out_dim)
+
+    def forward(self, x):
+        return self.project(x.flatten(1))
+
+
+POOLS = ("flatten", "spatial_softmax")
+
+
+class ConvEncoder(nn.Module):
+    """[N, 3, H, W] in [0, 1] -> [N, out_dim]. ``pool``: ``flatten`` (a linear map of the whole
+    feature map, needs ``image_size``) or ``spatial_softmax`` (one expected position per keypoint)."""
+
+    def __init__(self, channels=(32, 64, 128), keypoints: int = 32, out_dim: int = 64, pool: str = "flatten",
+                 image_size: tuple[int, int] | None = None):
         super().__init__()
         layers = [nn.Conv2d(3, channels[0], 5, 2, 2, bias=False), group_norm(channels[0]), nn.ReLU()]
         for c_in, c_out in zip(channels[:-1], channels[1:]):
             layers.append(ResidualBlock(c_in, c_out, stride=2))
         self.trunk = nn.Sequential(*layers)
-        self.pool = SpatialSoftmax(channels[-1], keypoints)
-        self.out = nn.Sequential(nn.Linear(2 * keypoints, out_dim), nn.LayerNorm(out_dim))
+        if pool == "spatial_softmax":
+            self.pool = SpatialSoftmax(channels[-1], keypoints)
+            width = 2 * keypoints
+        elif pool == "flatten":
+            if image_size is None:
+                raise ValueError("pool='flatten' needs the image size")
+            with torch.no_grad():
+                size = self.trunk(torch.zeros(1, 3, *image_size)).shape[2:]
+            self.pool = FlattenPool(channels[-1], tuple(size), out_dim)
+            width = out_dim
+        else:
+            raise ValueError(f"pool={pool!r}; valid: {', '.join(POOLS)}")
+        self.out = nn.Sequential(nn.Linear(width, out_dim), nn.LayerNorm(out_dim))
 
     def forward(self, images):
         return self.out(self.pool(self.trunk(images * 2.0 - 1.0)))
+
+
+def cropped_size(size: tuple[int, int], fraction: float) -> tuple[int, int]:
+    if fraction >= 1.0:
+        return tuple(size)
+    return (max(1, round(size[0] * fraction)), max(1, round(size[1] * fraction)))
 
 
 def crop(images: torch.Tensor, fraction: float, random: bool, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -67,7 +101,7 @@ def crop(images: torch.Tensor, fraction: float, random: bool, generator: torch.G
     if fraction >= 1.0:
         return images
     b, t, c, h, w = images.shape
-    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
+    ch, cw = cropped_size((h, w), fraction)
     if not random:
         top, left = (h - ch) // 2, (w - cw) // 2
         return images[..., top : top + ch, left : left + cw]

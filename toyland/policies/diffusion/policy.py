@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from toyland.policies.base import Policy, PolicyConfig
 from toyland.policies.features import ACTION, STATE, PolicyFeatures
 from toyland.policies.registry import POLICIES
-from toyland.policies.vision import ConvEncoder, crop
+from toyland.policies.vision import ConvEncoder, crop, cropped_size
 from toyland.policies.diffusion.unet import ConditionalUnet1d
 
 
@@ -24,7 +24,8 @@ from toyland.policies.diffusion.unet import ConditionalUnet1d
 class DiffusionConfig(PolicyConfig):
     crop: float = 0.9  # random crop of this fraction of each side in training, centre crop when acting
     channels: tuple = (16, 32, 64)  # image encoder stages (the encoder is most of a CPU step)
-    keypoints: int = 32
+    pool: str = "flatten"  # flatten | spatial_softmax (see toyland/policies/vision.py)
+    keypoints: int = 32  # spatial_softmax only
     image_feature_dim: int = 64
     down_dims: tuple = (32, 64, 128)  # U-Net widths; the horizon must divide by 2 ** (len - 1)
     kernel_size: int = 5
@@ -34,12 +35,18 @@ class DiffusionConfig(PolicyConfig):
     train_timesteps: int = 100
     inference_steps: int = 10  # DDIM steps when acting
     beta_schedule: str = "squaredcos_cap_v2"
+    # "sample": the denoiser predicts the clean chunk; "epsilon": the noise (Chi et al.'s choice).
+    # On 100 Lift demos a state-conditioned denoiser reached gripper-action error 0.17 with "sample"
+    # and 0.59 with "epsilon" after the same 1500 steps, so the CPU default predicts the sample.
+    prediction: str = "sample"
     mask_padding: bool = False  # drop chunk steps past the episode end from the loss (else learn to hold)
 
     def validate(self) -> None:
         super().validate()
         if self.horizon % 2 ** (len(self.down_dims) - 1):
             raise ValueError(f"horizon={self.horizon} must divide by 2 ** (len(down_dims) - 1) = {2 ** (len(self.down_dims) - 1)}")
+        if self.prediction not in ("sample", "epsilon"):
+            raise ValueError(f"prediction={self.prediction!r}; valid: sample, epsilon")
         if not 1 <= self.inference_steps <= self.train_timesteps:
             raise ValueError(f"inference_steps={self.inference_steps} must lie in [1, train_timesteps={self.train_timesteps}]")
 
@@ -53,7 +60,9 @@ class DiffusionPolicy(Policy):
         super().__init__(config, features, stats)
         c = config
         self.encoders = nn.ModuleDict({
-            key.replace(".", "_"): ConvEncoder(tuple(c.channels), c.keypoints, c.image_feature_dim) for key in features.cameras
+            key.replace(".", "_"): ConvEncoder(tuple(c.channels), c.keypoints, c.image_feature_dim, c.pool,
+                                               cropped_size(shape[1:], c.crop))
+            for key, shape in features.cameras.items()
         })
         per_step = c.image_feature_dim * len(features.cameras) + features.state_dim
         cond_dim = per_step * c.n_obs_steps + (c.language_dim if c.use_language else 0)
@@ -61,7 +70,7 @@ class DiffusionPolicy(Policy):
         self.denoiser = ConditionalUnet1d(features.action_dim, cond_dim, tuple(c.down_dims), c.kernel_size, c.n_groups,
                                           c.step_embed_dim)
         kwargs = dict(num_train_timesteps=c.train_timesteps, beta_schedule=c.beta_schedule, clip_sample=True,
-                      prediction_type="epsilon")
+                      prediction_type=c.prediction)
         self.train_scheduler = DDPMScheduler(**kwargs)
         self.sample_scheduler = DDIMScheduler(**kwargs)
 
@@ -86,7 +95,8 @@ class DiffusionPolicy(Policy):
         noise = torch.randn_like(actions)
         t = torch.randint(0, self.config.train_timesteps, (actions.shape[0],), device=actions.device)
         noisy = self.train_scheduler.add_noise(actions, noise, t)
-        error = F.mse_loss(self.denoiser(noisy, t, cond), noise, reduction="none")
+        target = actions if self.config.prediction == "sample" else noise
+        error = F.mse_loss(self.denoiser(noisy, t, cond), target, reduction="none")
         if self.config.mask_padding and f"{ACTION}_is_pad" in batch:
             keep = (~batch[f"{ACTION}_is_pad"]).unsqueeze(-1).float()
             loss = (error * keep).sum() / (keep.sum() * error.shape[-1]).clamp(min=1)
@@ -102,6 +112,6 @@ class DiffusionPolicy(Policy):
         scheduler = self.sample_scheduler
         scheduler.set_timesteps(self.config.inference_steps)
         for t in scheduler.timesteps:
-            eps = self.denoiser(x, torch.full((b,), int(t), device=cond.device), cond)
-            x = scheduler.step(eps, t, x, generator=generator).prev_sample
+            out = self.denoiser(x, torch.full((b,), int(t), device=cond.device), cond)
+            x = scheduler.step(out, t, x, generator=generator).prev_sample
         return self.normalizer.unnormalize(ACTION, x)
