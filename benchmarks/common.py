@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"
-DEMOS = OUT / "learn_lift" / "data"  # the learn_lift benchmark's 100 Lift demonstrations at 64x64
+DEMOS = OUT / "learn_lift" / "data"  # the learn_lift benchmark's 100 Lift demonstrations
+ENV = {"task": "lift", "image_size": 64, "cameras": ["front", "wrist"]}  # as configs/experiment/learn_lift.yaml
 
 
 def demos(episodes: int = 100) -> Path:
     from toyland.data.collect import collect
 
-    collect({"task": "lift", "image_size": 64}, DEMOS, episodes=episodes, seed=0, workers=2, progress=True)
+    collect(ENV, DEMOS, episodes=episodes, seed=0, workers=2, progress=True)
     return DEMOS
 
 

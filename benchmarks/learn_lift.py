@@ -1,6 +1,6 @@
 """Learning benchmark: does toyland's diffusion policy learn Lift on two CPU cores?
 
-100 expert demonstrations of Lift on the train toys (64x64 front camera), `steps` of training
+100 expert demonstrations of Lift on the train toys (front and wrist cameras at 64x64), `steps` of training
 (configs/experiment/learn_lift.yaml), evaluations of 20 episodes every 1000 steps and 100 at the
 end, on seeds disjoint from the demonstrations. Prints the success curve over training time.
 

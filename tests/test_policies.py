@@ -171,3 +171,18 @@ def test_features_check_names_what_an_env_lacks():
                                     "observation.images.front": {"dtype": "image", "shape": [48, 48, 3]}}}
     with pytest.raises(FeatureMismatch, match="observation.images.wrist"):
         PolicyFeatures.from_dataset_info(info, cameras=["wrist"])
+
+
+def test_diffusion_conditions_on_the_instruction_through_minilm():
+    torch.manual_seed(0)
+    policy = make_policy({**tiny_config("diffusion"), "use_language": True}, FEATURES, fake_stats(FEATURES)).eval()
+    batch = fake_batch(policy, batch_size=2)
+    loss, _ = policy.train()(batch)
+    loss.backward()
+    assert policy.language.weight.grad is not None and policy.language.weight.grad.abs().sum() > 0
+    policy.eval()
+    chunks = []
+    for task in ("pick up the red ball", "pick up the blue cube"):
+        batch["task"] = [task, task]
+        chunks.append(policy.predict_action_chunk(batch, generator=torch.Generator().manual_seed(0)))
+    assert not torch.allclose(chunks[0], chunks[1])  # same noise, other instruction: other actions

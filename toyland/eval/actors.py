@@ -97,12 +97,61 @@ class PolicyActor(Actor):
         return np.asarray(self.policy.select_action(obs), dtype=np.float32)
 
 
+class LeRobotPretrainedActor(Actor):
+    """A folder written by lerobot's ``save_pretrained`` (``config.json`` with a ``type``, weights and
+    its pre/post-processor pipelines, which carry the normalization statistics)."""
+
+    def __init__(self, path: Path, device: str = "cpu"):
+        from lerobot.configs.policies import PreTrainedConfig
+        from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+
+        config = PreTrainedConfig.from_pretrained(str(path))
+        config.device = device
+        self.policy = get_policy_class(config.type).from_pretrained(str(path), config=config).eval()
+        self.pre, self.post = make_pre_post_processors(config, pretrained_path=str(path))
+        self.config, self.label = config, f"lerobot {config.type} ({path})"
+
+    def check(self, env):
+        from toyland.policies.features import FeatureMismatch
+
+        spaces = env.unwrapped.observation_space.spaces
+        problems = []
+        for key, feature in self.config.input_features.items():
+            if key not in spaces:
+                problems.append(f"'{key}' missing (env has {sorted(k for k in spaces if k != 'task')})")
+            elif key.startswith("observation.images.") and tuple(spaces[key].shape) != tuple(feature.shape[1:]) + tuple(feature.shape[:1]):
+                problems.append(f"'{key}' is {tuple(spaces[key].shape)} in the env, the policy takes {tuple(feature.shape)} (C, H, W)")
+            elif key == "observation.state" and spaces[key].shape[0] != feature.shape[0]:
+                problems.append(f"state has {spaces[key].shape[0]} dims in the env, the policy takes {feature.shape[0]}")
+        action = self.config.output_features.get("action")
+        if action is not None and action.shape[0] != env.unwrapped.action_space.shape[0]:
+            problems.append(f"the env takes {env.unwrapped.action_space.shape[0]}-d actions, the policy gives {action.shape[0]}")
+        if problems:
+            raise FeatureMismatch("the lerobot policy cannot act in this env: " + "; ".join(problems))
+
+    def reset(self, env, seed):
+        torch.manual_seed(seed)
+        self.policy.reset()
+
+    @torch.no_grad()
+    def act(self, obs):
+        batch = {"task": obs["task"]}
+        for key in self.config.input_features:
+            x = torch.as_tensor(np.asarray(obs[key]))
+            batch[key] = x.permute(2, 0, 1).float().div(255.0) if key.startswith("observation.images.") else x.float()
+        action = self.post(self.policy.select_action(self.pre(batch)))
+        return np.asarray(action, dtype=np.float32).reshape(-1)
+
+
 def make_actor(spec: str, weights: str = "ema", device: str = "cpu") -> Actor:
-    """``spec``: a scripted actor's name, a checkpoint folder or a training run folder."""
+    """``spec``: a scripted actor's name, a toyland checkpoint or training run folder, or a lerobot
+    pretrained policy folder."""
     if spec in SCRIPTED:
         return SCRIPTED.get(spec)()
     path = Path(spec).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"policy {spec!r} is neither a scripted actor ({', '.join(SCRIPTED.names())}) "
                                 "nor an existing checkpoint folder")
+    if not (path / "policy.json").is_file() and (path / "config.json").is_file() and not (path / "checkpoints").is_dir():
+        return LeRobotPretrainedActor(path, device=device)
     return PolicyActor(path, weights=weights, device=device)
