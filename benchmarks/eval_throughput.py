@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import OUT
+from common import ENV, OUT
 
 
 def main():
@@ -28,7 +28,7 @@ def main():
 
     run = OUT / "learn_lift" / "run"
     actor = args.actor or (str(run) if (run / "checkpoints" / "last").is_file() else "expert")
-    env = {"task": "lift", "image_size": 64}
+    env = dict(ENV)
     rates, records = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for workers in (1, 2):
@@ -39,7 +39,7 @@ def main():
             rates[workers] = 3600 * args.episodes / (time.perf_counter() - t)
             records[workers] = sorted(json.dumps(r, sort_keys=True) for r in read_records(out))
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"actor: {actor}; {args.episodes} Lift episodes per run (64x64 camera)")
+    print(f"actor: {actor}; {args.episodes} Lift episodes per run (front and wrist cameras, 64x64)")
     print(f"  1 worker : {rates[1]:7.0f} episodes/hour")
     print(f"  2 workers: {rates[2]:7.0f} episodes/hour")
     print(f"  parallel efficiency {rates[2] / (2 * rates[1]):.2f} (goal >= 0.85); records identical: {records[1] == records[2]}")

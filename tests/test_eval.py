@@ -94,7 +94,7 @@ def test_cue_follower_takes_the_shortcut_and_the_expert_does_not(tmp_path):
 
 
 def test_a_killed_and_resumed_evaluation_gives_the_records_of_an_uninterrupted_one(tmp_path):
-    cmd = [sys.executable, "-m", "toyland.cli", "eval", "policy=expert", "suite=id_only", "episodes=6", "workers=1",
+    cmd = [sys.executable, "-m", "toyland.cli", "eval", "actor=expert", "suite=id_only", "episodes=6", "workers=1",
            "videos=false", "env.image_size=32", f"output_dir={tmp_path / 'killed'}", f"hydra.run.dir={tmp_path / 'h'}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300

@@ -135,7 +135,7 @@ def evaluate(cfg: DictConfig):
     suite = OmegaConf.to_container(cfg.suite, resolve=True)
     suite.pop("description", None)
     results = evaluate_suite(
-        cfg.policy, env_config(cfg), suite, cfg.output_dir, episodes=cfg.episodes, seed_start=cfg.seed_start,
+        cfg.actor, env_config(cfg), suite, cfg.output_dir, episodes=cfg.episodes, seed_start=cfg.seed_start,
         workers=cfg.workers, weights=cfg.weights, videos=cfg.videos,
     )
     print(f"{results['actor']}: {cfg.episodes} episodes per cell")
