@@ -113,8 +113,6 @@ def read_records(out: Path) -> list[dict]:
 def evaluate_suite(actor: str, env_cfg: dict, suite_cfg: dict, out: str | Path, episodes: int = 20,
                    seed_start: int = EVAL_SEED_START, workers: int = 2, weights: str = "ema", videos: bool = True,
                    progress: bool = True) -> dict:
-    from tqdm import tqdm
-
     from toyland.sim import resolved_env_config
 
     out = Path(out)
@@ -132,6 +130,22 @@ def evaluate_suite(actor: str, env_cfg: dict, suite_cfg: dict, out: str | Path, 
             raise ValueError(f"{out} holds an evaluation with a different {changed}; resume with the same "
                              "settings or use a new output_dir")
     (out / RUN).write_text(json.dumps(run, indent=2))
+    import torch
+
+    # One torch thread everywhere: float results depend on the thread count, and an episode's
+    # record must not depend on how many workers ran the evaluation.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_start, workers, weights,
+                         videos, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_start, workers, weights, videos, progress):
+    from tqdm import tqdm
+
     runner = EpisodeRunner(actor, weights, env_cfg, cells)
     runner.env(ID)  # the actor's contract against the env: a clear error before any episode
     done = {(r["cell"], r["seed"]) for r in read_records(out)}
