@@ -35,3 +35,15 @@ def time_training(policy, next_batch, steps: int, warmup: int = 2) -> tuple[floa
         if i >= warmup:
             wait, total = wait + t1 - t0, total + time.perf_counter() - t0
     return total / steps, wait / total
+
+
+def time_sampler_training(policy, sampler, steps: int, prefetch: int = 2, warmup: int = 2) -> tuple[float, float]:
+    """``time_training`` fed by ``sampler``: through its prefetch thread, or assembled in the loop (0)."""
+    if not prefetch:
+        counter = iter(range(10**9))
+        return time_training(policy, lambda: sampler.sample(next(counter)), steps, warmup)
+    stream = sampler.batches(prefetch=prefetch)
+    try:
+        return time_training(policy, lambda: next(stream), steps, warmup)
+    finally:
+        stream.close()

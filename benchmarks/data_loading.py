@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from common import demos, time_training
+from common import demos, time_sampler_training
 
 
 def lerobot_batches_per_s(root, deltas, batch_size, n, workers):
@@ -27,17 +27,6 @@ def lerobot_batches_per_s(root, deltas, batch_size, n, workers):
     for _ in range(n):
         next(it)
     return n / (time.perf_counter() - t)
-
-
-def training_share(policy, sampler, steps, prefetch):
-    if prefetch:
-        stream = sampler.batches(prefetch=prefetch)
-        step_s, share = time_training(policy, lambda: next(stream), steps)
-        stream.close()
-    else:
-        counter = iter(range(10**9))
-        step_s, share = time_training(policy, lambda: sampler.sample(next(counter)), steps)
-    return share, step_s
 
 
 def main():
@@ -67,8 +56,8 @@ def main():
     theirs0 = lerobot_batches_per_s(root, deltas, args.batch_size, args.batches, workers=0)
     theirs2 = lerobot_batches_per_s(root, deltas, args.batch_size, args.batches, workers=2)
     policy = make_policy({"name": "diffusion"}, features, sampler.stats())
-    share_sync, step_sync = training_share(policy, sampler, args.batches, prefetch=0)
-    share_pre, step_pre = training_share(policy, sampler, args.batches, prefetch=2)
+    step_sync, share_sync = time_sampler_training(policy, sampler, args.batches, prefetch=0)
+    step_pre, share_pre = time_sampler_training(policy, sampler, args.batches, prefetch=2)
     print(f"dataset: {len(store)} frames, {store.num_episodes} episodes; decode once: {decode_s:.1f} s")
     print(f"batches of {args.batch_size} (2-frame history, 16-step chunks, 64x64 images):")
     print(f"  lerobot LeRobotDataset + DataLoader, 0 workers: {theirs0:7.1f} batches/s")

@@ -16,7 +16,7 @@ import json
 
 import torch
 
-from common import demos, time_training
+from common import demos, time_sampler_training
 
 UNET = [32, 64, 128]
 CONFIGS = {
@@ -24,13 +24,6 @@ CONFIGS = {
     "toyland diffusion (resnet18-wide encoder)": {"name": "diffusion", "down_dims": UNET, "channels": [64, 128, 256, 512]},
     "lerobot DiffusionPolicy (resnet18)": {"name": "lerobot_diffusion", "overrides": {"down_dims": UNET}},
 }
-
-
-def steps_per_s(policy, sampler, steps):
-    stream = sampler.batches(prefetch=2)
-    step_s, share = time_training(policy, lambda: next(stream), steps, warmup=3)
-    stream.close()
-    return 1.0 / step_s, share
 
 
 def main():
@@ -51,7 +44,8 @@ def main():
         torch.manual_seed(0)
         policy = make_policy(cfg, features, sampler.stats()).train()
         params = sum(p.numel() for p in policy.parameters())
-        rate, share = steps_per_s(policy, sampler, args.steps)
+        step_s, share = time_sampler_training(policy, sampler, args.steps, warmup=3)
+        rate = 1.0 / step_s
         rows[label] = (params, rate, share)
     base = rows["lerobot DiffusionPolicy (resnet18)"][1]
     print(f"batch {args.batch_size}, 64x64 images, 2-frame history, 16-step chunks, {torch.get_num_threads()} threads")

@@ -7,6 +7,7 @@ learned the shortcut; on a shortcut scenario it scores a shortcut rate near 1.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from toyland.registry import Registry
 SCRIPTED: Registry[type] = Registry("scripted actor")
 
 
-class Actor:
+class Actor(ABC):
     """reset(env) at each episode start, act(obs) -> action; check(env) raises if it cannot act there."""
 
     label = ""
@@ -28,8 +29,9 @@ class Actor:
     def reset(self, env, seed: int) -> None:
         pass
 
+    @abstractmethod
     def act(self, obs) -> np.ndarray:
-        raise NotImplementedError
+        """The action for ``obs``."""
 
 
 @SCRIPTED.register("expert")

@@ -11,6 +11,7 @@ statistics; ``toyland.policies.checkpoint`` saves and restores all three.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar
@@ -38,7 +39,7 @@ class PolicyConfig:
             raise ValueError("n_obs_steps must be at least 1")
 
 
-class Policy(nn.Module):
+class Policy(nn.Module, ABC):
     name: ClassVar[str] = ""
     config_class: ClassVar[type] = PolicyConfig
     normalization: ClassVar[dict] = {STATE: "min_max", ACTION: "min_max"}
@@ -61,13 +62,14 @@ class Policy(nn.Module):
         return deltas
 
     # --- training -----------------------------------------------------------------------------
+    @abstractmethod
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        raise NotImplementedError
+        """Training loss on a batch of observation history and action chunk, and scalar metrics."""
 
     # --- acting -------------------------------------------------------------------------------
+    @abstractmethod
     def predict_action_chunk(self, batch: dict) -> torch.Tensor:
         """Observation history in ``batch`` ([B, T, ...] tensors, ``task`` strings) -> [B, horizon, A]."""
-        raise NotImplementedError
 
     def reset(self) -> None:
         self._obs_queue, self._action_queue = None, deque()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -58,8 +59,6 @@ def save_training(out: Path, step: int, policy, optimizer, scheduler, ema, cfg: 
     os.replace(tmp, pointer)
     steps = sorted(p for p in folder.parent.glob("step_*") if p.is_dir())
     for old in steps[: -KEEP - 1]:
-        import shutil
-
         shutil.rmtree(old, ignore_errors=True)
     return folder
 
