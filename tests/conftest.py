@@ -17,3 +17,15 @@ def lift_demos(tmp_path_factory):
     root = tmp_path_factory.mktemp("demos") / "lift"
     collect({"task": "lift", "image_size": 48}, root, episodes=3, seed=0, workers=1, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def language_lift_demos(tmp_path_factory):
+    """Two kept expert episodes of language-conditioned Lift with distractors at 48x48, with the
+    instructed target's mask (the VLA's DetPool input)."""
+    from toyland.data.collect import collect
+
+    root = tmp_path_factory.mktemp("demos") / "language_lift"
+    env = {"task": "language_lift", "image_size": 48, "cameras": {"front": {"modalities": ["rgb", "mask"]}}}
+    collect(env, root, episodes=2, seed=0, workers=1, progress=False)
+    return root

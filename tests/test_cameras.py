@@ -7,7 +7,7 @@ from toyland.sim import gl, make_env
 from toyland.sim.cameras import CAMERA_NAMES
 from toyland.sim.scene import FIRST_OBJECT_LABEL, LABEL_ARENA, TABLE_TOP_Z
 
-ALL_MODALITIES = ["rgb", "depth", "segmentation"]
+ALL_MODALITIES = ["rgb", "depth", "segmentation", "mask"]
 
 
 def backproject(model, data, camera: str, depth: np.ndarray) -> np.ndarray:
@@ -50,6 +50,21 @@ def test_depth_and_segmentation_agree_with_the_scene(env, camera):
         # and the toy's pixels carry its colours, not the table's
         toy_rgb = rgb[toy].astype(float).mean(0)
         assert np.abs(toy_rgb - rgb[arena].astype(float).mean(0)).max() > 10
+
+
+def test_mask_covers_the_instructed_target_only():
+    env = make_env(task="language_lift", cameras=["front:rgb+segmentation+mask"], image_size=48)
+    for seed in range(3):
+        obs, info = env.reset(seed=seed)
+        task = env.unwrapped.task
+        assert task.colour_names[task.target_index] in obs["task"]
+        seg, mask = obs["observation.segmentation.front"], obs["observation.masks.front"]
+        assert "observation.depth.front" not in obs and mask.shape == (48, 48)
+        assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 1}
+        np.testing.assert_array_equal(mask, seg == FIRST_OBJECT_LABEL + task.target_index)
+        distractors = (seg >= FIRST_OBJECT_LABEL) & (seg != FIRST_OBJECT_LABEL + task.target_index)
+        assert distractors.any() and not mask[distractors].any()  # visible distractors stay outside the mask
+    env.close()
 
 
 def test_any_resolution_and_cameras_follow_the_gripper():

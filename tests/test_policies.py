@@ -11,10 +11,18 @@ from toyland.policies.checkpoint import IncompatibleCheckpoint, load_policy, sav
 from toyland.policies.features import ACTION, STATE, FeatureMismatch, PolicyFeatures
 
 FEATURES = PolicyFeatures(cameras={"observation.images.front": (3, 48, 48)}, state_dim=15, action_dim=7, fps=20)
-# the smallest configs of each policy, so that the contract runs in seconds
+MASKED = PolicyFeatures(cameras={"observation.images.front": (3, 48, 48)}, state_dim=15, action_dim=7, fps=20,
+                        masks={"observation.masks.front": (48, 48)})
+TINY_VLA = {"name": "vla", "dim": 32, "heads": 2, "vision_layers": 1, "policy_layers": 1, "head_layers": 1,
+            "patch_size": 6, "crop": 0.875, "bins": 16, "horizon": 8, "n_action_steps": 4, "flow_steps": 3,
+            "inference_steps": 3}
+# the smallest configs of each policy (and each VLA action head), so that the contract runs in seconds
 TINY = {
     "diffusion": {"channels": [8, 16], "down_dims": [16, 32], "keypoints": 8, "image_feature_dim": 16,
                   "horizon": 8, "n_action_steps": 4, "inference_steps": 3},
+    "vla-flow": {**TINY_VLA, "head": "flow"},
+    "vla-discrete_diffusion": {**TINY_VLA, "head": "discrete_diffusion"},
+    "vla-autoregressive-patches": {**TINY_VLA, "head": "autoregressive", "det_pool": False, "use_language": False},
     "lerobot_diffusion": {"horizon": 8, "n_action_steps": 4,
                           "overrides": {"down_dims": [16, 32], "num_inference_steps": 3, "diffusion_step_embed_dim": 16}},
     "lerobot_act": {"horizon": 8, "n_action_steps": 4,
@@ -24,12 +32,30 @@ TINY = {
 }
 
 
-def tiny_config(name: str) -> dict:
-    return {"name": name, **TINY[name]}
+def tiny_config(case: str) -> dict:
+    return {"name": case, **TINY[case]}
 
 
-def test_every_registered_policy_has_a_tiny_config():
-    assert set(POLICIES.names()) == set(TINY)
+def test_every_registered_policy_and_vla_head_has_a_tiny_config():
+    from toyland.policies.vla.heads import HEADS
+
+    assert set(POLICIES.names()) == {tiny_config(c)["name"] for c in TINY}
+    assert set(HEADS.names()) == {c["head"] for c in TINY.values() if c.get("name") == "vla"}
+
+
+def tiny_policy(case: str):
+    cls, config = policy_config(tiny_config(case))
+    features = MASKED if config.needs_masks else FEATURES
+    policy = cls(config, features, fake_stats(features))
+    policy.fit(FakeSampler())
+    return policy
+
+
+class FakeSampler:
+    """What ``Policy.fit`` reads from the trainer's BatchSampler."""
+
+    def values(self, key):
+        return np.random.default_rng(0).uniform(-1, 1, (500, FEATURES.action_dim))
 
 
 def fake_stats(features: PolicyFeatures) -> dict:
@@ -51,6 +77,8 @@ def fake_batch(policy, batch_size: int = 4, seed: int = 0) -> dict:
         if key in policy.features.cameras:
             c, h, w = policy.features.cameras[key]
             batch[key] = torch.rand(batch_size, len(times), c, h, w, generator=g)
+        elif key in policy.features.masks:
+            batch[key] = (torch.rand(batch_size, len(times), *policy.features.masks[key], generator=g) > 0.7).to(torch.uint8)
         elif key == STATE:
             batch[key] = torch.rand(batch_size, len(times), policy.features.state_dim, generator=g) * 2 - 1
         else:
@@ -64,6 +92,7 @@ def fake_obs(seed: int, batch: int | None = None) -> dict:
     rng = np.random.default_rng(seed)
     lead = () if batch is None else (batch,)
     return {"observation.images.front": rng.integers(0, 255, (*lead, 48, 48, 3), dtype=np.uint8),
+            "observation.masks.front": (rng.uniform(size=(*lead, 48, 48)) > 0.7).astype(np.uint8),
             "observation.state": rng.uniform(-1, 1, (*lead, 15)).astype(np.float32),
             "task": "pick up the red ball" if batch is None else ["pick up the red ball"] * batch}
 
@@ -71,7 +100,7 @@ def fake_obs(seed: int, batch: int | None = None) -> dict:
 @pytest.fixture(params=sorted(TINY))
 def policy(request):
     torch.manual_seed(0)
-    return make_policy(tiny_config(request.param), FEATURES, fake_stats(FEATURES))
+    return tiny_policy(request.param)
 
 
 def test_forward_and_backward_reach_every_trainable_weight(policy):

@@ -16,11 +16,11 @@ TINY_DIFFUSION = ["policy.channels=[8,16]", "policy.down_dims=[16,32]", "policy.
                   "policy.image_feature_dim=16", "policy.horizon=8", "policy.n_action_steps=4", "policy.inference_steps=3"]
 
 
-def config(tmp_path, data, *overrides) -> dict:
+def config(tmp_path, data, *overrides, policy: list[str] = TINY_DIFFUSION) -> dict:
     with initialize_config_module("toyland.configs", version_base="1.3"):
         cfg = compose("train", overrides=[
             f"output_dir={tmp_path}", f"data.sources=[{{path: {data}}}]", "env.image_size=48", "batch_size=4",
-            "steps=6", "save_every=3", "log_every=1", "eval.final_episodes=0", "optim.warmup_steps=2", *TINY_DIFFUSION,
+            "steps=6", "save_every=3", "log_every=1", "eval.final_episodes=0", "optim.warmup_steps=2", *policy,
             *overrides])
     cfg = OmegaConf.to_container(cfg, resolve=True)
     cfg.pop("experiment", None)

@@ -210,6 +210,12 @@ class BatchSampler:
                     thread.join(timeout=0.01)
 
     # --- normalization ------------------------------------------------------------------------
+    def values(self, key: str) -> np.ndarray:
+        """Every frame's value of a vector feature over all sources, [N, D] (for fits beyond stats.json)."""
+        if key in self.padded:
+            raise DatasetError(f"'{key}' has different sizes across sources; map them to one size first")
+        return np.concatenate([np.asarray(s.store.arrays[s.key(key)]) for s in self.sources if s.has(key)])
+
     def stats(self) -> dict[str, dict[str, np.ndarray]]:
         """Normalization statistics of each batch key, pooled over the sources by frame count."""
         out = {}

@@ -1,7 +1,7 @@
 """The LeRobotDataset feature schema of a toyland env, and the per-frame conversion into it.
 
-Camera RGB becomes an ``image`` (PNG) or ``video`` feature; depth (metres) and segmentation
-labels become plain arrays, because lerobot's image writer only takes three-channel pictures.
+Camera RGB becomes an ``image`` (PNG) or ``video`` feature; depth (metres), segmentation
+labels and target masks become plain arrays, because lerobot's image writer only takes three-channel pictures.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def env_features(env: gym.Env, video: bool = False) -> dict[str, dict]:
                              "names": ["height", "width", "channels"]}
         elif key.startswith("observation.depth."):
             features[key] = {"dtype": "float32", "shape": tuple(space.shape[:2]), "names": ["height", "width"]}
-        elif key.startswith("observation.segmentation."):
+        elif key.startswith(("observation.segmentation.", "observation.masks.")):
             features[key] = {"dtype": "uint8", "shape": tuple(space.shape), "names": ["height", "width"]}
         elif key == "observation.state":
             features[key] = {"dtype": "float32", "shape": tuple(space.shape), "names": list(base.state_names)}

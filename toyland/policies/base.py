@@ -32,6 +32,11 @@ class PolicyConfig:
     use_language: bool = False  # condition on the instruction (frozen MiniLM)
     cameras: tuple | None = None  # camera names to use (None: every camera of the dataset)
 
+    @property
+    def needs_masks(self) -> bool:
+        """Whether the policy takes the instructed object's mask per camera (object-centric pooling)."""
+        return False
+
     def validate(self) -> None:
         if not 1 <= self.n_action_steps <= self.horizon:
             raise ValueError(f"n_action_steps={self.n_action_steps} must lie in [1, horizon={self.horizon}]")
@@ -56,12 +61,16 @@ class Policy(nn.Module, ABC):
     def delta_timestamps(self) -> dict[str, list[float]]:
         fps, n = self.features.fps, self.config.n_obs_steps
         history = [(i - n + 1) / fps for i in range(n)]
-        deltas = {key: history for key in self.features.cameras}
+        deltas = {key: history for key in [*self.features.cameras, *self.features.masks]}
         deltas[STATE] = history
         deltas[ACTION] = [i / fps for i in range(self.config.horizon)]
         return deltas
 
     # --- training -----------------------------------------------------------------------------
+    def fit(self, sampler) -> None:
+        """Fits what needs the training data beyond its statistics (the VLA's action bins); the
+        trainer calls it once before the first step with the ``BatchSampler``."""
+
     @abstractmethod
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         """Training loss on a batch of observation history and action chunk, and scalar metrics."""
@@ -82,7 +91,7 @@ class Policy(nn.Module, ABC):
         """Env observations (one, or batched from a vector env) -> tensors with a batch dim."""
         batched = np.asarray(obs["observation.state"]).ndim == 2
         out = {}
-        for key in [*self.features.cameras, STATE]:
+        for key in [*self.features.cameras, *self.features.masks, STATE]:
             x = torch.as_tensor(np.asarray(obs[key]), device=self.device)
             x = x if batched else x[None]
             out[key] = x.permute(0, 3, 1, 2).float().div_(255.0) if key in self.features.cameras else x.float()

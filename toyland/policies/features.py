@@ -10,6 +10,12 @@ from dataclasses import asdict, dataclass, field
 
 STATE, ACTION = "observation.state", "action"
 IMAGE_PREFIX = "observation.images."
+MASK_PREFIX = "observation.masks."
+
+
+def mask_key(camera_key: str) -> str:
+    """``observation.images.<cam>`` -> ``observation.masks.<cam>`` (the target's mask in that view)."""
+    return MASK_PREFIX + camera_key[len(IMAGE_PREFIX):]
 
 
 class FeatureMismatch(ValueError):
@@ -24,22 +30,28 @@ class PolicyFeatures:
     fps: int
     state_names: tuple[str, ...] = field(default=())
     action_names: tuple[str, ...] = field(default=())
+    # observation.masks.<cam> -> (H, W): the instructed object's mask per camera, for object-centric
+    # policies; in sim from segmentation, on a robot from any detector that fills the same key
+    masks: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["cameras"] = {k: list(v) for k, v in self.cameras.items()}
         d["state_names"], d["action_names"] = list(self.state_names), list(self.action_names)
+        d["masks"] = {k: list(v) for k, v in self.masks.items()}
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "PolicyFeatures":
         return cls(cameras={k: tuple(v) for k, v in d["cameras"].items()}, state_dim=int(d["state_dim"]),
                    action_dim=int(d["action_dim"]), fps=int(d["fps"]), state_names=tuple(d.get("state_names", ())),
-                   action_names=tuple(d.get("action_names", ())))
+                   action_names=tuple(d.get("action_names", ())),
+                   masks={k: tuple(v) for k, v in d.get("masks", {}).items()})
 
     @classmethod
-    def from_dataset_info(cls, info: dict, cameras: list[str] | None = None) -> "PolicyFeatures":
-        """From a LeRobotDataset's meta/info.json; ``cameras``: camera names to use (None: all)."""
+    def from_dataset_info(cls, info: dict, cameras: list[str] | None = None, masks: bool = False) -> "PolicyFeatures":
+        """From a LeRobotDataset's meta/info.json; ``cameras``: camera names to use (None: all);
+        ``masks``: the policy also takes the target mask of every camera it uses."""
         features = info["features"]
         available = [k for k, f in features.items() if k.startswith(IMAGE_PREFIX) and f["dtype"] in ("image", "video")]
         keys = available if cameras is None else [IMAGE_PREFIX + c for c in cameras]
@@ -54,7 +66,18 @@ class PolicyFeatures:
             names = features[k].get("names") or []
             h, w, c = (shape[1], shape[2], shape[0]) if names[:1] == ["channels"] else shape
             cams[k] = (c, h, w)
-        return cls(cameras=cams, state_dim=int(features[STATE]["shape"][0]), action_dim=int(features[ACTION]["shape"][0]),
+        mask_shapes = {}
+        if masks:
+            lacking = [mask_key(k) for k in keys if mask_key(k) not in features]
+            if lacking:
+                raise FeatureMismatch(
+                    f"the policy needs the target masks {lacking}, which the dataset lacks; collect with the 'mask' "
+                    "modality, e.g. env.cameras='{front: {modalities: [rgb, mask]}}'")
+            for k in keys:
+                mask_shapes[mask_key(k)] = tuple(features[mask_key(k)]["shape"][:2])
+                if mask_shapes[mask_key(k)] != cams[k][1:]:
+                    raise FeatureMismatch(f"'{mask_key(k)}' is {mask_shapes[mask_key(k)]}, its image {cams[k][1:]}")
+        return cls(cameras=cams, masks=mask_shapes, state_dim=int(features[STATE]["shape"][0]), action_dim=int(features[ACTION]["shape"][0]),
                    fps=int(info["fps"]), state_names=tuple(features[STATE].get("names") or ()),
                    action_names=tuple(features[ACTION].get("names") or ()))
 
@@ -68,6 +91,11 @@ class PolicyFeatures:
                 problems.append(f"camera '{key}' missing (env has {[k for k in spaces if k.startswith(IMAGE_PREFIX)]})")
             elif tuple(spaces[key].shape) != (h, w, c):
                 problems.append(f"camera '{key}' is {tuple(spaces[key].shape)} in the env, the policy takes {(h, w, c)}")
+        for key, hw in self.masks.items():
+            if key not in spaces:
+                problems.append(f"target mask '{key}' missing (add the 'mask' modality to that camera)")
+            elif tuple(spaces[key].shape) != hw:
+                problems.append(f"target mask '{key}' is {tuple(spaces[key].shape)} in the env, the policy takes {hw}")
         if spaces[STATE].shape[0] != self.state_dim:
             problems.append(f"state has {spaces[STATE].shape[0]} dims in the env, the policy takes {self.state_dim}")
         if base.action_space.shape[0] != self.action_dim:

@@ -1,4 +1,5 @@
-"""Cameras and offscreen rendering: RGB, depth and per-object segmentation.
+"""Cameras and offscreen rendering: RGB, depth, per-object segmentation, and the instructed target's
+mask (what a detector would give a real robot's object-centric policy).
 
 Rendering speed is dominated by settings, not pixels (DESIGN.md section 4): the scene builder turns
 shadows and multisampling off and sizes the offscreen buffer to the largest camera, and one
@@ -20,7 +21,7 @@ WORLD_CAMERAS = {
     "side": ((0.5, -0.85, 0.5), (0.5, 0.0, 0.05), 50.0),
 }
 CAMERA_NAMES = ("front", "side", "wrist")
-MODALITIES = ("rgb", "depth", "segmentation")
+MODALITIES = ("rgb", "depth", "segmentation", "mask")
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class CameraConfig:
 
 
 def parse_cameras(cameras, image_size: int = 96) -> tuple[CameraConfig, ...]:
-    """Accepts ['front', ...] or {'front': {'height': 96, 'modalities': ['rgb', 'depth']}, ...}."""
+    """Accepts ['front', 'wrist:rgb+mask', ...] (``name:modality+modality``, a form a Hydra command
+    line and a list-typed config key take) or {'front': {'height': 96, 'modalities': ['rgb', 'depth']}, ...}."""
     if isinstance(cameras, str):
         cameras = [cameras]
     configs = []
@@ -54,7 +56,10 @@ def parse_cameras(cameras, image_size: int = 96) -> tuple[CameraConfig, ...]:
                 opts["modalities"] = tuple(opts["modalities"])
             configs.append(CameraConfig(name=name, **opts))
     else:
-        configs = [CameraConfig(name=str(n), height=image_size, width=image_size) for n in cameras]
+        for spec in map(str, cameras):
+            name, _, modalities = spec.partition(":")
+            configs.append(CameraConfig(name=name, height=image_size, width=image_size,
+                                        modalities=tuple(modalities.split("+")) if modalities else ("rgb",)))
     names = [c.name for c in configs]
     if len(set(names)) != len(names):
         raise ValueError(f"camera listed twice in {names}")

@@ -2,8 +2,9 @@
 
 Observations use lerobot's names: ``observation.state``, ``observation.images.<camera>`` (RGB,
 HxWx3 uint8), plus ``observation.depth.<camera>`` (HxWx1 float32 metres) and
-``observation.segmentation.<camera>`` (HxW int32 labels, see ``info['segmentation_labels']``) when
-asked for, and ``task`` (the instruction). ``info`` carries the episode's toy specs and success.
+``observation.segmentation.<camera>`` (HxW int32 labels, see ``info['segmentation_labels']``) and
+``observation.masks.<camera>`` (HxW uint8, 1 on the instructed target's pixels) when asked for, and
+``task`` (the instruction). ``info`` carries the episode's toy specs and success.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from toyland.sim.control import ControlConfig, make_controller, validate_action
 from toyland.sim.embodiments import get_embodiment
 from toyland.sim.embodiments.gripper import FINGER_TRAVEL
 from toyland.sim.factors import FACTORS, check_levels, factor_rng
-from toyland.sim.scene import ArenaConfig, Scene, compile_scene
+from toyland.sim.scene import FIRST_OBJECT_LABEL, ArenaConfig, Scene, compile_scene
 from toyland.sim.shortcut import Shortcut
 from toyland.sim.tasks import TASKS
 from toyland.sim.toy_sets import get_toy_set
@@ -97,6 +98,8 @@ class ToylandEnv(gym.Env):
                 spaces[f"observation.segmentation.{cam.name}"] = gym.spaces.Box(
                     0, np.iinfo(np.int32).max, (cam.height, cam.width), np.int32
                 )
+            if "mask" in cam.modalities:
+                spaces[f"observation.masks.{cam.name}"] = gym.spaces.Box(0, 1, (cam.height, cam.width), np.uint8)
         spaces["task"] = gym.spaces.Text(max_length=256, charset=INSTRUCTION_CHARSET)
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.controller.action_dim,), np.float32)
@@ -193,10 +196,15 @@ class ToylandEnv(gym.Env):
             if "depth" in cam.modalities:
                 depth = self.renderers.render(d, name, cam.height, cam.width, "depth")
                 obs[f"observation.depth.{cam.name}"] = depth[..., None].astype(np.float32)
-            if "segmentation" in cam.modalities:
+            if "segmentation" in cam.modalities or "mask" in cam.modalities:
                 seg = self.renderers.render(d, name, cam.height, cam.width, "segmentation")
                 ids = np.where(seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM), seg[..., 0], -1)
-                obs[f"observation.segmentation.{cam.name}"] = scene.geom_labels[ids]
+                labels = scene.geom_labels[ids]
+                if "segmentation" in cam.modalities:
+                    obs[f"observation.segmentation.{cam.name}"] = labels
+                if "mask" in cam.modalities:
+                    target = FIRST_OBJECT_LABEL + self.task.target_index
+                    obs[f"observation.masks.{cam.name}"] = (labels == target).astype(np.uint8)
         obs["task"] = self.task.instruction
         return obs
 

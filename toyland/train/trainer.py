@@ -92,11 +92,13 @@ def train(cfg: dict) -> TrainResult:
     # the policy's features come from the data; its needs (cameras, windows) pick what is decoded
     cls, pconfig = policy_config(cfg["policy"])
     first = _first_source_info(cfg["data"])
-    features = PolicyFeatures.from_dataset_info(first, list(pconfig.cameras) if pconfig.cameras else None)
+    features = PolicyFeatures.from_dataset_info(first, list(pconfig.cameras) if pconfig.cameras else None,
+                                                masks=pconfig.needs_masks)
     deltas = cls(pconfig, features, None).delta_timestamps()
     sampler = build_sampler(cfg["data"], deltas, int(cfg["batch_size"]), seed=seed)
     torch.manual_seed(seed)
     policy = cls(pconfig, features, sampler.stats()).to(device)
+    policy.fit(sampler)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=optim["lr"], betas=tuple(optim["betas"]), weight_decay=optim["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, int(optim["warmup_steps"]), total))

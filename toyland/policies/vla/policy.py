@@ -1,0 +1,154 @@
+"""A vision-language-action transformer sized for a CPU by default (``vla_large`` scales it up).
+
+Observation tokens: the instruction's token-level outputs of the frozen pretrained MiniLM encoder
+(projected), image tokens per camera and frame from a patch encoder (all patches, or with
+``det_pool`` one object token pooled over the instructed target's mask), and a proprioception token
+per frame; camera and frame embeddings tell them apart. A transformer mixes them once per action
+chunk, and the action head (``flow``, ``discrete_diffusion`` or ``autoregressive``, see heads.py)
+decodes the chunk from them, reusing them across its denoising or decoding steps.
+
+Masks come from ``observation.masks.<camera>``: the segmentation of the instructed object in sim,
+a detector's output on a robot; a mask that is not the image's size is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from toyland.policies.base import Policy, PolicyConfig
+from toyland.policies.features import ACTION, STATE, FeatureMismatch, PolicyFeatures, mask_key
+from toyland.policies.registry import POLICIES
+from toyland.policies.vision import crop, cropped_size
+from toyland.policies.vla.heads import HEADS
+from toyland.policies.vla.vision import DetPool, PatchEncoder, transformer_layer
+
+
+@dataclass
+class VLAConfig(PolicyConfig):
+    n_obs_steps: int = 1
+    use_language: bool = True
+    head: str = "flow"  # flow | discrete_diffusion | autoregressive
+    det_pool: bool = True  # object tokens pooled over the target's mask instead of every patch
+    crop: float = 0.875  # random crop in training, centre crop when acting; 64 px -> 56 = 7 patches of 8
+    patch_size: int = 8
+    dim: int = 128
+    heads: int = 4
+    vision_layers: int = 2
+    policy_layers: int = 2  # over the instruction, image and state tokens
+    head_layers: int = 2  # the action decoder
+    mlp_ratio: float = 2.0
+    dropout: float = 0.0
+    flow_steps: int = 10  # Euler steps of the flow head when acting
+    bins: int = 256  # quantile bins per action dimension (discrete heads); E0 uses 2048
+    label_smoothing: float = 0.1  # E0's alpha
+    train_timesteps: int = 100  # discrete diffusion
+    inference_steps: int = 10  # discrete diffusion DDIM steps when acting
+
+    @property
+    def needs_masks(self) -> bool:
+        return self.det_pool
+
+    def validate(self) -> None:
+        super().validate()
+        if self.head not in HEADS.names():
+            raise ValueError(f"head={self.head!r}; registered heads: {', '.join(HEADS.names())}")
+        if self.dim % self.heads:
+            raise ValueError(f"dim={self.dim} must divide by heads={self.heads}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing={self.label_smoothing} must lie in [0, 1)")
+        if not 1 <= self.inference_steps <= self.train_timesteps:
+            raise ValueError(f"inference_steps={self.inference_steps} must lie in [1, train_timesteps={self.train_timesteps}]")
+
+
+@POLICIES.register("vla")
+class VLAPolicy(Policy):
+    name = "vla"
+    config_class = VLAConfig
+
+    def __init__(self, config: VLAConfig, features: PolicyFeatures, stats: dict | None):
+        super().__init__(config, features, stats)
+        c = config
+        if c.det_pool:
+            lacking = [mask_key(k) for k in features.cameras if mask_key(k) not in features.masks]
+            if lacking:
+                raise FeatureMismatch(f"det_pool needs the target masks {lacking}; collect with the 'mask' modality "
+                                      "on those cameras, or set policy.det_pool=false")
+        self.keys = list(features.cameras)
+        self.vision = nn.ModuleDict({
+            self._name(k): PatchEncoder(cropped_size(shape[1:], c.crop), c.patch_size, c.dim, c.heads, c.vision_layers,
+                                        c.mlp_ratio, c.dropout)
+            for k, shape in features.cameras.items()
+        })
+        self.pool = DetPool(c.dim) if c.det_pool else None
+        self.camera = nn.Parameter(torch.randn(len(self.keys), c.dim) * 0.02)
+        self.frame = nn.Parameter(torch.randn(c.n_obs_steps, c.dim) * 0.02)
+        self.state_in = nn.Linear(features.state_dim, c.dim)
+        self.state_type = nn.Parameter(torch.randn(c.dim) * 0.02)
+        self.language_in = nn.Linear(384, c.dim) if c.use_language else None
+        self.blocks = nn.ModuleList(transformer_layer(c.dim, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.policy_layers))
+        self.norm = nn.LayerNorm(c.dim)
+        self.head = HEADS.get(c.head)(c, features.action_dim)
+
+    @staticmethod
+    def _name(key: str) -> str:
+        return key.replace(".", "_")
+
+    def fit(self, sampler) -> None:
+        if self.head.uses_bins:
+            self.head.bins.fit(sampler.values(ACTION))
+
+    # --- observation tokens, once per chunk ----------------------------------------------------
+    def _camera_tokens(self, i: int, key: str, batch: dict) -> torch.Tensor:
+        images = batch[key]  # [B, T, C, H, W]
+        b, t = images.shape[:2]
+        if self.pool is not None:  # crop image and mask with the same window
+            mask = batch[mask_key(key)].float()
+            if mask.shape[-2:] != images.shape[-2:]:
+                raise ValueError(f"'{mask_key(key)}' is {tuple(mask.shape[-2:])}, its image {tuple(images.shape[-2:])}; "
+                                 "a detector's mask must have the camera image's size")
+            both = crop(torch.cat([images, mask[:, :, None]], 2), self.config.crop, random=self.training)
+            images, mask = both[:, :, :3], both[:, :, 3]
+            tokens, touched = self.vision[self._name(key)](images.flatten(0, 1), mask.flatten(0, 1))
+            tokens = self.pool(tokens, touched).reshape(b, t, 1, -1)
+        else:
+            images = crop(images, self.config.crop, random=self.training)
+            tokens, _ = self.vision[self._name(key)](images.flatten(0, 1))
+            tokens = tokens.reshape(b, t, tokens.shape[1], -1)
+        tokens = tokens + self.camera[i] + self.frame[:t, None]
+        return tokens.flatten(1, 2)
+
+    def encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Observation history -> memory tokens [B, L, D] and their padding mask [B, L]."""
+        parts, pads = [], []
+        state = self.normalizer.normalize(STATE, batch[STATE])
+        b, t = state.shape[:2]
+        if self.language_in is not None:
+            from toyland.policies.language import sentence_encoder
+
+            emb, real = sentence_encoder().tokens(list(batch["task"]))
+            parts.append(self.language_in(emb.to(state.device)))
+            pads.append(~real.to(state.device))
+        for i, key in enumerate(self.keys):
+            parts.append(self._camera_tokens(i, key, batch))
+        parts.append(self.state_in(state) + self.state_type + self.frame[:t])
+        for part in parts[len(pads):]:
+            pads.append(torch.zeros(part.shape[:2], dtype=torch.bool, device=state.device))
+        x, pad = torch.cat(parts, 1), torch.cat(pads, 1)
+        for block in self.blocks:
+            x = block(x, src_key_padding_mask=pad)
+        return self.norm(x), pad
+
+    # --- policy API ----------------------------------------------------------------------------
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        memory, pad = self.encode(batch)
+        actions = batch[ACTION] if self.head.uses_bins else self.normalizer.normalize(ACTION, batch[ACTION])
+        return self.head.loss(memory, pad, actions)
+
+    @torch.no_grad()
+    def predict_action_chunk(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        memory, pad = self.encode(batch)
+        chunk = self.head.sample(memory, pad, generator)
+        return chunk if self.head.uses_bins else self.normalizer.unnormalize(ACTION, chunk)

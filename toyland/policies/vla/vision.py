@@ -1,0 +1,72 @@
+"""Image tokens for the VLA: a ViT-style patch encoder per camera, and detection pooling (DetPool).
+
+Patches are embedded by a linear map of their own pixels only (a convolution whose kernel equals
+its stride), so a patch token depends on nothing outside its patch. With DetPool (the object-centric
+representation of the random-toys paper), pixels outside the target's mask are zeroed, the vision
+layers attend only among patches that the mask touches, and those patches are mean-pooled into one
+object token per camera and frame: nothing outside the mask can change the token. A frame whose
+mask is empty (the target out of view) gets a learned "not visible" token instead.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def transformer_layer(dim: int, heads: int, mlp_ratio: float, dropout: float) -> nn.TransformerEncoderLayer:
+    return nn.TransformerEncoderLayer(dim, heads, int(dim * mlp_ratio), dropout, activation="gelu", batch_first=True,
+                                      norm_first=True)
+
+
+class PatchEncoder(nn.Module):
+    """[N, 3, H, W] in [0, 1] (and an optional [N, H, W] target mask) -> patch tokens [N, P, D] and,
+    with a mask, which patches the mask touches [N, P]."""
+
+    def __init__(self, image_size: tuple[int, int], patch: int, dim: int, heads: int, layers: int, mlp_ratio: float,
+                 dropout: float):
+        super().__init__()
+        h, w = image_size
+        if h % patch or w % patch:
+            raise ValueError(f"the (cropped) image {h}x{w} does not divide into {patch}x{patch} patches; "
+                             "change patch_size or crop")
+        self.patch, self.grid = patch, (h // patch, w // patch)
+        self.embed = nn.Conv2d(3, dim, patch, patch)
+        self.position = nn.Parameter(torch.randn(1, self.grid[0] * self.grid[1], dim) * 0.02)
+        self.blocks = nn.ModuleList(transformer_layer(dim, heads, mlp_ratio, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None):
+        if mask is not None:
+            if mask.shape[-2:] != images.shape[-2:]:
+                raise ValueError(f"the target mask is {tuple(mask.shape[-2:])}, its image {tuple(images.shape[-2:])}; "
+                                 "a detector's mask must have the camera image's size")
+            images = images * (mask[:, None] > 0.5)
+        tokens = self.embed(images * 2.0 - 1.0).flatten(2).transpose(1, 2) + self.position
+        touched = None
+        if mask is not None:
+            touched = F.max_pool2d(mask[:, None].float(), self.patch).flatten(1) > 0.5  # [N, P]
+            # frames with no target patch attend normally; their pooled token is replaced anyway
+            ignore = ~touched & touched.any(1, keepdim=True)
+            for block in self.blocks:
+                tokens = block(tokens, src_key_padding_mask=ignore)
+        else:
+            for block in self.blocks:
+                tokens = block(tokens)
+        return self.norm(tokens), touched
+
+
+class DetPool(nn.Module):
+    """Mean of the target's patch tokens -> one object token per frame; a learned token when the
+    target is not in view."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.absent = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, tokens: torch.Tensor, touched: torch.Tensor) -> torch.Tensor:
+        weight = touched.float()
+        count = weight.sum(1, keepdim=True)
+        pooled = (tokens * weight[..., None]).sum(1) / count.clamp(min=1.0)
+        return torch.where(count > 0, pooled, self.absent.expand_as(pooled))
