@@ -20,6 +20,9 @@ TINY_VLA = {"name": "vla", "dim": 32, "heads": 2, "vision_layers": 1, "policy_la
 TINY = {
     "diffusion": {"channels": [8, 16], "down_dims": [16, 32], "keypoints": 8, "image_feature_dim": 16,
                   "horizon": 8, "n_action_steps": 4, "inference_steps": 3},
+    "diffusion-target_mask": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "keypoints": 8,
+                              "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3,
+                              "target_mask": True},
     "vla-flow": {**TINY_VLA, "head": "flow"},
     "vla-discrete_diffusion": {**TINY_VLA, "head": "discrete_diffusion"},
     "vla-autoregressive-patches": {**TINY_VLA, "head": "autoregressive", "det_pool": False, "use_language": False},

@@ -32,8 +32,13 @@ class EvalResult:
 
     def summary(self) -> dict:
         lo, hi = self.ci95
-        return {"episodes": len(self.episodes), "successes": self.successes, "success_rate": self.success_rate,
-                "ci95": [lo, hi], "seeds": [e.seed for e in self.episodes]}
+        out = {"episodes": len(self.episodes), "successes": self.successes, "success_rate": self.success_rate,
+               "ci95": [lo, hi]}
+        if any("wrong_object" in e.outcome for e in self.episodes):  # a distractor lifted instead of the target
+            wrong = sum(bool(e.outcome.get("wrong_object")) for e in self.episodes)
+            out.update(wrong_object=wrong, wrong_object_rate=wrong / len(self.episodes),
+                       wrong_object_ci95=list(wilson_interval(wrong, len(self.episodes))))
+        return {**out, "seeds": [e.seed for e in self.episodes]}
 
 
 def policy_actor(policy):

@@ -22,6 +22,23 @@ class FeatureMismatch(ValueError):
     pass
 
 
+def check_masks(features: "PolicyFeatures", option: str) -> None:
+    """Raises unless every camera of ``features`` comes with its target mask."""
+    lacking = [mask_key(k) for k in features.cameras if mask_key(k) not in features.masks]
+    if lacking:
+        raise FeatureMismatch(f"{option} needs the target masks {lacking}; collect with the 'mask' modality on those "
+                              f"cameras (env.cameras=[front:rgb+mask]), or set policy.{option}=false")
+
+
+def batch_mask(batch: dict, camera_key: str, images) -> "torch.Tensor":
+    """The [B, T, 1, H, W] float target mask of a camera in a batch, checked against its images."""
+    mask = batch[mask_key(camera_key)].float()
+    if mask.shape[-2:] != images.shape[-2:]:
+        raise ValueError(f"'{mask_key(camera_key)}' is {tuple(mask.shape[-2:])}, its image {tuple(images.shape[-2:])}; "
+                         "a detector's mask must have the camera image's size")
+    return mask[:, :, None]
+
+
 @dataclass(frozen=True)
 class PolicyFeatures:
     cameras: dict[str, tuple[int, int, int]]  # observation.images.<cam> -> (C, H, W)

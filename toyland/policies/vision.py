@@ -61,13 +61,14 @@ POOLS = ("flatten", "spatial_softmax")
 
 
 class ConvEncoder(nn.Module):
-    """[N, 3, H, W] in [0, 1] -> [N, out_dim]. ``pool``: ``flatten`` (a linear map of the whole
+    """[N, C, H, W] in [0, 1] -> [N, out_dim] (C: RGB, or RGB and the target mask). ``pool``: ``flatten`` (a linear map of the whole
     feature map, needs ``image_size``) or ``spatial_softmax`` (one expected position per keypoint)."""
 
     def __init__(self, channels=(32, 64, 128), keypoints: int = 32, out_dim: int = 64, pool: str = "flatten",
-                 image_size: tuple[int, int] | None = None):
+                 image_size: tuple[int, int] | None = None, in_channels: int = 3):
         super().__init__()
-        layers = [nn.Conv2d(3, channels[0], 5, 2, 2, bias=False), group_norm(channels[0]), nn.ReLU()]
+        self.in_channels = in_channels
+        layers = [nn.Conv2d(in_channels, channels[0], 5, 2, 2, bias=False), group_norm(channels[0]), nn.ReLU()]
         for c_in, c_out in zip(channels[:-1], channels[1:]):
             layers.append(ResidualBlock(c_in, c_out, stride=2))
         self.trunk = nn.Sequential(*layers)
@@ -78,7 +79,7 @@ class ConvEncoder(nn.Module):
             if image_size is None:
                 raise ValueError("pool='flatten' needs the image size")
             with torch.no_grad():
-                size = self.trunk(torch.zeros(1, 3, *image_size)).shape[2:]
+                size = self.trunk(torch.zeros(1, in_channels, *image_size)).shape[2:]
             self.pool = FlattenPool(channels[-1], tuple(size), out_dim)
             width = out_dim
         else:

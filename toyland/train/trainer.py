@@ -210,8 +210,9 @@ def _evaluate(cfg, env, model, episodes, step, started, writer, log_path, videos
     with open(log_path, "a") as f:
         f.write(json.dumps(record) + "\n")
     lo, hi = result.ci95
+    wrong = f", distractor lifted {record['wrong_object']}" if "wrong_object" in record else ""
     print(f"\nstep {step}: success {result.successes}/{len(result.episodes)} = {result.success_rate:.2f} "
-          f"(95% CI {lo:.2f}-{hi:.2f})")
+          f"(95% CI {lo:.2f}-{hi:.2f}){wrong}")
     frames = [f for e in result.episodes for f in e.frames]
     if out is not None and frames:
         write_video(out / "eval.mp4", frames, fps=20)

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from toyland.policies.base import Policy, PolicyConfig
-from toyland.policies.features import ACTION, STATE, PolicyFeatures
+from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_mask, check_masks
 from toyland.policies.registry import POLICIES
 from toyland.policies.vision import ConvEncoder, crop, cropped_size
 from toyland.policies.diffusion.unet import ConditionalUnet1d
@@ -40,6 +40,13 @@ class DiffusionConfig(PolicyConfig):
     # and 0.59 with "epsilon" after the same 1500 steps, so the CPU default predicts the sample.
     prediction: str = "sample"
     mask_padding: bool = False  # drop chunk steps past the episode end from the loss (else learn to hold)
+    # the instructed object's mask as a fourth input channel per camera (object-centric input: the
+    # segmentation in sim, a detector on a robot); collect with the cameras' 'mask' modality
+    target_mask: bool = False
+
+    @property
+    def needs_masks(self) -> bool:
+        return self.target_mask
 
     def validate(self) -> None:
         super().validate()
@@ -61,9 +68,11 @@ class DiffusionPolicy(Policy):
         c = config
         self.encoders = nn.ModuleDict({
             key.replace(".", "_"): ConvEncoder(tuple(c.channels), c.keypoints, c.image_feature_dim, c.pool,
-                                               cropped_size(shape[1:], c.crop))
+                                               cropped_size(shape[1:], c.crop), in_channels=4 if c.target_mask else 3)
             for key, shape in features.cameras.items()
         })
+        if c.target_mask:
+            check_masks(features, "target_mask")
         per_step = c.image_feature_dim * len(features.cameras) + features.state_dim
         cond_dim = per_step * c.n_obs_steps + (c.language_dim if c.use_language else 0)
         self.language = nn.Linear(384, c.language_dim) if c.use_language else None
@@ -78,7 +87,10 @@ class DiffusionPolicy(Policy):
         """Observation history -> [B, cond_dim]; computed once per chunk, reused by every denoising step."""
         feats = []
         for key in self.features.cameras:
-            images = crop(batch[key], self.config.crop, random=self.training, generator=generator)
+            images = batch[key]
+            if self.config.target_mask:  # cropped with its image, through the same window
+                images = torch.cat([images, batch_mask(batch, key, images)], 2)
+            images = crop(images, self.config.crop, random=self.training, generator=generator)
             b, t = images.shape[:2]
             feats.append(self.encoders[key.replace(".", "_")](images.flatten(0, 1)).reshape(b, t, -1))
         feats.append(self.normalizer.normalize(STATE, batch[STATE]))

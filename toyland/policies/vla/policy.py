@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from toyland.policies.base import Policy, PolicyConfig
-from toyland.policies.features import ACTION, STATE, FeatureMismatch, PolicyFeatures, mask_key
+from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_mask, check_masks
 from toyland.policies.registry import POLICIES
 from toyland.policies.vision import crop, cropped_size
 from toyland.policies.vla.heads import HEADS
@@ -72,10 +72,7 @@ class VLAPolicy(Policy):
         super().__init__(config, features, stats)
         c = config
         if c.det_pool:
-            lacking = [mask_key(k) for k in features.cameras if mask_key(k) not in features.masks]
-            if lacking:
-                raise FeatureMismatch(f"det_pool needs the target masks {lacking}; collect with the 'mask' modality "
-                                      "on those cameras, or set policy.det_pool=false")
+            check_masks(features, "det_pool")
         self.keys = list(features.cameras)
         self.vision = nn.ModuleDict({
             self._name(k): PatchEncoder(cropped_size(shape[1:], c.crop), c.patch_size, c.dim, c.heads, c.vision_layers,
@@ -105,11 +102,7 @@ class VLAPolicy(Policy):
         images = batch[key]  # [B, T, C, H, W]
         b, t = images.shape[:2]
         if self.pool is not None:  # crop image and mask with the same window
-            mask = batch[mask_key(key)].float()
-            if mask.shape[-2:] != images.shape[-2:]:
-                raise ValueError(f"'{mask_key(key)}' is {tuple(mask.shape[-2:])}, its image {tuple(images.shape[-2:])}; "
-                                 "a detector's mask must have the camera image's size")
-            both = crop(torch.cat([images, mask[:, :, None]], 2), self.config.crop, random=self.training)
+            both = crop(torch.cat([images, batch_mask(batch, key, images)], 2), self.config.crop, random=self.training)
             images, mask = both[:, :, :3], both[:, :, 3]
             tokens, touched = self.vision[self._name(key)](images.flatten(0, 1), mask.flatten(0, 1))
             tokens = self.pool(tokens, touched).reshape(b, t, 1, -1)
