@@ -5,6 +5,7 @@
 end, on seeds disjoint from the demonstrations. Prints the success curve over training time.
 
     .venv/bin/python benchmarks/learn_lift.py [hydra overrides, e.g. steps=3000 policy=lerobot_diffusion]
+    .venv/bin/python benchmarks/learn_lift.py experiment=learn_lift_masks
 """
 
 from __future__ import annotations
@@ -17,16 +18,20 @@ from pathlib import Path
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-OUT = Path(__file__).resolve().parent / "out" / "learn_lift"
+BENCHMARKS = Path(__file__).resolve().parent / "out"
 
 
 def main(overrides: list[str]) -> None:
     from toyland.data.collect import collect
     from toyland.train.trainer import train
 
+    # experiment=learn_lift_masks: the same with the target's mask as an input (its own demos)
+    experiment = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), "learn_lift")
+    overrides = [o for o in overrides if not o.startswith("experiment=")]
+    OUT = BENCHMARKS / experiment
     run_dir = OUT / "run"
     with initialize_config_module("toyland.configs", version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=learn_lift", f"output_dir={run_dir}",
+        cfg = compose("train", overrides=[f"experiment={experiment}", f"output_dir={run_dir}",
                                           f"data.sources=[{{name: lift, path: {OUT / 'data'}}}]", *overrides])
     cfg = OmegaConf.to_container(cfg, resolve=True)
     cfg.pop("experiment", None)

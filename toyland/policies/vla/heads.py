@@ -105,7 +105,7 @@ class FlowHead(ActionHead):
         for i in range(steps):
             t = torch.full((b,), 1.0 - i / steps, device=memory.device)
             x = x - self.velocity(x, t, memory, memory_pad) / steps
-        return x
+        return x.clamp(-1.0, 1.0)  # the training actions' range (min-max normalized), as DDIM's clip_sample
 
 
 class TokenHead(ActionHead):

@@ -15,6 +15,20 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def sincos_2d(rows: int, cols: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position codes [rows * cols, dim] (MAE's): a patch token, and a mean of
+    patch tokens, carries where it is in the image from the first step on. Learned position
+    embeddings alone left the object token's location unlearned after 1,500 steps here (x/y action
+    error no better than predicting the mean)."""
+    if dim % 4:
+        raise ValueError(f"dim={dim} must divide by 4 for 2-D sine-cosine position codes")
+    quarter = dim // 4
+    freqs = 1.0 / 10_000 ** (torch.arange(quarter) / quarter)
+    r, c = torch.meshgrid(torch.arange(rows).float(), torch.arange(cols).float(), indexing="ij")
+    parts = [f(x.reshape(-1, 1) * freqs) for x in (r, c) for f in (torch.sin, torch.cos)]
+    return torch.cat(parts, 1)
+
+
 def transformer_layer(dim: int, heads: int, mlp_ratio: float, dropout: float) -> nn.TransformerEncoderLayer:
     return nn.TransformerEncoderLayer(dim, heads, int(dim * mlp_ratio), dropout, activation="gelu", batch_first=True,
                                       norm_first=True)
@@ -33,7 +47,8 @@ class PatchEncoder(nn.Module):
                              "change patch_size or crop")
         self.patch, self.grid = patch, (h // patch, w // patch)
         self.embed = nn.Conv2d(3, dim, patch, patch)
-        self.position = nn.Parameter(torch.randn(1, self.grid[0] * self.grid[1], dim) * 0.02)
+        self.register_buffer("fixed_position", sincos_2d(*self.grid, dim)[None], persistent=False)
+        self.position = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], dim))
         self.blocks = nn.ModuleList(transformer_layer(dim, heads, mlp_ratio, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
 
@@ -43,7 +58,7 @@ class PatchEncoder(nn.Module):
                 raise ValueError(f"the target mask is {tuple(mask.shape[-2:])}, its image {tuple(images.shape[-2:])}; "
                                  "a detector's mask must have the camera image's size")
             images = images * (mask[:, None] > 0.5)
-        tokens = self.embed(images * 2.0 - 1.0).flatten(2).transpose(1, 2) + self.position
+        tokens = self.embed(images * 2.0 - 1.0).flatten(2).transpose(1, 2) + self.fixed_position + self.position
         touched = None
         if mask is not None:
             touched = F.max_pool2d(mask[:, None].float(), self.patch).flatten(1) > 0.5  # [N, P]
