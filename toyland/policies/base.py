@@ -24,6 +24,12 @@ from toyland.policies.features import ACTION, STATE, PolicyFeatures
 from toyland.policies.normalize import Normalizer
 
 
+def check_steps(inference_steps: int, train_timesteps: int) -> None:
+    """Denoising steps when acting must be a subset of the training schedule's."""
+    if not 1 <= inference_steps <= train_timesteps:
+        raise ValueError(f"inference_steps={inference_steps} must lie in [1, train_timesteps={train_timesteps}]")
+
+
 @dataclass
 class PolicyConfig:
     n_obs_steps: int = 2  # observation history (current frame and n_obs_steps - 1 before it)

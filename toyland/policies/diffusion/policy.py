@@ -13,7 +13,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 from torch.nn import functional as F
 
-from toyland.policies.base import Policy, PolicyConfig
+from toyland.policies.base import Policy, PolicyConfig, check_steps
 from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_mask, check_masks
 from toyland.policies.registry import POLICIES
 from toyland.policies.vision import ConvEncoder, crop, cropped_size
@@ -54,8 +54,7 @@ class DiffusionConfig(PolicyConfig):
             raise ValueError(f"horizon={self.horizon} must divide by 2 ** (len(down_dims) - 1) = {2 ** (len(self.down_dims) - 1)}")
         if self.prediction not in ("sample", "epsilon"):
             raise ValueError(f"prediction={self.prediction!r}; valid: sample, epsilon")
-        if not 1 <= self.inference_steps <= self.train_timesteps:
-            raise ValueError(f"inference_steps={self.inference_steps} must lie in [1, train_timesteps={self.train_timesteps}]")
+        check_steps(self.inference_steps, self.train_timesteps)
 
 
 @POLICIES.register("diffusion")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from toyland.policies.base import Policy, PolicyConfig
+from toyland.policies.base import Policy, PolicyConfig, check_steps
 from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_mask, check_masks
 from toyland.policies.registry import POLICIES
 from toyland.policies.vision import crop, cropped_size
@@ -59,8 +59,7 @@ class VLAConfig(PolicyConfig):
             raise ValueError(f"dim={self.dim} must divide by heads={self.heads}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing={self.label_smoothing} must lie in [0, 1)")
-        if not 1 <= self.inference_steps <= self.train_timesteps:
-            raise ValueError(f"inference_steps={self.inference_steps} must lie in [1, train_timesteps={self.train_timesteps}]")
+        check_steps(self.inference_steps, self.train_timesteps)
 
 
 @POLICIES.register("vla")
