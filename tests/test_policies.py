@@ -47,6 +47,7 @@ def test_every_registered_policy_and_vla_head_has_a_tiny_config():
 
 
 def tiny_policy(case: str):
+    torch.manual_seed(0)
     cls, config = policy_config(tiny_config(case))
     features = MASKED if config.needs_masks else FEATURES
     policy = cls(config, features, fake_stats(features))
