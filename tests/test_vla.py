@@ -27,8 +27,10 @@ def test_quantize_dequantize_round_trip_is_within_half_a_bin():
     # quantile edges: the training values spread evenly over the bins of a continuous dimension
     counts = torch.bincount(bins.quantize(torch.from_numpy(data).float())[0][:, 1], minlength=64)
     assert counts.min() >= 0.5 * counts.float().mean()
-    # a two-valued dimension (the gripper) comes back exactly
+    # a two-valued dimension (the gripper) comes back exactly, and no decoded value leaves the data's range
     torch.testing.assert_close(bins.dequantize(index)[:, 2], x[:, 2], atol=1e-5, rtol=0)
+    every = bins.dequantize(torch.arange(64).repeat(3, 1).T)
+    assert torch.all(every >= torch.from_numpy(data.min(0)).float()) and torch.all(every <= torch.from_numpy(data.max(0)).float())
 
 
 def test_values_outside_the_fitted_range_are_clipped_to_the_edge_bins_and_counted():

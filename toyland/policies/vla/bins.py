@@ -39,6 +39,10 @@ class QuantileBins(nn.Module):
         self.bins = bins
         self.register_buffer("edges", torch.linspace(-1, 1, bins + 1).repeat(action_dim, 1))  # [A, K+1]
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        # the training values' range: spread ties put the outer edges a hair beyond it, and a decoded
+        # action must not leave it (the env refuses |a| > 1 even by 1e-5)
+        self.register_buffer("low", -torch.ones(action_dim))
+        self.register_buffer("high", torch.ones(action_dim))
         self.clipped_total = 0  # values clipped into an edge bin since construction
 
     def fit(self, actions: np.ndarray) -> None:
@@ -49,6 +53,8 @@ class QuantileBins(nn.Module):
         quantiles = np.quantile(actions, np.linspace(0, 1, self.bins + 1), axis=0).T  # [A, K+1]
         edges = np.stack([spread_ties(row) for row in quantiles])
         self.edges.copy_(torch.from_numpy(edges).float())
+        self.low.copy_(torch.from_numpy(quantiles[:, 0]).float())
+        self.high.copy_(torch.from_numpy(quantiles[:, -1]).float())
         self.fitted.fill_(True)
 
     def check_fitted(self) -> None:
@@ -58,7 +64,9 @@ class QuantileBins(nn.Module):
 
     @property
     def centres(self) -> torch.Tensor:
-        return (self.edges[:, 1:] + self.edges[:, :-1]) / 2  # [A, K]
+        """[A, K] bin midpoints, kept inside the training range."""
+        mid = (self.edges[:, 1:] + self.edges[:, :-1]) / 2
+        return torch.minimum(torch.maximum(mid, self.low[:, None]), self.high[:, None])
 
     def quantize(self, actions: torch.Tensor) -> tuple[torch.Tensor, int]:
         """[..., A] values -> ([..., A] bin indices, number of values clipped into an edge bin)."""
@@ -72,7 +80,7 @@ class QuantileBins(nn.Module):
         return index.T.reshape(actions.shape), outside
 
     def dequantize(self, index: torch.Tensor) -> torch.Tensor:
-        """[..., A] bin indices -> [..., A] bin midpoints."""
+        """[..., A] bin indices -> [..., A] bin midpoints (within the training range)."""
         centres = self.centres  # [A, K]
         a = torch.arange(centres.shape[0], device=index.device).expand_as(index)
         return centres[a, index]
