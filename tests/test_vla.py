@@ -58,14 +58,10 @@ def test_the_trained_bins_travel_with_the_checkpoint(case, tmp_path):
 
 
 def det_pool_policy(det_pool: bool):
-    torch.manual_seed(0)
-    policy = tiny_policy("vla-flow")
-    if not det_pool:
-        from toyland.policies import make_policy
+    from toyland.policies import make_policy
 
-        torch.manual_seed(0)
-        policy = make_policy({**TINY["vla-flow"], "det_pool": False}, MASKED, fake_stats(MASKED))
-    return policy.eval()
+    torch.manual_seed(0)
+    return make_policy({**TINY["vla-flow"], "det_pool": det_pool}, MASKED, fake_stats(MASKED)).eval()
 
 
 def test_det_pool_ignores_every_pixel_outside_the_target_mask():

@@ -7,6 +7,10 @@ against the env, and both fail before any step with the mismatch named.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 STATE, ACTION = "observation.state", "action"
 IMAGE_PREFIX = "observation.images."
@@ -30,7 +34,7 @@ def check_masks(features: "PolicyFeatures", option: str) -> None:
                               f"cameras (env.cameras=[front:rgb+mask]), or set policy.{option}=false")
 
 
-def batch_mask(batch: dict, camera_key: str, images) -> "torch.Tensor":
+def batch_mask(batch: dict, camera_key: str, images: torch.Tensor) -> torch.Tensor:
     """The [B, T, 1, H, W] float target mask of a camera in a batch, checked against its images."""
     mask = batch[mask_key(camera_key)].float()
     if mask.shape[-2:] != images.shape[-2:]:

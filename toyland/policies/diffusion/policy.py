@@ -65,13 +65,13 @@ class DiffusionPolicy(Policy):
     def __init__(self, config: DiffusionConfig, features: PolicyFeatures, stats: dict | None):
         super().__init__(config, features, stats)
         c = config
+        if c.target_mask:
+            check_masks(features, "target_mask")
         self.encoders = nn.ModuleDict({
             key.replace(".", "_"): ConvEncoder(tuple(c.channels), c.keypoints, c.image_feature_dim, c.pool,
                                                cropped_size(shape[1:], c.crop), in_channels=4 if c.target_mask else 3)
             for key, shape in features.cameras.items()
         })
-        if c.target_mask:
-            check_masks(features, "target_mask")
         per_step = c.image_feature_dim * len(features.cameras) + features.state_dim
         cond_dim = per_step * c.n_obs_steps + (c.language_dim if c.use_language else 0)
         self.language = nn.Linear(384, c.language_dim) if c.use_language else None

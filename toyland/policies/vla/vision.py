@@ -53,10 +53,7 @@ class PatchEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None):
-        if mask is not None:
-            if mask.shape[-2:] != images.shape[-2:]:
-                raise ValueError(f"the target mask is {tuple(mask.shape[-2:])}, its image {tuple(images.shape[-2:])}; "
-                                 "a detector's mask must have the camera image's size")
+        if mask is not None:  # (its size is checked against the image where batches are read: batch_mask)
             images = images * (mask[:, None] > 0.5)
         tokens = self.embed(images * 2.0 - 1.0).flatten(2).transpose(1, 2) + self.fixed_position + self.position
         touched = None
