@@ -79,3 +79,50 @@ def test_joint_position_mode_reaches_its_targets(embodiment):
     run(u, action, 20)
     np.testing.assert_allclose(u.scene.data.qpos[u.scene.arm_qpos], target, atol=0.01)
     env.close()
+
+
+@pytest.mark.parametrize("embodiment", EMBODIMENTS.names())
+def test_pose_mode_goes_to_the_commanded_pose_at_bounded_speed(embodiment):
+    env = make_env(embodiment=embodiment, control_mode="ee_pose", cameras=[], terminate_on_success=False)
+    env.reset(seed=0)
+    u = env.unwrapped
+    start, rot0 = u.scene.tcp_pose()
+    goal_pos = start + np.array([0.06, -0.05, 0.08])
+    goal_rot = geo.mat_from_rotvec([0.0, 0.0, 0.4]) @ rot0
+    action = u.controller.encode(goal_pos, goal_rot, -1.0)
+    env.step(action)
+    # one step moves the command by at most the delta mode's top speed per axis
+    assert np.all(np.abs(u.controller.target_pos - start) <= STEP + 1e-3)
+    run(u, action, 30)
+    end, rot1 = u.scene.tcp_pose()
+    np.testing.assert_allclose(end, goal_pos, atol=0.006)
+    assert np.linalg.norm(geo.rotvec_from_mat(rot1 @ goal_rot.T)) < 0.03
+    np.testing.assert_allclose(u.controller.decode(action)[0], goal_pos, atol=1e-9)
+
+
+def test_the_expert_does_the_same_in_pose_and_delta_modes():
+    from toyland.sim.experts import make_expert
+
+    traces = {}
+    for mode in ("ee_delta", "ee_pose"):
+        env = make_env(control_mode=mode, cameras=[])
+        env.reset(seed=4)
+        expert = make_expert(env)
+        expert.reset()
+        states, done = [], False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(expert.act())
+            states.append(obs["observation.state"])
+            done = terminated or truncated
+        traces[mode] = (np.array(states), info["is_success"])
+    (delta, ok_delta), (pose, ok_pose) = traces["ee_delta"], traces["ee_pose"]
+    assert ok_delta and ok_pose and delta.shape == pose.shape
+    np.testing.assert_allclose(pose, delta, atol=1e-4)
+
+
+def test_experts_refuse_joint_position_mode_saying_which_modes_work():
+    from toyland.sim.experts import make_expert
+
+    env = make_env(control_mode="joint_position", cameras=[])
+    with pytest.raises(ValueError, match="control_mode=ee_pose or ee_delta"):
+        make_expert(env)

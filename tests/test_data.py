@@ -117,6 +117,11 @@ def test_resume_refuses_a_different_config(tmp_path, lift_dataset):
     (tmp_path / "junk" / "notes.txt").write_text("x")
     with pytest.raises(FileExistsError, match="not a LeRobotDataset"):
         collect({"task": "lift", **SMALL}, tmp_path / "junk", episodes=1, workers=1, progress=False)
+    # a mode the experts cannot act in is refused before anything is written or any worker starts
+    with pytest.raises(ValueError, match="control_mode=ee_pose or ee_delta"):
+        collect({"task": "lift", **SMALL, "control_mode": "joint_position"}, tmp_path / "joints", episodes=1, workers=2,
+                progress=False)
+    assert not (tmp_path / "joints").exists()
 
 
 def test_video_storage_decodes_to_the_same_frames(tmp_path, lift_dataset):

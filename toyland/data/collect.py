@@ -151,12 +151,14 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
 
     from toyland.data.writer import DatasetWriter
     from toyland.sim import make_env, resolved_env_config
+    from toyland.sim.experts import make_expert
 
     if keep not in KEEP:
         raise ValueError(f"keep={keep!r}; valid: {', '.join(KEEP)}")
     if episodes < 1:
         raise ValueError(f"episodes={episodes}: ask for at least one episode")
     probe = make_env(env_cfg, terminate_on_success=False)
+    make_expert(probe)  # refuses a control mode the experts cannot act in before any worker starts
     features = env_features(probe, video=video)
     base = probe.unwrapped
     fps = int(round(base.control_cfg.rate_hz))

@@ -4,6 +4,11 @@
 ``ee_delta``: end-effector delta pose (dx, dy, dz, droll, dpitch, dyaw in the world frame, scaled
 by the maximal linear and angular speed times the control period) tracked through differential
 IK with joint position and velocity limits (mink, on the embodiment's own compiled model).
+``ee_pose``: absolute end-effector pose (x, y, z mapped from the workspace box onto [-1, 1]; the
+rotation vector from the embodiment's home tool orientation, divided by pi), approached at no more
+than ``ee_delta``'s top speed. Position control: a chunk of poses means the same wherever the
+controller's command currently leads the tool, which a delta chunk does not (the command leads the
+tool by up to 3 cm at top speed, and nothing in one observation shows by how much).
 ``joint_position``: absolute arm joint targets, [-1, 1] mapped onto each joint's range.
 """
 
@@ -68,6 +73,17 @@ class Controller(ABC):
     @abstractmethod
     def action_dim(self) -> int: ...
 
+    @property
+    @abstractmethod
+    def action_names(self) -> list[str]: ...
+
+    end_effector = False  # whether actions move the tool, so scripted experts can act in this mode
+
+    def from_ee_delta(self, action: np.ndarray) -> np.ndarray:
+        """This mode's action that does what the ``ee_delta`` ``action`` would do now (scripted
+        experts plan in end-effector deltas)."""
+        raise NotImplementedError(f"control mode '{self.cfg.mode}' has no end-effector actions")
+
     def reset(self, scene: Scene, qpos_arm: np.ndarray) -> None:
         """Binds a freshly built scene and holds the arm at ``qpos_arm`` with the gripper open."""
         self.scene = scene
@@ -88,6 +104,10 @@ class JointPositionController(Controller):
     def action_dim(self) -> int:
         return len(self.embodiment.arm_joints) + 1
 
+    @property
+    def action_names(self) -> list[str]:
+        return [f"{j}.target" for j in self.embodiment.arm_joints] + ["gripper"]
+
     def apply(self, action: np.ndarray) -> None:
         q = self.joint_low + (action[:-1] + 1.0) * 0.5 * (self.joint_high - self.joint_low)
         self.scene.data.ctrl[self.scene.arm_ctrl] = q
@@ -100,6 +120,8 @@ class JointPositionController(Controller):
 
 @CONTROLLERS.register("ee_delta")
 class EndEffectorDeltaController(Controller):
+    end_effector = True
+
     def __init__(self, embodiment: Embodiment, cfg: ControlConfig):
         super().__init__(embodiment, cfg)
         emb = embodiment
@@ -121,6 +143,13 @@ class EndEffectorDeltaController(Controller):
     def action_dim(self) -> int:
         return 7
 
+    @property
+    def action_names(self) -> list[str]:
+        return ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]
+
+    def from_ee_delta(self, action: np.ndarray) -> np.ndarray:
+        return np.asarray(action, dtype=np.float32)
+
     def reset(self, scene: Scene, qpos_arm: np.ndarray) -> None:
         super().reset(scene, qpos_arm)
         q = self.ik_model.qpos0.copy()
@@ -132,6 +161,11 @@ class EndEffectorDeltaController(Controller):
         self.target_rot = pose.rotation().as_matrix()
 
     def apply(self, action: np.ndarray) -> None:
+        self._track(action)
+
+    def _track(self, action: np.ndarray) -> None:
+        """Moves the command by a normalized delta (clipped to the workspace and to ``max_lead``
+        ahead of the tool) and drives the arm there through differential IK."""
         tcp_pos, _ = self.scene.tcp_pose()
         target = self.target_pos + action[:3] * self.max_step
         target = np.clip(target, self.low, self.high)
@@ -147,6 +181,43 @@ class EndEffectorDeltaController(Controller):
         self.configuration.integrate_inplace(velocity, self.dt)
         self.scene.data.ctrl[self.scene.arm_ctrl] = self.configuration.q[self.ik_qpos]
         self._set_gripper(action[-1])
+
+
+@CONTROLLERS.register("ee_pose")
+class EndEffectorPoseController(EndEffectorDeltaController):
+    def __init__(self, embodiment: Embodiment, cfg: ControlConfig):
+        super().__init__(embodiment, cfg)
+        home = self.ik_model.qpos0.copy()
+        home[self.ik_qpos] = embodiment.home_qpos()
+        self.configuration.update(home)
+        # a fixed reference (the home tool orientation), so an action means the same pose every episode
+        self.reference_rot = self.configuration.get_transform_frame_to_world("tcp", "site").rotation().as_matrix()
+
+    @property
+    def action_names(self) -> list[str]:
+        return ["x", "y", "z", "rx", "ry", "rz", "gripper"]
+
+    def encode(self, pos: np.ndarray, rot: np.ndarray, grip: float) -> np.ndarray:
+        """A tool pose -> this mode's normalized action."""
+        p = 2.0 * (np.asarray(pos) - self.low) / (self.high - self.low) - 1.0
+        r = geo.rotvec_from_mat(rot @ self.reference_rot.T) / np.pi
+        return np.concatenate([p, r, [grip]]).astype(np.float32)
+
+    def decode(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pos = self.low + (np.asarray(action[:3], dtype=float) + 1.0) * 0.5 * (self.high - self.low)
+        return pos, geo.mat_from_rotvec(np.asarray(action[3:6], dtype=float) * np.pi) @ self.reference_rot
+
+    def from_ee_delta(self, action: np.ndarray) -> np.ndarray:
+        pos = np.clip(self.target_pos + action[:3] * self.max_step, self.low, self.high)
+        rot = geo.mat_from_rotvec(action[3:6] * self.max_rot) @ self.target_rot
+        return self.encode(pos, rot, float(action[-1]))
+
+    def apply(self, action: np.ndarray) -> None:
+        # the commanded pose, approached at no more than the delta mode's top speed per axis
+        pos, rot = self.decode(action)
+        move = np.clip((pos - self.target_pos) / self.max_step, -1.0, 1.0)
+        turn = np.clip(geo.rotvec_from_mat(rot @ self.target_rot.T) / self.max_rot, -1.0, 1.0)
+        self._track(np.concatenate([move, turn, [action[-1]]]))
 
 
 def make_controller(embodiment: Embodiment, cfg: ControlConfig) -> Controller:

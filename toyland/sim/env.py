@@ -84,10 +84,7 @@ class ToylandEnv(gym.Env):
             [f"{j}.pos" for j in self.embodiment.arm_joints] + ["gripper.opening"]
             + [f"tcp.{a}" for a in "xyz"] + [f"tcp.q{a}" for a in "wxyz"]
         )
-        self.action_names = (
-            ["dx", "dy", "dz", "droll", "dpitch", "dyaw"] if control_mode == "ee_delta"
-            else [f"{j}.target" for j in self.embodiment.arm_joints]
-        ) + ["gripper"]
+        self.action_names = self.controller.action_names
         spaces = {"observation.state": gym.spaces.Box(-np.inf, np.inf, (n_arm + 8,), np.float32)}
         for cam in self.cameras:
             if "rgb" in cam.modalities:

@@ -4,7 +4,7 @@ The Lift expert plans a top-down grasp on one of the toy's parts: for every prim
 gripper yaw it computes the jaw width from the part's support function, rejects grasps wider than
 the gripper, checks finger and palm clearance against the whole toy with signed distances, and
 picks the clear grasp nearest the toy's centre of mass. It then approaches, descends, closes and
-lifts with end-effector delta actions, and re-plans once if the toy is not in the hand.
+lifts with end-effector delta actions (in whichever end-effector mode the env uses), and re-plans once if the toy is not in the hand.
 """
 
 from __future__ import annotations
@@ -127,6 +127,11 @@ class Expert(ABC):
 
     def __init__(self, env):
         self.env = env.unwrapped
+        if not self.env.controller.end_effector:
+            raise ValueError(
+                f"the scripted experts move the tool, which control mode '{self.env.control_cfg.mode}' cannot express; "
+                "collect demonstrations with control_mode=ee_pose or ee_delta"
+            )
 
     def reset(self) -> None:
         pass
@@ -208,7 +213,7 @@ class LiftExpert(Expert):
     def _action(self, ctrl, goal: np.ndarray, grip: float) -> np.ndarray:
         move = np.clip((goal - ctrl.target_pos) / ctrl.max_step, -1.0, 1.0)
         turn = np.clip(geo.rotvec_from_mat(self.goal_rot @ ctrl.target_rot.T) / ctrl.max_rot, -1.0, 1.0)
-        return np.concatenate([move, turn, [grip]]).astype(np.float32)
+        return ctrl.from_ee_delta(np.concatenate([move, turn, [grip]]))
 
 
 EXPERTS.register("language_lift")(LiftExpert)  # the same skill: it reads the target from the task

@@ -46,6 +46,7 @@ def rotvec_from_mat(mat: np.ndarray) -> np.ndarray:
 
 
 def mat_from_rotvec(rotvec: np.ndarray) -> np.ndarray:
+    rotvec = np.asarray(rotvec, dtype=float)
     angle = float(np.linalg.norm(rotvec))
     if angle < 1e-12:
         return np.eye(3)
