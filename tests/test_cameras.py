@@ -82,6 +82,18 @@ def test_any_resolution_and_cameras_follow_the_gripper():
     env.close()
 
 
+def test_camera_shorthand_sets_sizes_and_modalities_and_names_a_bad_size():
+    from toyland.sim.cameras import parse_cameras
+
+    front, wrist, side = parse_cameras(["front", "wrist@96", "side@48x64:rgb+depth"], image_size=32)
+    assert (front.height, front.width, front.modalities) == (32, 32, ("rgb",))
+    assert (wrist.height, wrist.width) == (96, 96)
+    assert (side.height, side.width, side.modalities) == (48, 64, ("rgb", "depth"))
+    for bad in ("wrist@", "wrist@9x", "wrist@0", "wrist@1x2x3"):
+        with pytest.raises(ValueError, match="size after '@'"):
+            parse_cameras([bad])
+
+
 def test_missing_gl_raises_an_error_naming_the_packages(monkeypatch):
     class BrokenContext:
         def __init__(self, *args, **kwargs):

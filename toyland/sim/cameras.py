@@ -42,8 +42,8 @@ class CameraConfig:
 
 
 def parse_cameras(cameras, image_size: int = 96) -> tuple[CameraConfig, ...]:
-    """Accepts ['front', 'wrist:rgb+mask', ...] (``name:modality+modality``, a form a Hydra command
-    line and a list-typed config key take) or {'front': {'height': 96, 'modalities': ['rgb', 'depth']}, ...}."""
+    """Accepts ['front', 'wrist:rgb+mask', 'wrist@96', 'front@48x64:rgb+depth', ...]
+    (``name[@size or @HxW][:modality+modality]``, a form a Hydra command line and a list-typed config key take) or {'front': {'height': 96, 'modalities': ['rgb', 'depth']}, ...}."""
     if isinstance(cameras, str):
         cameras = [cameras]
     configs = []
@@ -58,12 +58,21 @@ def parse_cameras(cameras, image_size: int = 96) -> tuple[CameraConfig, ...]:
     else:
         for spec in map(str, cameras):
             name, _, modalities = spec.partition(":")
-            configs.append(CameraConfig(name=name, height=image_size, width=image_size,
+            name, at, size = name.partition("@")
+            height, width = _parse_size(size, spec) if at else (image_size, image_size)
+            configs.append(CameraConfig(name=name, height=height, width=width,
                                         modalities=tuple(modalities.split("+")) if modalities else ("rgb",)))
     names = [c.name for c in configs]
     if len(set(names)) != len(names):
         raise ValueError(f"camera listed twice in {names}")
     return tuple(configs)
+
+
+def _parse_size(size: str, spec: str) -> tuple[int, int]:
+    parts = size.lower().split("x")
+    if len(parts) > 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"camera {spec!r}: the size after '@' must be N or HxW in pixels, e.g. 'wrist@96' or 'front@48x64'")
+    return int(parts[0]), int(parts[-1])
 
 
 def _metric_depth(buffer: np.ndarray, model: mujoco.MjModel) -> np.ndarray:
