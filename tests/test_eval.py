@@ -179,3 +179,27 @@ def test_a_lerobot_pretrained_folder_is_evaluated_with_its_own_processors(tmp_pa
     with pytest.raises(FeatureMismatch, match="observation.images.front"):
         evaluate_suite(str(folder), {**SMALL, "image_size": 48}, ID_ONLY, tmp_path / "run48", episodes=1, workers=1,
                        progress=False)
+
+
+def test_failures_are_split_into_never_grasped_and_grasped_then_lost():
+    from toyland.eval.policy_eval import EvalResult
+    from toyland.eval.rollout import run_episode
+    from toyland.sim.experts import make_expert
+
+    env = make_env(task="lift", cameras=[])
+    expert = make_expert(env)
+
+    def drops_it(obs):  # the expert's grasp, let go of as soon as the lift starts
+        action = expert.act(obs)
+        if expert.phase == "lift" and expert.phase_steps > 2:
+            action[-1] = -1.0
+        return action
+
+    def holds_still(obs):
+        return np.array([0, 0, 0, 0, 0, 0, -1], np.float32)
+
+    result = EvalResult([run_episode(env, expert.act, seed=0, reset_hook=expert.reset),
+                         run_episode(env, drops_it, seed=1, reset_hook=expert.reset),
+                         run_episode(env, holds_still, seed=2)])
+    assert [e.success for e in result.episodes] == [True, False, False]
+    assert result.summary()["failures"] == {"never_grasped": 1, "grasped_not_done": 1}

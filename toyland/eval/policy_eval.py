@@ -38,6 +38,10 @@ class EvalResult:
             wrong = sum(bool(e.outcome.get("wrong_object")) for e in self.episodes)
             out.update(wrong_object=wrong, wrong_object_rate=wrong / len(self.episodes),
                        wrong_object_ci95=list(wilson_interval(wrong, len(self.episodes))))
+        if any("grasped_ever" in e.outcome for e in self.episodes):  # how the failures failed
+            failed = [e for e in self.episodes if not e.success]
+            out["failures"] = {"never_grasped": sum(not e.outcome.get("grasped_ever") for e in failed),
+                               "grasped_not_done": sum(bool(e.outcome.get("grasped_ever")) for e in failed)}
         return {**out, "seeds": [e.seed for e in self.episodes]}
 
 

@@ -211,6 +211,9 @@ def _evaluate(cfg, env, model, episodes, step, started, writer, log_path, videos
         f.write(json.dumps(record) + "\n")
     lo, hi = result.ci95
     wrong = f", distractor lifted {record['wrong_object']}" if "wrong_object" in record else ""
+    if "failures" in record:
+        f = record["failures"]
+        wrong += f"; failures: {f['never_grasped']} never grasped, {f['grasped_not_done']} grasped but not finished"
     print(f"\nstep {step}: success {result.successes}/{len(result.episodes)} = {result.success_rate:.2f} "
           f"(95% CI {lo:.2f}-{hi:.2f}){wrong}")
     frames = [f for e in result.episodes for f in e.frames]

@@ -39,6 +39,7 @@ class Lift(Task):
         super().initialize_episode(scene, rng)
         self._held_steps = [0] * len(self.toys)
         self._lifted_ever = [False] * len(self.toys)  # wrong-object and cue outcomes latch
+        self._grasped_ever = False  # failure analysis: never grasped, or grasped and then lost
         self._table = scene.model.geom("table").id
 
     def _held(self, scene: Scene, k: int, touching: set[int]) -> tuple[bool, bool, float]:
@@ -59,9 +60,11 @@ class Lift(Task):
             if k == self.target_index:
                 grasped, height = grasped_k, height_k
         t = self.target_index
+        self._grasped_ever = self._grasped_ever or grasped
         result = {
             "success": lifted[t],
             "grasped": grasped,
+            "grasped_ever": self._grasped_ever,
             "object_height": height,  # lowest point of the target above the table while grasped, else 0
             "wrong_object": any(v for k, v in enumerate(self._lifted_ever) if k != t),
         }

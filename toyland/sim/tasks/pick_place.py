@@ -73,6 +73,7 @@ class PickPlace(Task):
         d.mocap_pos[m.body("bowl").mocapid[0]] = self.bowl_centre
         self._in_steps = [0] * len(self.toys)
         self._placed_ever = [False] * len(self.toys)
+        self._grasped_ever = False
 
     def in_bowl(self, scene: Scene, k: int, touching: set[int]) -> bool:
         centre = scene.data.xpos[scene.object_bodies[k]]
@@ -88,9 +89,12 @@ class PickPlace(Task):
             placed.append(self._in_steps[k] >= HOLD_STEPS)
             self._placed_ever[k] = self._placed_ever[k] or placed[k]
         t = self.target_index
+        grasped = all(f in contacts[t] for f in scene.finger_geoms)
+        self._grasped_ever = self._grasped_ever or grasped
         result = {
             "success": placed[t],
-            "grasped": all(f in contacts[t] for f in scene.finger_geoms),
+            "grasped": grasped,
+            "grasped_ever": self._grasped_ever,
             "wrong_object": any(v for k, v in enumerate(self._placed_ever) if k != t),
         }
         if self.cue_index is not None:
