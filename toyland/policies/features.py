@@ -121,6 +121,10 @@ class PolicyFeatures:
             problems.append(f"state has {spaces[STATE].shape[0]} dims in the env, the policy takes {self.state_dim}")
         if base.action_space.shape[0] != self.action_dim:
             problems.append(f"the env takes {base.action_space.shape[0]}-d actions, the policy gives {self.action_dim}")
+        elif self.action_names and tuple(base.action_names) != tuple(self.action_names):
+            # same size, other meaning: deltas sent to a pose controller (or back) move the arm anywhere
+            problems.append(f"the env's actions are {list(base.action_names)} (control_mode={base.control_cfg.mode}), the "
+                            f"policy's are {list(self.action_names)}; set env.control_mode to the one the data was collected in")
         if round(base.control_cfg.rate_hz) != self.fps:
             problems.append(f"the env runs at {base.control_cfg.rate_hz} Hz, the policy was trained at {self.fps}")
         if problems:
