@@ -68,7 +68,7 @@ def test_mask_covers_the_instructed_target_only():
 
 
 def test_any_resolution_and_cameras_follow_the_gripper():
-    env = make_env(cameras={"wrist": {"height": 40, "width": 72}, "side": {"height": 17, "width": 23}})
+    env = make_env(cameras={"wrist": {"height": 40, "width": 72}, "side": {"height": 17, "width": 23}}, control_mode="ee_delta")
     obs, _ = env.reset(seed=0)
     assert obs["observation.images.wrist"].shape == (40, 72, 3)
     assert obs["observation.images.side"].shape == (17, 23, 3)

@@ -23,7 +23,7 @@ def run(env, action, steps):
 
 @pytest.fixture(params=EMBODIMENTS.names())
 def env(request):
-    env = make_env(embodiment=request.param, cameras=[], terminate_on_success=False)
+    env = make_env(embodiment=request.param, control_mode="ee_delta", cameras=[], terminate_on_success=False)
     env.reset(seed=0)
     yield env.unwrapped
     env.close()

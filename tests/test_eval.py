@@ -186,7 +186,7 @@ def test_failures_are_split_into_never_grasped_and_grasped_then_lost():
     from toyland.eval.rollout import run_episode
     from toyland.sim.experts import make_expert
 
-    env = make_env(task="lift", cameras=[])
+    env = make_env(task="lift", cameras=[], control_mode="ee_delta")  # holds_still sends zero deltas
     expert = make_expert(env)
 
     def drops_it(obs):  # the expert's grasp, let go of as soon as the lift starts

@@ -207,7 +207,7 @@ def test_features_check_names_what_an_env_lacks():
     # actions of the same size that mean something else (tool deltas into a pose controller)
     pose_env = make_env({"task": "lift", "image_size": 32, "control_mode": "ee_pose", "cameras": []})
     delta_policy = PolicyFeatures(cameras={}, state_dim=15, action_dim=7, fps=20,
-                                  action_names=tuple(make_env({"task": "lift", "cameras": []}).unwrapped.action_names))
+                                  action_names=tuple(make_env({"task": "lift", "cameras": [], "control_mode": "ee_delta"}).unwrapped.action_names))
     with pytest.raises(FeatureMismatch, match="control_mode=ee_pose"):
         delta_policy.check_env(pose_env)
     pose_policy = PolicyFeatures(cameras={}, state_dim=15, action_dim=7, fps=20, action_names=tuple(pose_env.unwrapped.action_names))

@@ -4,7 +4,7 @@
 ``ee_delta``: end-effector delta pose (dx, dy, dz, droll, dpitch, dyaw in the world frame, scaled
 by the maximal linear and angular speed times the control period) tracked through differential
 IK with joint position and velocity limits (mink, on the embodiment's own compiled model).
-``ee_pose``: absolute end-effector pose (x, y, z mapped from the workspace box onto [-1, 1]; the
+``ee_pose`` (the default): absolute end-effector pose (x, y, z mapped from the workspace box onto [-1, 1]; the
 rotation vector from the embodiment's home tool orientation, divided by pi), approached at no more
 than ``ee_delta``'s top speed. Position control: a chunk of poses means the same wherever the
 controller's command currently leads the tool, which a delta chunk does not (the command leads the
@@ -31,7 +31,7 @@ CONTROLLERS: Registry[type] = Registry("control mode")
 
 @dataclass(frozen=True)
 class ControlConfig:
-    mode: str = "ee_delta"
+    mode: str = "ee_pose"
     rate_hz: float = 20.0
     max_linear_speed: float = 0.4  # m/s at action 1
     max_angular_speed: float = 2.0  # rad/s at action 1

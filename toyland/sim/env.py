@@ -46,7 +46,7 @@ class ToylandEnv(gym.Env):
         num_toys: int | None = None,
         cameras=("front",),
         image_size: int = 96,
-        control_mode: str = "ee_delta",
+        control_mode: str = "ee_pose",
         control_hz: float = 20.0,
         physics_dt: float = 0.002,
         arena: dict | None = None,
