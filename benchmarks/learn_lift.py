@@ -6,6 +6,7 @@ end, on seeds disjoint from the demonstrations. Prints the success curve over tr
 
     .venv/bin/python benchmarks/learn_lift.py [hydra overrides, e.g. steps=3000 policy=lerobot_diffusion]
     .venv/bin/python benchmarks/learn_lift.py experiment=learn_lift_masks
+    .venv/bin/python benchmarks/learn_lift.py out=learn_lift_delta env.control_mode=ee_delta steps=2500
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ def main(overrides: list[str]) -> None:
 
     # experiment=learn_lift_masks: the same with the target's mask as an input (its own demos)
     experiment = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), "learn_lift")
-    overrides = [o for o in overrides if not o.startswith("experiment=")]
-    OUT = BENCHMARKS / experiment
+    # out=NAME: another folder under benchmarks/out for demos and run (an override that changes the demos needs one)
+    folder = next((o.split("=", 1)[1] for o in overrides if o.startswith("out=")), experiment)
+    overrides = [o for o in overrides if not o.startswith(("experiment=", "out="))]
+    OUT = BENCHMARKS / folder
     run_dir = OUT / "run"
     with initialize_config_module("toyland.configs", version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={experiment}", f"output_dir={run_dir}",
