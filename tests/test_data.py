@@ -288,3 +288,15 @@ def test_data_stats_cli_names_a_bad_path(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "toyland.cli", "data", "stats", str(tmp_path / "nope")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_mixture_refuses_actions_that_mean_different_things(lift_dataset):
+    full = FrameStore.load(lift_dataset)
+    assert full.features["action"]["names"][:3] == ["x", "y", "z"]  # collected in the default ee_pose mode
+    deltas_named = {**full.features, "action": {**full.features["action"],
+                                                 "names": ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]}}
+    other = dataclasses.replace(full, features=deltas_named)
+    keys = {"observation.state": [0.0], "action": CHUNK}
+    with pytest.raises(DatasetError, match="control_mode"):
+        BatchSampler([Source("pose", full), Source("delta", other)], keys, 8)
+    BatchSampler([Source("pose", full), Source("again", full)], keys, 8)  # same meaning mixes

@@ -93,6 +93,8 @@ class BatchSampler:
             found = {s.name: s.store.shape(s.key(key)) for s in have}
             if len(set(found.values())) == 1:
                 shapes[key] = next(iter(found.values()))
+                if len(shapes[key]) == 1:
+                    self._check_same_meaning(key, have)
             elif all(len(v) == 1 for v in found.values()):
                 shapes[key] = (max(v[0] for v in found.values()),)
                 padded.add(key)
@@ -100,6 +102,14 @@ class BatchSampler:
                 raise DatasetError(f"feature '{key}' has different shapes across sources {found}; only vectors "
                                    "can be padded (resize images before mixing)")
         return shapes, padded, absent
+
+    @staticmethod
+    def _check_same_meaning(key: str, sources: list[Source]) -> None:
+        """Same-sized vectors with different entry names (tool deltas and tool poses, say) would mix silently."""
+        names = {s.name: tuple(s.store.features.get(s.key(key), {}).get("names") or ()) for s in sources}
+        if len({n for n in names.values() if n}) > 1:
+            raise DatasetError(f"'{key}' means different things across sources: {names}; mix data whose entries "
+                               "agree (toyland demos: collected with the same env.control_mode)")
 
     def _frame_offsets(self, source: Source) -> dict[str, np.ndarray]:
         fps = source.store.fps
