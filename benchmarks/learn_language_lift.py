@@ -7,6 +7,7 @@ demonstrations. Prints one table: success with its 95% interval, the rate at whi
 lifted instead, training time. Finished variants are kept in results.json and skipped when run again.
 
     .venv/bin/python benchmarks/learn_language_lift.py [--variants flow-detpool,flow-patches] [hydra overrides]
+    .venv/bin/python benchmarks/learn_language_lift.py --out learn_language_lift_delta env.control_mode=ee_delta
 """
 
 from __future__ import annotations
@@ -19,17 +20,17 @@ from pathlib import Path
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-OUT = Path(__file__).resolve().parent / "out" / "learn_language_lift"
+BENCHMARKS = Path(__file__).resolve().parent / "out"
 VARIANTS = {
     f"{head}-{'detpool' if det else 'patches'}": [f"policy.head={head}", f"policy.det_pool={str(det).lower()}"]
     for det in (True, False) for head in ("flow", "discrete_diffusion", "autoregressive")
 }
 
 
-def config(label: str, overrides: list[str]) -> dict:
+def config(label: str, overrides: list[str], out: Path) -> dict:
     with initialize_config_module("toyland.configs", version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=learn_language_lift", f"output_dir={OUT / 'runs' / label}",
-                                          f"data.sources=[{{name: language_lift, path: {OUT / 'data'}}}]",
+        cfg = compose("train", overrides=["experiment=learn_language_lift", f"output_dir={out / 'runs' / label}",
+                                          f"data.sources=[{{name: language_lift, path: {out / 'data'}}}]",
                                           *VARIANTS[label], *overrides])
     cfg = OmegaConf.to_container(cfg, resolve=True)
     cfg.pop("experiment", None)
@@ -49,6 +50,8 @@ def table(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--out", default="learn_language_lift",
+                        help="folder under benchmarks/out for demos, runs and results (an override that changes the demos needs its own)")
     parser.add_argument("--rerun", action="store_true", help="train variants again even when results exist")
     args, overrides = parser.parse_known_args()
     args.variants = args.variants.split(",")
@@ -58,16 +61,17 @@ def main() -> None:
     from toyland.data.collect import collect
     from toyland.train.trainer import train
 
+    OUT = BENCHMARKS / args.out
     results_path = OUT / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     t0 = time.perf_counter()
-    summary = collect(config(args.variants[0], overrides)["env"], OUT / "data", episodes=100, seed=0, workers=2,
+    summary = collect(config(args.variants[0], overrides, OUT)["env"], OUT / "data", episodes=100, seed=0, workers=2,
                       progress=True)
     print(f"demonstrations: {summary.kept} kept, {summary.discarded} discarded ({time.perf_counter() - t0:.0f} s this run)")
     for label in args.variants:
         if label in results and not args.rerun:
             continue
-        result = train(config(label, overrides))
+        result = train(config(label, overrides, OUT))
         results[label] = {"final": result.final_eval, "history": result.history, "overrides": VARIANTS[label] + overrides}
         results_path.write_text(json.dumps(results, indent=2))
         print(f"\n{label}: success over training time (optimization only):")
