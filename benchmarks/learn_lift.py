@@ -7,6 +7,7 @@ end, on seeds disjoint from the demonstrations. Prints the success curve over tr
     .venv/bin/python benchmarks/learn_lift.py [hydra overrides, e.g. steps=3000 policy=lerobot_diffusion]
     .venv/bin/python benchmarks/learn_lift.py experiment=learn_lift_masks
     .venv/bin/python benchmarks/learn_lift.py out=learn_lift_delta env.control_mode=ee_delta steps=2500
+    .venv/bin/python benchmarks/learn_lift.py out=learn_lift_dart action_noise=0.02
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def main(overrides: list[str]) -> None:
     experiment = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), "learn_lift")
     # out=NAME: another folder under benchmarks/out for demos and run (an override that changes the demos needs one)
     folder = next((o.split("=", 1)[1] for o in overrides if o.startswith("out=")), experiment)
-    overrides = [o for o in overrides if not o.startswith(("experiment=", "out="))]
+    # action_noise=STD: DART-style demos, noise on the executed arm actions (use with out=, its own demos)
+    action_noise = float(next((o.split("=", 1)[1] for o in overrides if o.startswith("action_noise=")), 0.0))
+    overrides = [o for o in overrides if not o.startswith(("experiment=", "out=", "action_noise="))]
     OUT = BENCHMARKS / folder
     run_dir = OUT / "run"
     with initialize_config_module("toyland.configs", version_base="1.3"):
@@ -39,7 +42,8 @@ def main(overrides: list[str]) -> None:
     cfg = OmegaConf.to_container(cfg, resolve=True)
     cfg.pop("experiment", None)
     t0 = time.perf_counter()
-    summary = collect(cfg["env"], OUT / "data", episodes=100, seed=0, workers=2, progress=True)
+    summary = collect(cfg["env"], OUT / "data", episodes=100, seed=0, workers=2, progress=True,
+                      action_noise=action_noise)
     print(f"demonstrations: {summary.kept} kept, {summary.discarded} discarded ({time.perf_counter() - t0:.0f} s this run)")
     result = train(cfg)
     train_s = result.final_eval["train_s"]

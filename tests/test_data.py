@@ -300,3 +300,27 @@ def test_mixture_refuses_actions_that_mean_different_things(lift_dataset):
     with pytest.raises(DatasetError, match="control_mode"):
         BatchSampler([Source("pose", full), Source("delta", other)], keys, 8)
     BatchSampler([Source("pose", full), Source("again", full)], keys, 8)  # same meaning mixes
+
+
+def test_dart_noise_perturbs_executed_arm_actions_and_records_the_experts(monkeypatch):
+    from toyland.data.collect import EpisodeRecorder
+
+    def run(std):
+        recorder = EpisodeRecorder({"task": "lift", "cameras": []}, 10, action_noise=std)
+        executed, step = [], recorder.env.step
+        monkeypatch.setattr(recorder.env, "step", lambda a: (executed.append(np.array(a)), step(a))[1])
+        episode = recorder(3)
+        return np.stack([f["action"] for f in episode.frames]), np.stack(executed)
+
+    recorded, executed = run(0.02)
+    again, _ = run(0.02)
+    np.testing.assert_array_equal(recorded, again)  # the seed fixes the noise
+    noise = executed - recorded
+    assert np.all(noise[:, -1] == 0)  # the gripper is never perturbed
+    assert 0.015 < noise[:, :-1].std() < 0.025
+    clean, clean_executed = run(0.0)
+    np.testing.assert_array_equal(clean, clean_executed)
+    # the recorded labels are the expert's answers to the perturbed states: corrections, not a replay
+    assert not np.allclose(recorded[: len(clean)][:20], clean[:20])
+    with pytest.raises(ValueError, match="action_noise"):
+        collect({"task": "lift", **SMALL}, "unused", episodes=1, action_noise=2.0, progress=False)

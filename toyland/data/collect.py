@@ -35,7 +35,7 @@ class Episode:
 class EpisodeRecorder:
     """One env and its expert; records an episode per seed (lives in a worker process)."""
 
-    def __init__(self, env_cfg: dict, post_success_steps: int):
+    def __init__(self, env_cfg: dict, post_success_steps: int, action_noise: float = 0.0):
         from toyland.sim import make_env
         from toyland.sim.experts import make_expert
 
@@ -43,15 +43,25 @@ class EpisodeRecorder:
         self.env = make_env(env_cfg, terminate_on_success=False)
         self.expert = make_expert(self.env)
         self.post_success_steps = post_success_steps
+        # DART-style noise (Laskey et al. 2017): the env executes the expert's action plus Gaussian noise on
+        # the arm entries while the dataset records the clean action, so the demos show the expert
+        # correcting from states a little off its own path, where an imitating policy ends up.
+        self.action_noise = action_noise
+        self.noisy = np.array([name != "gripper" for name in self.env.unwrapped.action_names])
 
     def __call__(self, seed: int) -> Episode:
         obs, info = self.env.reset(seed=seed)
         self.expert.reset()
         frames, success_step, step_info = [], None, {}
+        noise_rng = np.random.default_rng([seed, 0xDA27])  # the seed fixes the noise too
         while True:
             action = self.expert.act(obs)
             frames.append(to_frame(obs, action))
-            obs, _, terminated, truncated, step_info = self.env.step(action)
+            executed = action
+            if self.action_noise > 0:
+                executed = action + self.noisy * noise_rng.normal(0.0, self.action_noise, action.shape)
+                executed = np.clip(executed, -1.0, 1.0).astype(action.dtype)
+            obs, _, terminated, truncated, step_info = self.env.step(executed)
             if success_step is None and step_info["is_success"]:
                 success_step = len(frames)
             if terminated or truncated or (success_step is not None and len(frames) - success_step >= self.post_success_steps):
@@ -79,27 +89,27 @@ class EpisodeRecorder:
 _RECORDER: EpisodeRecorder | None = None  # per worker process: built once by _init_worker
 
 
-def _init_worker(env_cfg: dict, post_success_steps: int) -> None:
+def _init_worker(env_cfg: dict, post_success_steps: int, action_noise: float) -> None:
     global _RECORDER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
-    _RECORDER = EpisodeRecorder(env_cfg, post_success_steps)
+    _RECORDER = EpisodeRecorder(env_cfg, post_success_steps, action_noise)
 
 
 def _record(seed: int) -> Episode:
     return _RECORDER(seed)
 
 
-def ordered_episodes(env_cfg: dict, post_success_steps: int, first_seed: int, workers: int):
+def ordered_episodes(env_cfg: dict, post_success_steps: int, first_seed: int, workers: int, action_noise: float = 0.0):
     """Episodes for seeds first_seed, first_seed + 1, ... in order, simulated on ``workers`` processes."""
     if workers <= 1:
-        recorder = EpisodeRecorder(env_cfg, post_success_steps)
+        recorder = EpisodeRecorder(env_cfg, post_success_steps, action_noise)
         seed = first_seed
         while True:
             yield recorder(seed)
             seed += 1
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked GL state
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(env_cfg, post_success_steps)) as pool:
+                             initargs=(env_cfg, post_success_steps, action_noise)) as pool:
         window = collections.deque(pool.submit(_record, first_seed + i) for i in range(2 * workers))
         next_seed = first_seed + len(window)
         try:
@@ -144,9 +154,11 @@ class CollectSummary:
 def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0, workers: int = 2,
             keep: str = "successful", post_success_steps: int = 10, checkpoint_every: int = 10,
             video: bool = False, repo_id: str | None = None, progress: bool = True,
-            provenance: dict | None = None) -> CollectSummary:
+            provenance: dict | None = None, action_noise: float = 0.0) -> CollectSummary:
     """Collects until the dataset at ``output_dir`` holds ``episodes`` kept episodes (resuming one
-    that is there). ``provenance`` (e.g. scenario and split) is stored in the episode log."""
+    that is there). ``provenance`` (e.g. scenario and split) is stored in the episode log.
+    ``action_noise`` > 0: the std of Gaussian noise added to the executed arm actions (normalized
+    units) while the clean expert actions are recorded."""
     from tqdm import tqdm
 
     from toyland.data.writer import DatasetWriter
@@ -157,6 +169,8 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
         raise ValueError(f"keep={keep!r}; valid: {', '.join(KEEP)}")
     if episodes < 1:
         raise ValueError(f"episodes={episodes}: ask for at least one episode")
+    if not 0.0 <= action_noise <= 0.5:
+        raise ValueError(f"action_noise={action_noise}: use a std between 0 (off) and 0.5 in normalized action units")
     probe = make_env(env_cfg, terminate_on_success=False)
     make_expert(probe)  # refuses a control mode the experts cannot act in before any worker starts
     features = env_features(probe, video=video)
@@ -165,7 +179,7 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
     robot_type = base.embodiment.name
     probe.close()
     config = {"env": resolved_env_config(env_cfg), "seed": seed, "keep": keep, "post_success_steps": post_success_steps,
-              "video": video, **(provenance or {})}
+              "video": video, **({"action_noise": action_noise} if action_noise else {}), **(provenance or {})}
     writer = DatasetWriter(output_dir, repo_id or f"toyland/{Path(output_dir).name}", features, fps, robot_type,
                            video, config, checkpoint_every)
     start_kept, start_discarded = writer.num_episodes, len(writer.log.discarded)
@@ -174,7 +188,7 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
     try:
         with StopRequest() as stop:
             if writer.num_episodes < episodes:
-                for episode in ordered_episodes(env_cfg, post_success_steps, writer.log.next_seed, workers):
+                for episode in ordered_episodes(env_cfg, post_success_steps, writer.log.next_seed, workers, action_noise):
                     if episode.success or keep == "all":
                         writer.add_episode(episode.frames, episode.task, episode.record)
                         bar.update(1)
