@@ -21,6 +21,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 BENCHMARKS = Path(__file__).resolve().parent / "out"
+OPTIONS = ("experiment=", "out=", "action_noise=")  # this script's own arguments, not Hydra overrides
 
 
 def main(overrides: list[str]) -> None:
@@ -28,12 +29,13 @@ def main(overrides: list[str]) -> None:
     from toyland.train.trainer import train
 
     # experiment=learn_lift_masks: the same with the target's mask as an input (its own demos)
-    experiment = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), "learn_lift")
+    options = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if o.startswith(OPTIONS)}
+    overrides = [o for o in overrides if not o.startswith(OPTIONS)]
+    experiment = options.get("experiment", "learn_lift")
     # out=NAME: another folder under benchmarks/out for demos and run (an override that changes the demos needs one)
-    folder = next((o.split("=", 1)[1] for o in overrides if o.startswith("out=")), experiment)
+    folder = options.get("out", experiment)
     # action_noise=STD: DART-style demos, noise on the executed arm actions (use with out=, its own demos)
-    action_noise = float(next((o.split("=", 1)[1] for o in overrides if o.startswith("action_noise=")), 0.0))
-    overrides = [o for o in overrides if not o.startswith(("experiment=", "out=", "action_noise="))]
+    action_noise = float(options.get("action_noise", 0.0))
     OUT = BENCHMARKS / folder
     run_dir = OUT / "run"
     with initialize_config_module("toyland.configs", version_base="1.3"):

@@ -321,6 +321,6 @@ def test_dart_noise_perturbs_executed_arm_actions_and_records_the_experts(monkey
     clean, clean_executed = run(0.0)
     np.testing.assert_array_equal(clean, clean_executed)
     # the recorded labels are the expert's answers to the perturbed states: corrections, not a replay
-    assert not np.allclose(recorded[: len(clean)][:20], clean[:20])
+    assert not np.allclose(recorded[:20], clean[:20])
     with pytest.raises(ValueError, match="action_noise"):
         collect({"task": "lift", **SMALL}, "unused", episodes=1, action_noise=2.0, progress=False)
