@@ -10,6 +10,7 @@ from toyland.sim.control import CONTROLLERS
 from toyland.sim.embodiments import EMBODIMENTS
 from toyland.sim.env import env_id
 from toyland.sim.tasks import TASKS
+from toyland.sim.tasks.base import SPAWN_HIGH, SPAWN_LOW
 from toyland.sim.toys import KINDS
 
 COMBOS = [(t, e, c) for t in TASKS.names() for e in EMBODIMENTS.names() for c in CONTROLLERS.names()]
@@ -78,6 +79,26 @@ def test_different_seeds_give_different_toys_and_the_toy_is_one_rigid_body(task,
             n_parts = len({m.geom(g).name.split("/")[1].split("g")[0] for g in geoms})
             assert n_parts == len(spec["parts"])
     assert len(toys) == 5
+    env.close()
+
+
+@pytest.mark.parametrize("task", TASKS.names())
+@pytest.mark.parametrize("embodiment", EMBODIMENTS.names())
+def test_objects_start_at_rest_where_the_task_placed_them(task, embodiment):
+    # Seeds 1000015 and 1000022 of lift drop toys that used to tumble 4 cm, and a cylinder that rolled.
+    env = make(task, embodiment, "ee_delta", cameras=[])
+    still = np.r_[np.zeros(env.action_space.shape[0] - 1), -1.0].astype(np.float32)
+    for seed in range(1_000_015, 1_000_023):
+        env.reset(seed=seed)
+        scene = env.unwrapped.scene
+        target = scene.object_bodies[env.unwrapped.task.target_index]
+        start = scene.data.xpos[list(scene.object_bodies)].copy()
+        assert np.all((SPAWN_LOW <= start[scene.object_bodies.index(target), :2] + 1e-9)
+                      & (start[scene.object_bodies.index(target), :2] <= SPAWN_HIGH + 1e-9)), seed
+        for _ in range(20):  # one second with the arm held still
+            env.step(still)
+        moved = np.linalg.norm(scene.data.xpos[list(scene.object_bodies)] - start, axis=1)
+        assert moved.max() < 0.002, (seed, moved)
     env.close()
 
 

@@ -34,13 +34,17 @@ class Grasp:
     clearance: float  # smallest signed distance from the open gripper to the toy
 
 
-def _gripper_points(pos: np.ndarray, yaw: float) -> np.ndarray:
-    """Sample points on the open finger pads and the palm's underside for a top-down grasp."""
+def _gripper_points(pos: np.ndarray, yaw: float, width: float) -> np.ndarray:
+    """Sample points on the open finger pads, on the path their inner faces sweep while closing
+    down to ``width``, and on the palm's underside, for a top-down grasp at ``pos``."""
     d = np.array([np.cos(yaw), np.sin(yaw), 0.0])
     e = np.array([-np.sin(yaw), np.cos(yaw), 0.0])
+    pad = [FINGER_TRAVEL + 0.001, FINGER_TRAVEL + FINGER_HALF[1], FINGER_TRAVEL + 2 * FINGER_HALF[1]]
+    # Another part in the sweep stops the fingers early, on a wider and looser span than planned.
+    sweep = np.linspace(min(width / 2 + 0.004, FINGER_TRAVEL), FINGER_TRAVEL, 4)
     pts = []
     for side in (-1.0, 1.0):
-        for s in (FINGER_TRAVEL + 0.001, FINGER_TRAVEL + FINGER_HALF[1], FINGER_TRAVEL + 2 * FINGER_HALF[1]):
+        for s in (*pad, *sweep):
             for t in (-FINGER_HALF[0], 0.0, FINGER_HALF[0]):
                 for z in (-TIP_BELOW_TCP, -0.005, 0.012, 0.03):
                     pts.append(pos + side * s * d + t * e + np.array([0, 0, z]))
@@ -62,13 +66,20 @@ def plan_grasp(scene: Scene, geoms: np.ndarray, avoid: tuple[Grasp, ...] = (), o
     best, best_key = None, None
     narrowest = (np.inf, None)
     min_z = TABLE_TOP_Z + TIP_BELOW_TCP + 0.006
-    for shape in shapes:
-        centre = shape.centre
-        top = centre[2] + shape.support(geo.UP)
+    # Each part alone, and the whole toy: a ring built of segments is held across its hole.
+    groups = [(shape.centre, (shape,)) for shape in shapes]
+    if len(shapes) > 1:
+        groups.append((com.copy(), tuple(shapes)))
+    for centre, group in groups:
+
+        def support(u, centre=centre, group=group):  # of the group's convex hull, from its centre
+            return max(float((s.centre - centre) @ u) + s.support(u) for s in group)
+
+        top = centre[2] + support(geo.UP)
         z = float(np.clip(centre[2], min_z, max(min_z, top - 0.008)))
         for yaw in YAWS:
             direction = np.array([np.cos(yaw), np.sin(yaw), 0.0])
-            ahead, behind = shape.support(direction), shape.support(-direction)
+            ahead, behind = support(direction), support(-direction)
             width = ahead + behind
             if width > MAX_GRASP_WIDTH:
                 if width < narrowest[0]:  # kept only in case nothing fits: the best bad grasp
@@ -76,7 +87,7 @@ def plan_grasp(scene: Scene, geoms: np.ndarray, avoid: tuple[Grasp, ...] = (), o
                 continue
             mid = centre + 0.5 * (ahead - behind) * direction  # jaw centred on the span (meshes are lopsided)
             pos = np.array([mid[0], mid[1], z])
-            pts = _gripper_points(pos, yaw)
+            pts = _gripper_points(pos, yaw, width)
             clearance = min(float(b.signed_distance(pts).min()) for b in blockers)
             cost = np.linalg.norm(pos[:2] - com[:2]) + 0.2 * width
             if any(_similar(pos, yaw, g) for g in avoid):
@@ -145,7 +156,8 @@ class Expert(ABC):
 class LiftExpert(Expert):
     APPROACH_HEIGHT = 0.10
     LIFT_HEIGHT = 0.22
-    CLOSE_STEPS = 6
+    MIN_CLOSE_STEPS, MAX_CLOSE_STEPS = 3, 20
+    SETTLED = 0.0005  # fingers that moved less than this in one step have stalled on the toy (or met)
 
     @property
     def target_index(self) -> int:
@@ -184,9 +196,15 @@ class LiftExpert(Expert):
             goal, grip = g, -1.0
             if np.linalg.norm(tcp - goal) < 0.006 or self.phase_steps > 25:
                 self.phase, self.phase_steps = "close", 0
+                self.last_opening = scene.finger_opening()
         elif self.phase == "close":
+            # Lift only once the fingers have stopped: lifting while they still close (a fixed wait)
+            # pulls the jaw up past the part before it tightens, and a quarter of first grasps missed.
             goal, grip = g, 1.0
-            if self.phase_steps >= self.CLOSE_STEPS:
+            opening = scene.finger_opening()
+            stalled = self.phase_steps >= self.MIN_CLOSE_STEPS and abs(opening - self.last_opening) < self.SETTLED
+            self.last_opening = opening
+            if stalled or self.phase_steps >= self.MAX_CLOSE_STEPS:
                 self.phase, self.phase_steps = "lift", 0
         elif self.phase == "lift":
             goal, grip = g + [0, 0, self.LIFT_HEIGHT], 1.0

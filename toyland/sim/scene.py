@@ -102,8 +102,14 @@ def build_arena(cfg: ArenaConfig, offscreen: tuple[int, int]) -> mujoco.MjSpec:
                    material=floor_mat, contype=1, conaffinity=3)
     cx, cy = TABLE_CENTRE
     hx, hy = TABLE_HALF
+    # The slab is what cameras see; contacts are with a plane on its top. The general convex collider's
+    # box-cylinder contacts pushed a cylinder lying still on the slab into rolling by itself (4 cm/s
+    # after a second); plane contacts have exact normals. The plane is unbounded, so an object pushed past
+    # the slab's edge would rest on air; objects start 20 cm or more inside it.
     world.add_geom(name="table", type=geo.BOX, size=[hx, hy, 0.025], pos=[cx, cy, TABLE_TOP_Z - 0.025],
-                   material=table_mat, contype=1, conaffinity=3, friction=[0.8, 0.005, 0.0001])
+                   material=table_mat, contype=0, conaffinity=0)
+    world.add_geom(name="table_top", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[hx, hy, 0.01], pos=[cx, cy, TABLE_TOP_Z],
+                   rgba=[0, 0, 0, 0], group=3, contype=1, conaffinity=3, friction=[0.8, 0.005, 0.0001])
     for i, (sx, sy) in enumerate([(1, 1), (1, -1), (-1, 1), (-1, -1)]):
         world.add_geom(name=f"table_leg{i}", type=geo.BOX, size=[0.03, 0.03, 0.36],
                        pos=[cx + sx * (hx - 0.05), cy + sy * (hy - 0.05), TABLE_TOP_Z - 0.41],

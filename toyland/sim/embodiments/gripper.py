@@ -53,6 +53,9 @@ def add_hand(parent: mujoco.MjsBody, pos=(0, 0, 0), quat=(1, 0, 0, 0)) -> mujoco
             rgba=dark,
             friction=[1.5, 0.01, 0.001],
             condim=4,
+            # Stiffer than the default 0.02 s: MuJoCo scales contact stiffness by mass, and a 15 g toy
+            # squeezed at 10 N let the pads sink 6 mm into it and wedge it out of the jaw while lifting.
+            solref=[0.004, 1.0],
             density=1500,
         )
     hand.add_site(name="tcp", pos=[0, 0, TCP_Z], size=[0.005, 0, 0], rgba=[1, 0, 0, 0.0], group=3)

@@ -40,7 +40,7 @@ class Lift(Task):
         self._held_steps = [0] * len(self.toys)
         self._lifted_ever = [False] * len(self.toys)  # wrong-object and cue outcomes latch
         self._grasped_ever = False  # failure analysis: never grasped, or grasped and then lost
-        self._table = scene.model.geom("table").id
+        self._table = scene.model.geom("table_top").id
 
     def _held(self, scene: Scene, k: int, touching: set[int]) -> tuple[bool, bool, float]:
         geoms = scene.object_geoms[k]
