@@ -35,25 +35,28 @@ def demo(cfg: DictConfig) -> dict:
     for toy_set in cfg.toy_sets:
         env = make_env(env_cfg, toy_set=toy_set, render_mode="rgb_array", render_size=[cfg.video.size, cfg.video.size])
         expert = make_expert(env)
-        wins, cue, start = 0, 0, time.perf_counter()
+        wins, first, cue, start = 0, 0, 0, time.perf_counter()
         bar = tqdm(range(cfg.episodes), desc=f"expert on {toy_set}", leave=False)
         for i in bar:
             record = cfg.video.enabled and toy_set == cfg.toy_sets[0] and i < cfg.video.episodes
             result = run_episode(env, expert.act, seed=cfg.seed + i, reset_hook=expert.reset, record=record)
             frames.extend(result.frames)
             wins += result.success
+            first += result.success and expert.attempts == 1  # succeeded without re-planning a missed grasp
             cue += bool(result.outcome.get("cue_success", False))
             bar.set_postfix(success=f"{wins}/{i + 1}")
         env.close()
         lo, hi = wilson_interval(wins, cfg.episodes)
-        results[toy_set] = {"success": wins / cfg.episodes, "ci95": [lo, hi], "episodes": cfg.episodes}
+        results[toy_set] = {"success": wins / cfg.episodes, "ci95": [lo, hi], "episodes": cfg.episodes,
+                            "first_grasp": first / cfg.episodes}
         shortcut = ""
         if env_cfg.get("shortcut"):
             results[toy_set]["shortcut_rate"] = cue / cfg.episodes
             shortcut = f"  shortcut rate {cue}/{cfg.episodes}"
         print(
             f"{env_cfg.get('task', 'lift')} expert on {toy_set:>20s}: success {wins}/{cfg.episodes} = "
-            f"{wins / cfg.episodes:.2f}  (95% CI {lo:.2f}-{hi:.2f}, {time.perf_counter() - start:.1f} s){shortcut}"
+            f"{wins / cfg.episodes:.2f}  (95% CI {lo:.2f}-{hi:.2f}; {first} on the first grasp; "
+            f"{time.perf_counter() - start:.1f} s){shortcut}"
         )
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))

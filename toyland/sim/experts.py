@@ -156,7 +156,11 @@ class Expert(ABC):
 class LiftExpert(Expert):
     APPROACH_HEIGHT = 0.10
     LIFT_HEIGHT = 0.22
-    MIN_CLOSE_STEPS, MAX_CLOSE_STEPS = 3, 20
+    # The last few cm of the descent are slow and the close always lasts at least 6 steps: a policy that
+    # decides a whole action chunk from one frame misjudges by a step or two, which costs 20 mm at full
+    # speed and 6 mm here; lifting before the fingers stall lost the toy.
+    SLOW_ZONE, SLOW_SPEED = 0.04, 0.3  # m above the grasp; fraction of the top speed
+    MIN_CLOSE_STEPS, MAX_CLOSE_STEPS = 6, 20
     SETTLED = 0.0005  # fingers that moved less than this in one step have stalled on the toy (or met)
 
     @property
@@ -187,6 +191,7 @@ class LiftExpert(Expert):
         tcp, _ = scene.tcp_pose()
         g = self.grasp.pos
         self.phase_steps += 1
+        speed = 1.0
         if self.phase == "approach":
             goal, grip = g + [0, 0, self.APPROACH_HEIGHT], -1.0
             rot_err = np.linalg.norm(geo.rotvec_from_mat(self.goal_rot @ ctrl.target_rot.T))
@@ -194,6 +199,8 @@ class LiftExpert(Expert):
                 self.phase, self.phase_steps = "descend", 0
         elif self.phase == "descend":
             goal, grip = g, -1.0
+            if ctrl.target_pos[2] - g[2] < self.SLOW_ZONE:
+                speed = self.SLOW_SPEED
             if np.linalg.norm(tcp - goal) < 0.006 or self.phase_steps > 25:
                 self.phase, self.phase_steps = "close", 0
                 self.last_opening = scene.finger_opening()
@@ -217,7 +224,7 @@ class LiftExpert(Expert):
             toy_speed = np.linalg.norm(scene.data.cvel[scene.object_bodies[self.target_index], 3:])
             if (self.phase_steps >= 3 and toy_speed < 0.02) or self.phase_steps > 15:
                 self._plan()
-        return self._action(ctrl, goal, grip)
+        return self._action(ctrl, goal, grip, speed)
 
     def _grasped(self) -> bool:
         scene = self.env.scene
@@ -228,8 +235,8 @@ class LiftExpert(Expert):
         self.phase, self.phase_steps = "retreat", 0
         self.retreat_to = tcp + [0, 0, 0.05]
 
-    def _action(self, ctrl, goal: np.ndarray, grip: float) -> np.ndarray:
-        move = np.clip((goal - ctrl.target_pos) / ctrl.max_step, -1.0, 1.0)
+    def _action(self, ctrl, goal: np.ndarray, grip: float, speed: float = 1.0) -> np.ndarray:
+        move = np.clip((goal - ctrl.target_pos) / ctrl.max_step, -speed, speed)
         turn = np.clip(geo.rotvec_from_mat(self.goal_rot @ ctrl.target_rot.T) / ctrl.max_rot, -1.0, 1.0)
         return ctrl.from_ee_delta(np.concatenate([move, turn, [grip]]))
 
