@@ -174,10 +174,10 @@ class ToylandEnv(gym.Env):
     def _settle(self) -> None:
         """Let the objects fall into a resting pose, then slide each back to where the task placed it.
 
-        A toy dropped in a random orientation tumbles and rolls, for up to ~1 s and 14 cm; a fixed short
-        settle left it moving when the episode began, and the expert's grasp, planned on the first
-        frame, missed on 1 first attempt in 8. Resting orientations keep their contacts on the flat
-        table when moved, so the spawn distribution is the task's.
+        A toy dropped in a random orientation tumbles and rolls, for up to ~1 s and 14 cm; a fixed 0.3 s
+        settle left it moving when the episode began, where the expert's grasp, planned on the first
+        frame, missed it. Resting orientations keep their contacts on the flat table when moved, so the
+        spawn distribution stays the task's.
         """
         m, d, scene = self.scene.model, self.scene.data, self.scene
         adrs = [m.jnt_qposadr[m.body_jntadr[b]] for b in scene.object_bodies if m.body_jntnum[b]]

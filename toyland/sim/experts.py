@@ -1,10 +1,12 @@
 """Scripted experts with privileged simulator access, used to collect demonstrations.
 
-The Lift expert plans a top-down grasp on one of the toy's parts: for every primitive geom and
-gripper yaw it computes the jaw width from the part's support function, rejects grasps wider than
-the gripper, checks finger and palm clearance against the whole toy with signed distances, and
-picks the clear grasp nearest the toy's centre of mass. It then approaches, descends, closes and
-lifts with end-effector delta actions (in whichever end-effector mode the env uses), and re-plans once if the toy is not in the hand.
+The Lift expert plans a top-down grasp on one of the toy's parts or across the whole toy: for every
+part (and the whole) and gripper yaw it computes the jaw width from support functions, rejects grasps
+wider than the gripper, checks with signed distances that the open fingers, the path they sweep
+while closing and the palm clear the toy and everything else, and picks the clear grasp nearest the
+toy's centre of mass. It then approaches, descends (slowly for the last few cm), closes until the
+fingers stall and lifts, with end-effector delta actions (in whichever end-effector mode the env
+uses), and re-plans if the toy is not in the hand.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class Grasp:
     pos: np.ndarray  # tool-centre-point target
     yaw: float  # fingers close along (cos yaw, sin yaw, 0)
     width: float
-    clearance: float  # smallest signed distance from the open gripper to the toy
+    clearance: float  # smallest signed distance from the open gripper and its closing sweep to anything
 
 
 def _gripper_points(pos: np.ndarray, yaw: float, width: float) -> np.ndarray:
@@ -205,8 +207,8 @@ class LiftExpert(Expert):
                 self.phase, self.phase_steps = "close", 0
                 self.last_opening = scene.finger_opening()
         elif self.phase == "close":
-            # Lift only once the fingers have stopped: lifting while they still close (a fixed wait)
-            # pulls the jaw up past the part before it tightens, and a quarter of first grasps missed.
+            # Lift only once the fingers have stopped: lifting while they still close pulls the jaw up
+            # past the part before it tightens.
             goal, grip = g, 1.0
             opening = scene.finger_opening()
             stalled = self.phase_steps >= self.MIN_CLOSE_STEPS and abs(opening - self.last_opening) < self.SETTLED
