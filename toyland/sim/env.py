@@ -180,23 +180,22 @@ class ToylandEnv(gym.Env):
         spawn distribution stays the task's.
         """
         m, d, scene = self.scene.model, self.scene.data, self.scene
-        adrs = [m.jnt_qposadr[m.body_jntadr[b]] for b in scene.object_bodies if m.body_jntnum[b]]
-        placed = [d.qpos[a : a + 2].copy() for a in adrs]
-        self._step_until_rest(self.settle_steps)
-        for a, xy in zip(adrs, placed):
-            d.qpos[a : a + 2] = xy
+        joints = np.array([m.body_jntadr[b] for b in scene.object_bodies if m.body_jntnum[b]], dtype=int)
+        qpos, dofs = m.jnt_qposadr[joints], m.jnt_dofadr[joints]  # free joints: xyz + quat, linear + angular
+        placed = d.qpos[qpos[:, None] + [0, 1]].copy()
+        self._step_until_rest(self.settle_steps, dofs)
+        d.qpos[qpos[:, None] + [0, 1]] = placed
         d.qvel[:] = 0.0
         mujoco.mj_forward(m, d)
-        self._step_until_rest(self.settle_steps // 2)
+        self._step_until_rest(self.settle_steps // 2, dofs)
 
-    def _step_until_rest(self, max_steps: int) -> None:
+    def _step_until_rest(self, max_steps: int, dofs: np.ndarray) -> None:
         m, d = self.scene.model, self.scene.data
-        dofs = [m.jnt_dofadr[m.body_jntadr[b]] for b in self.scene.object_bodies if m.body_jntnum[b]]
         chunk, steps = min(self.substeps, max_steps), 0
         while steps < max_steps:
             mujoco.mj_step(m, d, nstep=chunk)
             steps += chunk
-            vel = np.array([d.qvel[a : a + 6] for a in dofs]).reshape(-1, 6)  # free joint: linear, angular
+            vel = d.qvel[dofs[:, None] + np.arange(6)]
             if np.abs(vel[:, :3]).max(initial=0) < REST_SPEED and np.abs(vel[:, 3:]).max(initial=0) < REST_SPIN:
                 return
 
