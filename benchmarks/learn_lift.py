@@ -8,6 +8,7 @@ end, on seeds disjoint from the demonstrations. Prints the success curve over tr
     .venv/bin/python benchmarks/learn_lift.py experiment=learn_lift_masks
     .venv/bin/python benchmarks/learn_lift.py out=learn_lift_delta env.control_mode=ee_delta steps=2500
     .venv/bin/python benchmarks/learn_lift.py out=learn_lift_dart action_noise=0.02
+    .venv/bin/python benchmarks/learn_lift.py out=learn_lift_recovery action_noise=0.02 recovery=0.3
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 BENCHMARKS = Path(__file__).resolve().parent / "out"
-OPTIONS = ("experiment=", "out=", "action_noise=")  # this script's own arguments, not Hydra overrides
+OPTIONS = ("experiment=", "out=", "action_noise=", "recovery=")  # this script's own arguments, not Hydra overrides
 
 
 def main(overrides: list[str]) -> None:
@@ -36,6 +37,8 @@ def main(overrides: list[str]) -> None:
     folder = options.get("out", experiment)
     # action_noise=STD: DART-style demos, noise on the executed arm actions (use with out=, its own demos)
     action_noise = float(options.get("action_noise", 0.0))
+    # recovery=FRACTION: that share of the demos recorded from a missed first grasp on (use with out=)
+    recovery = float(options.get("recovery", 0.0))
     OUT = BENCHMARKS / folder
     run_dir = OUT / "run"
     with initialize_config_module("toyland.configs", version_base="1.3"):
@@ -45,7 +48,7 @@ def main(overrides: list[str]) -> None:
     cfg.pop("experiment", None)
     t0 = time.perf_counter()
     summary = collect(cfg["env"], OUT / "data", episodes=100, seed=0, workers=2, progress=True,
-                      action_noise=action_noise)
+                      action_noise=action_noise, recovery=recovery)
     print(f"demonstrations: {summary.kept} kept, {summary.discarded} discarded ({time.perf_counter() - t0:.0f} s this run)")
     result = train(cfg)
     train_s = result.final_eval["train_s"]

@@ -20,6 +20,7 @@ from toyland.data.mixture import build_sampler
 from toyland.data.stats import dataset_stats, mutual_information
 from toyland.sim import make_env
 from toyland.sim.scenarios import scenario_env_config
+from toyland.sim.tasks import TASKS
 
 SMALL = {"image_size": 48}
 SEG_CAMERAS = {"front": {"modalities": ["rgb", "segmentation"]}}
@@ -300,6 +301,35 @@ def test_mixture_refuses_actions_that_mean_different_things(lift_dataset):
     with pytest.raises(DatasetError, match="control_mode"):
         BatchSampler([Source("pose", full), Source("delta", other)], keys, 8)
     BatchSampler([Source("pose", full), Source("again", full)], keys, 8)  # same meaning mixes
+
+
+@pytest.mark.parametrize("task", TASKS.names())
+def test_recovery_demos_start_where_the_aimed_off_grasp_missed(task):
+    from toyland.data.collect import EpisodeRecorder
+
+    recorder = EpisodeRecorder({"task": task, "cameras": []}, 10, recovery=1.0)
+    names = recorder.env.unwrapped.state_names
+    tcp_z = names.index("tcp.z")
+    recovered = []
+    for seed in range(5):
+        episode = recorder(seed)
+        if "recorded_from_step" not in episode.record or not episode.success:
+            continue  # every aimed-off grasp held (a plain demo), or the toy was knocked out of reach (discarded)
+        plain = recorder._run(seed)
+        first = episode.frames[0]
+        assert episode.record["recorded_from_step"] > 0
+        assert len(episode.frames) <= recorder.limit  # the task's time limit, counted from the first frame
+        assert first["action"][-1] < 0  # it opens the jaw: the miss itself is not in the data
+        # it starts low over the table where the miss happened, not at the arm's home pose
+        assert first["observation.state"][tcp_z] < plain.frames[0]["observation.state"][tcp_z] - 0.05
+        again = recorder(seed)
+        np.testing.assert_array_equal(np.stack([f["action"] for f in episode.frames]),
+                                      np.stack([f["action"] for f in again.frames]))  # the seed fixes the fumble
+        recovered.append(seed)
+    assert len(recovered) >= 2, f"only seeds {recovered} of 5 gave a successful recovery demo"
+    assert "recorded_from_step" not in EpisodeRecorder({"task": task, "cameras": []}, 10)(recovered[0]).record
+    with pytest.raises(ValueError, match="recovery"):
+        collect({"task": task, **SMALL}, "unused", episodes=1, recovery=1.5, progress=False)
 
 
 def test_dart_noise_perturbs_executed_arm_actions_and_records_the_experts(monkeypatch):

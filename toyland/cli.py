@@ -84,7 +84,7 @@ def collect(cfg: DictConfig):
     summary = run(
         env_cfg, cfg.output_dir, cfg.episodes, seed=cfg.seed, workers=cfg.workers, keep=cfg.keep,
         post_success_steps=cfg.post_success_steps, checkpoint_every=cfg.checkpoint_every, video=cfg.video,
-        repo_id=cfg.repo_id, provenance=provenance, action_noise=cfg.action_noise,
+        repo_id=cfg.repo_id, provenance=provenance, action_noise=cfg.action_noise, recovery=cfg.recovery,
     )
     print(
         f"dataset {summary.root}: {summary.kept} episodes kept, {summary.discarded} discarded "

@@ -35,12 +35,16 @@ class Episode:
 class EpisodeRecorder:
     """One env and its expert; records an episode per seed (lives in a worker process)."""
 
-    def __init__(self, env_cfg: dict, post_success_steps: int, action_noise: float = 0.0):
-        from toyland.sim import make_env
+    FUMBLE_TRIES = 3
+
+    def __init__(self, env_cfg: dict, post_success_steps: int, action_noise: float = 0.0, recovery: float = 0.0):
+        from toyland.sim import make_env, resolved_env_config
         from toyland.sim.experts import make_expert
 
-        # Keep going after success so the data shows the object held, not only its first lift.
-        self.env = make_env(env_cfg, terminate_on_success=False)
+        # Keep going after success so the data shows the object held, not only its first lift. The time
+        # limit is kept here: a recovery demo gets the whole limit from its first recorded frame.
+        self.limit = resolved_env_config(env_cfg)["max_episode_steps"]
+        self.env = make_env(env_cfg, terminate_on_success=False, max_episode_steps=2 * self.limit)
         self.expert = make_expert(self.env)
         self.post_success_steps = post_success_steps
         # DART-style noise (Laskey et al. 2017): the env executes the expert's action plus Gaussian noise on
@@ -48,20 +52,42 @@ class EpisodeRecorder:
         # correcting from states a little off its own path, where an imitating policy ends up.
         self.action_noise = action_noise
         self.noisy = np.array([name != "gripper" for name in self.env.unwrapped.action_names])
+        # Recovery demos: in this fraction of episodes the expert's first grasp is aimed off and the
+        # recording starts when it gives up on the miss, so the data shows re-grasping from the states a
+        # policy's missed grasp leaves behind, and never the aimed-off approach itself.
+        self.recovery = recovery
 
     def __call__(self, seed: int) -> Episode:
+        fumble_rng = np.random.default_rng([seed, 0x2EC0])  # the seed fixes whether and how it fumbles
+        if self.recovery > 0 and fumble_rng.random() < self.recovery:
+            for _ in range(self.FUMBLE_TRIES):  # an aimed-off grasp holds about half the time: aim off again
+                episode = self._run(seed, fumble_rng)
+                if episode is not None:
+                    return episode
+        return self._run(seed)
+
+    def _run(self, seed: int, fumble_rng: np.random.Generator | None = None) -> Episode | None:
+        """One episode; with ``fumble_rng`` a recovery demo, or None when the aimed-off grasp did not miss."""
         obs, info = self.env.reset(seed=seed)
         self.expert.reset()
-        frames, success_step, step_info = [], None, {}
+        if fumble_rng is not None:
+            self.expert.fumble(fumble_rng)
+        frames, success_step, step_info, skipped = [], None, {}, 0
         noise_rng = np.random.default_rng([seed, 0xDA27])  # the seed fixes the noise too
         while True:
             action = self.expert.act(obs)
-            frames.append(to_frame(obs, action))
+            if fumble_rng is not None and not frames and self.expert.phase != "retreat":
+                skipped += 1  # still on the aimed-off attempt: executed, not recorded
+            else:
+                frames.append(to_frame(obs, action))
             executed = action
             if self.action_noise > 0:
                 executed = action + self.noisy * noise_rng.normal(0.0, self.action_noise, action.shape)
                 executed = np.clip(executed, -1.0, 1.0).astype(action.dtype)
-            obs, _, terminated, truncated, step_info = self.env.step(executed)
+            obs, _, terminated, _, step_info = self.env.step(executed)
+            truncated = len(frames) >= self.limit
+            if not frames and (terminated or skipped >= self.limit or step_info["is_success"]):
+                return None  # the aimed-off grasp held, or time ran out before the miss
             if success_step is None and step_info["is_success"]:
                 success_step = len(frames)
             if terminated or truncated or (success_step is not None and len(frames) - success_step >= self.post_success_steps):
@@ -81,6 +107,8 @@ class EpisodeRecorder:
             "toys": info["toys"],
             "outcome": outcome,
         }
+        if fumble_rng is not None:
+            record["recorded_from_step"] = skipped  # a recovery demo: env steps before its first frame
         if "cue_index" in info:
             record["cue_index"] = info["cue_index"]
         return Episode(seed=seed, success=success_step is not None, frames=frames, task=info["instruction"], record=record)
@@ -89,27 +117,28 @@ class EpisodeRecorder:
 _RECORDER: EpisodeRecorder | None = None  # per worker process: built once by _init_worker
 
 
-def _init_worker(env_cfg: dict, post_success_steps: int, action_noise: float) -> None:
+def _init_worker(env_cfg: dict, post_success_steps: int, action_noise: float, recovery: float) -> None:
     global _RECORDER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
-    _RECORDER = EpisodeRecorder(env_cfg, post_success_steps, action_noise)
+    _RECORDER = EpisodeRecorder(env_cfg, post_success_steps, action_noise, recovery)
 
 
 def _record(seed: int) -> Episode:
     return _RECORDER(seed)
 
 
-def ordered_episodes(env_cfg: dict, post_success_steps: int, first_seed: int, workers: int, action_noise: float = 0.0):
+def ordered_episodes(env_cfg: dict, post_success_steps: int, first_seed: int, workers: int, action_noise: float = 0.0,
+                     recovery: float = 0.0):
     """Episodes for seeds first_seed, first_seed + 1, ... in order, simulated on ``workers`` processes."""
     if workers <= 1:
-        recorder = EpisodeRecorder(env_cfg, post_success_steps, action_noise)
+        recorder = EpisodeRecorder(env_cfg, post_success_steps, action_noise, recovery)
         seed = first_seed
         while True:
             yield recorder(seed)
             seed += 1
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked GL state
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(env_cfg, post_success_steps, action_noise)) as pool:
+                             initargs=(env_cfg, post_success_steps, action_noise, recovery)) as pool:
         window = collections.deque(pool.submit(_record, first_seed + i) for i in range(2 * workers))
         next_seed = first_seed + len(window)
         try:
@@ -154,11 +183,12 @@ class CollectSummary:
 def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0, workers: int = 2,
             keep: str = "successful", post_success_steps: int = 10, checkpoint_every: int = 10,
             video: bool = False, repo_id: str | None = None, progress: bool = True,
-            provenance: dict | None = None, action_noise: float = 0.0) -> CollectSummary:
+            provenance: dict | None = None, action_noise: float = 0.0, recovery: float = 0.0) -> CollectSummary:
     """Collects until the dataset at ``output_dir`` holds ``episodes`` kept episodes (resuming one
     that is there). ``provenance`` (e.g. scenario and split) is stored in the episode log.
     ``action_noise`` > 0: the std of Gaussian noise added to the executed arm actions (normalized
-    units) while the clean expert actions are recorded."""
+    units) while the clean expert actions are recorded. ``recovery`` > 0: the fraction of episodes
+    recorded as recovery demos (the first grasp aimed off, recorded from the expert's retreat on)."""
     from tqdm import tqdm
 
     from toyland.data.writer import DatasetWriter
@@ -171,15 +201,20 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
         raise ValueError(f"episodes={episodes}: ask for at least one episode")
     if not 0.0 <= action_noise <= 0.5:
         raise ValueError(f"action_noise={action_noise}: use a std between 0 (off) and 0.5 in normalized action units")
+    if not 0.0 <= recovery <= 1.0:
+        raise ValueError(f"recovery={recovery}: use the fraction of recovery demos, between 0 (off) and 1")
     probe = make_env(env_cfg, terminate_on_success=False)
-    make_expert(probe)  # refuses a control mode the experts cannot act in before any worker starts
+    expert = make_expert(probe)  # refuses a control mode the experts cannot act in before any worker starts
+    if recovery > 0 and not hasattr(expert, "fumble"):
+        raise ValueError(f"recovery={recovery}: the {env_cfg.get('task')} expert cannot aim a grasp off; use recovery=0")
     features = env_features(probe, video=video)
     base = probe.unwrapped
     fps = int(round(base.control_cfg.rate_hz))
     robot_type = base.embodiment.name
     probe.close()
     config = {"env": resolved_env_config(env_cfg), "seed": seed, "keep": keep, "post_success_steps": post_success_steps,
-              "video": video, **({"action_noise": action_noise} if action_noise else {}), **(provenance or {})}
+              "video": video, **({"action_noise": action_noise} if action_noise else {}),
+              **({"recovery": recovery} if recovery else {}), **(provenance or {})}
     writer = DatasetWriter(output_dir, repo_id or f"toyland/{Path(output_dir).name}", features, fps, robot_type,
                            video, config, checkpoint_every)
     start_kept, start_discarded = writer.num_episodes, len(writer.log.discarded)
@@ -188,7 +223,8 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
     try:
         with StopRequest() as stop:
             if writer.num_episodes < episodes:
-                for episode in ordered_episodes(env_cfg, post_success_steps, writer.log.next_seed, workers, action_noise):
+                for episode in ordered_episodes(env_cfg, post_success_steps, writer.log.next_seed, workers, action_noise,
+                                                recovery):
                     if episode.success or keep == "all":
                         writer.add_episode(episode.frames, episode.task, episode.record)
                         bar.update(1)
