@@ -27,7 +27,15 @@ fi
 # Reinstall only when the dependency list changed.
 stamp=".venv/.toyland-setup-$(sha1sum pyproject.toml | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-  echo "[setup] installing toyland and its dependencies into .venv (first run downloads ~4 GB)"
+  # lerobot 0.4.4 needs torch < 2.11, whose Linux wheels bring CUDA libraries: .venv ends up ~9.3 GB.
+  need_gb=10
+  free_gb=$(df -Pk . | awk 'NR==2 {print int($4 / 1048576)}')
+  if [ "$free_gb" -lt "$need_gb" ]; then
+    echo "[setup] error: installing needs about $need_gb GB free next to $(pwd), and only $free_gb GB is;" \
+         "free some space (old clones' .venv folders are ~9 GB each) and run this again" >&2
+    exit 1
+  fi
+  echo "[setup] installing toyland and its dependencies into .venv (~9.3 GB, most of it torch and CUDA libraries)"
   # (this machine's pip config lists local wheel folders that may not exist; hide those warnings)
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }
   .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }
