@@ -4,8 +4,8 @@ The Lift expert plans a top-down grasp on one of the toy's parts or across the w
 part (and the whole) and gripper yaw it computes the jaw width from support functions, rejects grasps
 wider than the gripper, checks with signed distances that the open fingers, the path they sweep
 while closing and the palm clear the toy and everything else, and picks the clear grasp nearest the
-toy's centre of mass. It then approaches, descends (slowly for the last few cm), pauses, closes until
-the fingers stall and lifts, with end-effector delta actions (in whichever end-effector mode the env
+toy's centre of mass. It then approaches, descends (slowly for the last few cm), closes until the
+fingers stall and lifts, with end-effector delta actions (in whichever end-effector mode the env
 uses), and re-plans if the toy is not in the hand.
 """
 
@@ -163,9 +163,6 @@ class LiftExpert(Expert):
     # decides a whole action chunk from one frame misjudges by a step or two, which costs 20 mm at full
     # speed and 6 mm here; lifting before the fingers stall lost the toy.
     SLOW_ZONE, SLOW_SPEED = 0.04, 0.3  # m above the grasp; fraction of the top speed
-    # Pausing at the grasp pose before closing lets a policy that times the close a few steps early
-    # still close at the bottom: traced, it closed on air 2.5-5 cm above the planned grasp in 4 of 10 failures.
-    HOLD_STEPS = 4
     MIN_CLOSE_STEPS, MAX_CLOSE_STEPS = 6, 20
     SETTLED = 0.0005  # fingers that moved less than this in one step have stalled on the toy (or met)
     LIFT_PATIENCE = 20  # lift steps without the toy in the hand before giving up on a grasp
@@ -183,10 +180,9 @@ class LiftExpert(Expert):
         self._plan()
 
     def fumble(self, rng: np.random.Generator) -> None:
-        """Aim the current grasp off by an error of the size an imitating policy makes (1 to 2.5 cm
-        sideways, up to 30 degrees of yaw), for recovery demonstrations: the grasp usually misses and
-        the expert then retreats and re-plans as after any miss, a little sooner (so that the episode
-        has time left to show the re-grasp)."""
+        """Aim the current grasp off by 1.5 to 4 cm sideways and up to 40 degrees of yaw, for recovery
+        demonstrations: the grasp misses about half the time, and the expert then retreats and re-plans
+        as after any miss, a little sooner (so that the episode has time left to show the re-grasp)."""
         self.patience = self.FUMBLE_PATIENCE
         angle = rng.uniform(0.0, 2 * np.pi)
         shift = rng.uniform(*self.FUMBLE_SHIFT) * np.array([np.cos(angle), np.sin(angle), 0.0])
@@ -223,10 +219,6 @@ class LiftExpert(Expert):
             if ctrl.target_pos[2] - g[2] < self.SLOW_ZONE:
                 speed = self.SLOW_SPEED
             if np.linalg.norm(tcp - goal) < 0.006 or self.phase_steps > 25:
-                self.phase, self.phase_steps = "hold", 0
-        elif self.phase == "hold":  # a few steps still at the grasp pose, jaw open (see HOLD_STEPS)
-            goal, grip = g, -1.0
-            if self.phase_steps >= self.HOLD_STEPS:
                 self.phase, self.phase_steps = "close", 0
                 self.last_opening = scene.finger_opening()
         elif self.phase == "close":
