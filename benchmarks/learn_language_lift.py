@@ -8,6 +8,7 @@ lifted instead, training time. Finished variants are kept in results.json and sk
 
     .venv/bin/python benchmarks/learn_language_lift.py [--variants flow-detpool,flow-patches] [hydra overrides]
     .venv/bin/python benchmarks/learn_language_lift.py --out learn_language_lift_delta env.control_mode=ee_delta
+    .venv/bin/python benchmarks/learn_language_lift.py --out learn_language_lift_dart --action-noise 0.02
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--out", default="learn_language_lift",
                         help="folder under benchmarks/out for demos, runs and results (an override that changes the demos needs its own)")
+    parser.add_argument("--action-noise", type=float, default=0.0,
+                        help="DART-style demos: noise std on the executed arm actions (use with --out, its own demos)")
     parser.add_argument("--rerun", action="store_true", help="train variants again even when results exist")
     args, overrides = parser.parse_known_args()
     args.variants = args.variants.split(",")
@@ -66,7 +69,7 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     t0 = time.perf_counter()
     summary = collect(config(args.variants[0], overrides, OUT)["env"], OUT / "data", episodes=100, seed=0, workers=2,
-                      progress=True)
+                      progress=True, action_noise=args.action_noise)
     print(f"demonstrations: {summary.kept} kept, {summary.discarded} discarded ({time.perf_counter() - t0:.0f} s this run)")
     for label in args.variants:
         if label in results and not args.rerun:

@@ -203,3 +203,42 @@ def test_failures_are_split_into_never_grasped_and_grasped_then_lost():
                          run_episode(env, holds_still, seed=2)])
     assert [e.success for e in result.episodes] == [True, False, False]
     assert result.summary()["failures"] == {"never_grasped": 1, "grasped_not_done": 1}
+
+
+def test_the_execution_horizon_is_chosen_at_evaluation(tmp_path):
+    """``n_action_steps`` at evaluation: the policy replans that often, the run records it (a resume
+    with another value is refused), and values a chunk cannot hold or a scripted actor are refused."""
+    import torch
+
+    from toyland.eval.actors import make_actor
+    from toyland.policies import make_policy
+    from toyland.policies.checkpoint import save_policy
+    from toyland.policies.features import PolicyFeatures
+
+    features = PolicyFeatures(cameras={"observation.images.front": (3, 32, 32)}, state_dim=15, action_dim=7, fps=20)
+    stats = {"observation.state": {"min": -np.ones(15), "max": np.ones(15)}, "action": {"min": -np.ones(7), "max": np.ones(7)}}
+    torch.manual_seed(0)
+    policy = make_policy({"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "horizon": 8, "n_action_steps": 4},
+                         features, stats)
+    save_policy(policy, tmp_path / "ckpt")
+    env = make_env(**SMALL, cameras=["front"])
+    obs, _ = env.reset(seed=0)
+    for n, chunks in ((None, 3), (2, 5), (8, 2)):  # 10 steps
+        actor = make_actor(str(tmp_path / "ckpt"), n_action_steps=n)
+        calls = []
+        predict = actor.policy.predict_action_chunk
+        actor.policy.predict_action_chunk = lambda batch: calls.append(1) or predict(batch)
+        actor.reset(env, 0)
+        for _ in range(10):
+            actor.act(obs)
+        assert len(calls) == chunks, n
+    with pytest.raises(ValueError, match=r"n_action_steps=9 must lie in \[1, horizon=8\]"):
+        make_actor(str(tmp_path / "ckpt"), n_action_steps=9)
+    with pytest.raises(ValueError, match="scripted actor 'expert'"):
+        make_actor("expert", n_action_steps=4)
+    evaluate_suite(str(tmp_path / "ckpt"), {**SMALL, "cameras": ["front"]}, ID_ONLY, tmp_path / "run", episodes=1,
+                   workers=1, videos=False, progress=False, n_action_steps=2)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["n_action_steps"] == 2
+    with pytest.raises(ValueError, match="n_action_steps"):
+        evaluate_suite(str(tmp_path / "ckpt"), {**SMALL, "cameras": ["front"]}, ID_ONLY, tmp_path / "run", episodes=2,
+                       workers=1, videos=False, progress=False, n_action_steps=4)

@@ -139,7 +139,7 @@ def evaluate(cfg: DictConfig):
     suite.pop("description", None)
     results = evaluate_suite(
         cfg.actor, env_config(cfg), suite, cfg.output_dir, episodes=cfg.episodes, seed_start=cfg.seed_start,
-        workers=cfg.workers, weights=cfg.weights, videos=cfg.videos,
+        workers=cfg.workers, weights=cfg.weights, videos=cfg.videos, n_action_steps=cfg.n_action_steps,
     )
     print(f"{results['actor']}: {cfg.episodes} episodes per cell")
     for name, cell in results["cells"].items():

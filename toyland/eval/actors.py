@@ -76,7 +76,7 @@ def cue_following(expert_cls: type) -> type:
 
 
 class PolicyActor(Actor):
-    def __init__(self, path: str | Path, weights: str = "ema", device: str = "cpu"):
+    def __init__(self, path: str | Path, weights: str = "ema", device: str = "cpu", n_action_steps: int | None = None):
         from toyland.policies.checkpoint import load_policy
 
         folder = Path(path)
@@ -85,6 +85,9 @@ class PolicyActor(Actor):
         if weights == "ema" and not (folder / "ema.safetensors").is_file():
             weights = "model"
         self.policy = load_policy(folder, weights=weights, device=device)
+        if n_action_steps is not None:  # the execution horizon is an acting choice: no retraining needed
+            self.policy.config.n_action_steps = int(n_action_steps)
+            self.policy.config.validate()
         self.label = f"{self.policy.name} ({folder})"
         self.folder = folder
 
@@ -103,12 +106,21 @@ class LeRobotPretrainedActor(Actor):
     """A folder written by lerobot's ``save_pretrained`` (``config.json`` with a ``type``, weights and
     its pre/post-processor pipelines, which carry the normalization statistics)."""
 
-    def __init__(self, path: Path, device: str = "cpu"):
+    def __init__(self, path: Path, device: str = "cpu", n_action_steps: int | None = None):
         from lerobot.configs.policies import PreTrainedConfig
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
         config = PreTrainedConfig.from_pretrained(str(path))
         config.device = device
+        if n_action_steps is not None:
+            if not hasattr(config, "n_action_steps"):
+                raise ValueError(f"lerobot policy type '{config.type}' has no n_action_steps; leave n_action_steps unset")
+            # the most a chunk holds: diffusion's horizon past its observation history, ACT's chunk
+            most = (config.horizon - config.n_obs_steps + 1 if hasattr(config, "horizon")
+                    else getattr(config, "chunk_size", int(n_action_steps)))
+            if not 1 <= int(n_action_steps) <= most:
+                raise ValueError(f"n_action_steps={n_action_steps} must lie in [1, {most}] for this lerobot {config.type} policy")
+            config.n_action_steps = int(n_action_steps)
         self.policy = get_policy_class(config.type).from_pretrained(str(path), config=config).eval()
         self.pre, self.post = make_pre_post_processors(config, pretrained_path=str(path))
         self.config, self.label = config, f"lerobot {config.type} ({path})"
@@ -145,15 +157,18 @@ class LeRobotPretrainedActor(Actor):
         return np.asarray(action, dtype=np.float32).reshape(-1)
 
 
-def make_actor(spec: str, weights: str = "ema", device: str = "cpu") -> Actor:
+def make_actor(spec: str, weights: str = "ema", device: str = "cpu", n_action_steps: int | None = None) -> Actor:
     """``spec``: a scripted actor's name, a toyland checkpoint or training run folder, or a lerobot
-    pretrained policy folder."""
+    pretrained policy folder. ``n_action_steps``: actions executed per predicted chunk, instead of
+    the policy's own setting."""
     if spec in SCRIPTED:
+        if n_action_steps is not None:
+            raise ValueError(f"n_action_steps applies to policies; the scripted actor '{spec}' has no action chunks")
         return SCRIPTED.get(spec)()
     path = Path(spec).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"policy {spec!r} is neither a scripted actor ({', '.join(SCRIPTED.names())}) "
                                 "nor an existing checkpoint folder")
     if not (path / "policy.json").is_file() and (path / "config.json").is_file() and not (path / "checkpoints").is_dir():
-        return LeRobotPretrainedActor(path, device=device)
-    return PolicyActor(path, weights=weights, device=device)
+        return LeRobotPretrainedActor(path, device=device, n_action_steps=n_action_steps)
+    return PolicyActor(path, weights=weights, device=device, n_action_steps=n_action_steps)

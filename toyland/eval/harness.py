@@ -39,12 +39,13 @@ def cell_env(env_cfg: dict, cell_env: dict, render: bool = False) -> dict:
 class EpisodeRunner:
     """An actor and one env per cell, in one process."""
 
-    def __init__(self, actor_spec: str, weights: str, env_cfg: dict, cells: dict, threads: int | None = None):
+    def __init__(self, actor_spec: str, weights: str, env_cfg: dict, cells: dict, n_action_steps: int | None = None,
+                 threads: int | None = None):
         if threads:
             import torch
 
             torch.set_num_threads(threads)
-        self.actor = make_actor(actor_spec, weights=weights)
+        self.actor = make_actor(actor_spec, weights=weights, n_action_steps=n_action_steps)
         self.env_cfg, self.cells, self.envs = env_cfg, cells, {}
 
     def env(self, cell: str, render: bool = False):
@@ -112,7 +113,7 @@ def read_records(out: Path) -> list[dict]:
 
 def evaluate_suite(actor: str, env_cfg: dict, suite_cfg: dict, out: str | Path, episodes: int = 20,
                    seed_start: int = EVAL_SEED_START, workers: int = 2, weights: str = "ema", videos: bool = True,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, n_action_steps: int | None = None) -> dict:
     from toyland.sim import resolved_env_config
 
     out = Path(out)
@@ -120,8 +121,8 @@ def evaluate_suite(actor: str, env_cfg: dict, suite_cfg: dict, out: str | Path, 
     cells = {c.name: c.env for c in suite.cells}
     for cell in suite.cells:  # unknown env keys, factors or levels: before any episode
         resolved_env_config(cell_env(env_cfg, cell.env))
-    run = {"actor": str(actor), "weights": weights, "env": resolved_env_config(env_cfg), "suite": suite_cfg,
-           "seed_start": seed_start, "episodes": episodes}
+    run = {"actor": str(actor), "weights": weights, "n_action_steps": n_action_steps, "env": resolved_env_config(env_cfg),
+           "suite": suite_cfg, "seed_start": seed_start, "episodes": episodes}
     out.mkdir(parents=True, exist_ok=True)
     if (out / RUN).is_file():  # resuming (more episodes per cell is allowed)
         previous = json.loads((out / RUN).read_text())
@@ -138,15 +139,16 @@ def evaluate_suite(actor: str, env_cfg: dict, suite_cfg: dict, out: str | Path, 
     torch.set_num_threads(1)
     try:
         return _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_start, workers, weights,
-                         videos, progress)
+                         n_action_steps, videos, progress)
     finally:
         torch.set_num_threads(threads)
 
 
-def _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_start, workers, weights, videos, progress):
+def _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_start, workers, weights, n_action_steps,
+              videos, progress):
     from tqdm import tqdm
 
-    runner = EpisodeRunner(actor, weights, env_cfg, cells)
+    runner = EpisodeRunner(actor, weights, env_cfg, cells, n_action_steps)
     runner.env(ID)  # the actor's contract against the env: a clear error before any episode
     done = {(r["cell"], r["seed"]) for r in read_records(out)}
     jobs = [(c.name, seed_start + i) for c in suite.cells for i in range(episodes) if (c.name, seed_start + i) not in done]
@@ -167,7 +169,7 @@ def _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_
             chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(actor, weights, env_cfg, cells)) as pool:
+                                     initargs=(actor, weights, env_cfg, cells, n_action_steps)) as pool:
                 futures = [pool.submit(_run_chunk, chunk) for chunk in chunks]
                 try:
                     for future in as_completed(futures):
