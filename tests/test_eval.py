@@ -115,19 +115,27 @@ def test_a_killed_and_resumed_evaluation_gives_the_records_of_an_uninterrupted_o
     assert (tmp_path / "killed" / "report.md").is_file() and "success" in proc.stdout
 
 
-def test_a_policy_that_cannot_act_in_the_env_fails_before_any_episode(tmp_path):
+def tiny_checkpoint(folder, camera: str, size: int) -> str:
+    """An untrained diffusion policy (8-step chunks, 4 executed) saved as a checkpoint."""
     import torch
 
     from toyland.policies import make_policy
     from toyland.policies.checkpoint import save_policy
-    from toyland.policies.features import FeatureMismatch, PolicyFeatures
+    from toyland.policies.features import PolicyFeatures
 
-    features = PolicyFeatures(cameras={"observation.images.wrist": (3, 48, 48)}, state_dim=15, action_dim=7, fps=20)
+    features = PolicyFeatures(cameras={f"observation.images.{camera}": (3, size, size)}, state_dim=15, action_dim=7, fps=20)
     stats = {"observation.state": {"min": -np.ones(15), "max": np.ones(15)}, "action": {"min": -np.ones(7), "max": np.ones(7)}}
     torch.manual_seed(0)
     policy = make_policy({"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "horizon": 8, "n_action_steps": 4},
                          features, stats)
-    save_policy(policy, tmp_path / "ckpt")
+    save_policy(policy, folder)
+    return str(folder)
+
+
+def test_a_policy_that_cannot_act_in_the_env_fails_before_any_episode(tmp_path):
+    from toyland.policies.features import FeatureMismatch
+
+    tiny_checkpoint(tmp_path / "ckpt", "wrist", 48)
     with pytest.raises(FeatureMismatch, match="observation.images.wrist"):
         evaluate_suite(str(tmp_path / "ckpt"), SMALL, ID_ONLY, tmp_path / "run", episodes=2, workers=1, progress=False)
     assert not read_records(tmp_path / "run")
@@ -208,19 +216,9 @@ def test_failures_are_split_into_never_grasped_and_grasped_then_lost():
 def test_the_execution_horizon_is_chosen_at_evaluation(tmp_path):
     """``n_action_steps`` at evaluation: the policy replans that often, the run records it (a resume
     with another value is refused), and values a chunk cannot hold or a scripted actor are refused."""
-    import torch
-
     from toyland.eval.actors import make_actor
-    from toyland.policies import make_policy
-    from toyland.policies.checkpoint import save_policy
-    from toyland.policies.features import PolicyFeatures
 
-    features = PolicyFeatures(cameras={"observation.images.front": (3, 32, 32)}, state_dim=15, action_dim=7, fps=20)
-    stats = {"observation.state": {"min": -np.ones(15), "max": np.ones(15)}, "action": {"min": -np.ones(7), "max": np.ones(7)}}
-    torch.manual_seed(0)
-    policy = make_policy({"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "horizon": 8, "n_action_steps": 4},
-                         features, stats)
-    save_policy(policy, tmp_path / "ckpt")
+    tiny_checkpoint(tmp_path / "ckpt", "front", 32)
     env = make_env(**SMALL, cameras=["front"])
     obs, _ = env.reset(seed=0)
     for n, chunks in ((None, 3), (2, 5), (8, 2)):  # 10 steps
