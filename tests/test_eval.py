@@ -184,6 +184,11 @@ def test_a_lerobot_pretrained_folder_is_evaluated_with_its_own_processors(tmp_pa
     results = evaluate_suite(str(folder), SMALL, ID_ONLY, tmp_path / "run", episodes=1, workers=1, videos=False,
                              progress=False)
     assert results["cells"]["id"]["episodes"] == 1 and results["actor"].startswith("lerobot act")
+    from toyland.eval.actors import make_actor
+
+    assert make_actor(str(folder), n_action_steps=8).policy.config.n_action_steps == 8  # the whole chunk
+    with pytest.raises(ValueError, match=r"n_action_steps=9 must lie in \[1, 8\]"):
+        make_actor(str(folder), n_action_steps=9)
     with pytest.raises(FeatureMismatch, match="observation.images.front"):
         evaluate_suite(str(folder), {**SMALL, "image_size": 48}, ID_ONLY, tmp_path / "run48", episodes=1, workers=1,
                        progress=False)
