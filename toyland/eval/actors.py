@@ -115,9 +115,13 @@ class LeRobotPretrainedActor(Actor):
         if n_action_steps is not None:
             if not hasattr(config, "n_action_steps"):
                 raise ValueError(f"lerobot policy type '{config.type}' has no n_action_steps; leave n_action_steps unset")
-            # the most a chunk holds: diffusion's horizon past its observation history, ACT's chunk
-            most = (config.horizon - config.n_obs_steps + 1 if hasattr(config, "horizon")
-                    else getattr(config, "chunk_size", int(n_action_steps)))
+            # the most a chunk holds: diffusion's horizon past its observation history, else the chunk
+            if hasattr(config, "horizon"):
+                most = config.horizon - config.n_obs_steps + 1
+            elif hasattr(config, "chunk_size"):
+                most = config.chunk_size
+            else:
+                raise ValueError(f"lerobot policy type '{config.type}' names no chunk length; leave n_action_steps unset")
             if not 1 <= int(n_action_steps) <= most:
                 raise ValueError(f"n_action_steps={n_action_steps} must lie in [1, {most}] for this lerobot {config.type} policy")
             config.n_action_steps = int(n_action_steps)

@@ -138,17 +138,16 @@ def evaluate_suite(actor: str, env_cfg: dict, suite_cfg: dict, out: str | Path, 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_start, workers, weights,
-                         n_action_steps, videos, progress)
+        return _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_start, workers, videos, progress)
     finally:
         torch.set_num_threads(threads)
 
 
-def _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_start, workers, weights, n_action_steps,
-              videos, progress):
+def _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_start, workers, videos, progress):
     from tqdm import tqdm
 
-    runner = EpisodeRunner(actor, weights, env_cfg, cells, n_action_steps)
+    acting = (run["weights"], env_cfg, cells, run["n_action_steps"])  # how each process builds its runner
+    runner = EpisodeRunner(actor, *acting)
     runner.env(ID)  # the actor's contract against the env: a clear error before any episode
     done = {(r["cell"], r["seed"]) for r in read_records(out)}
     jobs = [(c.name, seed_start + i) for c in suite.cells for i in range(episodes) if (c.name, seed_start + i) not in done]
@@ -169,7 +168,7 @@ def _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_
             chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(actor, weights, env_cfg, cells, n_action_steps)) as pool:
+                                     initargs=(actor, *acting)) as pool:
                 futures = [pool.submit(_run_chunk, chunk) for chunk in chunks]
                 try:
                     for future in as_completed(futures):
