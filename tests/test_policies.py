@@ -23,8 +23,12 @@ TINY = {
     "diffusion-target_mask": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "keypoints": 8,
                               "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3,
                               "target_mask": True},
+    "diffusion-keypoints-jitter": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "keypoints": 8,
+                                   "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3,
+                                   "pool": "flatten_keypoints", "colour_jitter": [0.2, 0.2, 0.2, 0.05]},
     "vla-flow": {**TINY_VLA, "head": "flow"},
     "vla-discrete_diffusion": {**TINY_VLA, "head": "discrete_diffusion"},
+    "vla-flow-convstem": {**TINY_VLA, "head": "flow", "stem": "conv"},
     "vla-autoregressive-patches": {**TINY_VLA, "head": "autoregressive", "det_pool": False, "use_language": False},
     "lerobot_diffusion": {"horizon": 8, "n_action_steps": 4,
                           "overrides": {"down_dims": [16, 32], "num_inference_steps": 3, "diffusion_step_embed_dim": 16}},
@@ -227,3 +231,27 @@ def test_diffusion_conditions_on_the_instruction_through_minilm():
         batch["task"] = [task, task]
         chunks.append(policy.predict_action_chunk(batch, generator=torch.Generator().manual_seed(0)))
     assert not torch.allclose(chunks[0], chunks[1])  # same noise, other instruction: other actions
+
+
+def test_colour_jitter_is_one_draw_per_sample_and_keeps_grey_grey():
+    from toyland.policies.vision import colour_jitter
+
+    images = torch.rand(4, 2, 3, 12, 12)  # [B, T, C, H, W]
+    assert torch.allclose(colour_jitter(images, (0, 0, 0, 0))(images), images, atol=1e-5)
+    draw = colour_jitter(images, (0.3, 0.3, 0.3, 0.1), torch.Generator().manual_seed(0))
+    out = draw(images)
+    assert out.min() >= 0 and out.max() <= 1 and not torch.allclose(out, images, atol=1e-3)
+    # a second camera (or frame) with the same content gets the same transform within a sample...
+    torch.testing.assert_close(draw(images.flip(1)), out.flip(1))
+    # ...and the samples of a batch get different ones
+    same = images[:1].expand(4, -1, -1, -1, -1)
+    jittered = draw(same)
+    assert not torch.allclose(jittered[0], jittered[1], atol=1e-3)
+    again = colour_jitter(images, (0.3, 0.3, 0.3, 0.1), torch.Generator().manual_seed(0))(images)
+    torch.testing.assert_close(again, out)  # the generator decides the draw
+    # saturation and hue move colours around grey: a grey image stays grey
+    grey = torch.rand(4, 1, 1, 12, 12).expand(-1, -1, 3, -1, -1)
+    shifted = colour_jitter(grey, (0, 0, 0.5, 0.5), torch.Generator().manual_seed(1))(grey)
+    torch.testing.assert_close(shifted, grey, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="hue <= 0.5"):
+        make_policy({**tiny_config("diffusion"), "colour_jitter": [0.1, 0.1, 0.1, 0.7]}, FEATURES, fake_stats(FEATURES))

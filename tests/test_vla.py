@@ -57,15 +57,16 @@ def test_the_trained_bins_travel_with_the_checkpoint(case, tmp_path):
     assert bool(loaded.head.bins.fitted)
 
 
-def det_pool_policy(det_pool: bool):
+def det_pool_policy(det_pool: bool, stem: str = "linear"):
     from toyland.policies import make_policy
 
     torch.manual_seed(0)
-    return make_policy({**TINY["vla-flow"], "det_pool": det_pool}, MASKED, fake_stats(MASKED)).eval()
+    return make_policy({**TINY["vla-flow"], "det_pool": det_pool, "stem": stem}, MASKED, fake_stats(MASKED)).eval()
 
 
-def test_det_pool_ignores_every_pixel_outside_the_target_mask():
-    policy = det_pool_policy(True)
+@pytest.mark.parametrize("stem", ["linear", "conv"])
+def test_det_pool_ignores_every_pixel_outside_the_target_mask(stem):
+    policy = det_pool_policy(True, stem)
     batch = fake_batch(policy, batch_size=3)
     mask = batch["observation.masks.front"]
     mask[2] = 0  # one sample whose target is out of view: its token is the learned "absent" token
@@ -82,7 +83,7 @@ def test_det_pool_ignores_every_pixel_outside_the_target_mask():
     inside["observation.images.front"] = torch.where(~outside, noise, batch["observation.images.front"])
     with torch.no_grad():
         assert not torch.allclose(policy.encode(inside)[0][:2], a[:2], atol=1e-4)
-        plain = det_pool_policy(False)
+        plain = det_pool_policy(False, stem)
         assert not torch.allclose(plain.encode(batch)[0], plain.encode(changed)[0], atol=1e-4)
 
 

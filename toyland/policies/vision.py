@@ -4,6 +4,8 @@ softmax keypoints, and random-crop augmentation that becomes a centre crop at in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -57,7 +59,20 @@ class FlattenPool(nn.Module):
         return self.project(x.flatten(1))
 
 
-POOLS = ("flatten", "spatial_softmax")
+class FlattenAndKeypoints(nn.Module):
+    """Both: the flattened map's position-specific weights learn fast, the keypoints' expected
+    positions move with the object (translation-equivariant), which a linear map of pixels is not."""
+
+    def __init__(self, channels: int, size: tuple[int, int], out_dim: int, keypoints: int):
+        super().__init__()
+        self.flatten = FlattenPool(channels, size, out_dim)
+        self.keypoints = SpatialSoftmax(channels, keypoints)
+
+    def forward(self, x):
+        return torch.cat([self.flatten(x), self.keypoints(x)], -1)
+
+
+POOLS = ("flatten", "spatial_softmax", "flatten_keypoints")
 
 
 class ConvEncoder(nn.Module):
@@ -75,19 +90,60 @@ class ConvEncoder(nn.Module):
         if pool == "spatial_softmax":
             self.pool = SpatialSoftmax(channels[-1], keypoints)
             width = 2 * keypoints
-        elif pool == "flatten":
+        elif pool in ("flatten", "flatten_keypoints"):
             if image_size is None:
-                raise ValueError("pool='flatten' needs the image size")
+                raise ValueError(f"pool='{pool}' needs the image size")
             with torch.no_grad():
-                size = self.trunk(torch.zeros(1, in_channels, *image_size)).shape[2:]
-            self.pool = FlattenPool(channels[-1], tuple(size), out_dim)
-            width = out_dim
+                size = tuple(self.trunk(torch.zeros(1, in_channels, *image_size)).shape[2:])
+            if pool == "flatten":
+                self.pool, width = FlattenPool(channels[-1], size, out_dim), out_dim
+            else:
+                self.pool, width = FlattenAndKeypoints(channels[-1], size, out_dim, keypoints), out_dim + 2 * keypoints
         else:
             raise ValueError(f"pool={pool!r}; valid: {', '.join(POOLS)}")
         self.out = nn.Sequential(nn.Linear(width, out_dim), nn.LayerNorm(out_dim))
 
     def forward(self, images):
         return self.out(self.pool(self.trunk(images * 2.0 - 1.0)))
+
+
+# RGB <-> YIQ: a hue shift is a rotation of the (I, Q) chroma plane
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+COLOUR_JITTER_FIELDS = ("brightness", "contrast", "saturation", "hue")
+
+
+def check_colour_jitter(strength) -> None:
+    if len(strength) != 4 or min(strength) < 0 or strength[3] > 0.5:
+        raise ValueError(f"colour_jitter={list(strength)}: give [brightness, contrast, saturation, hue], each >= 0, hue <= 0.5")
+
+
+def colour_jitter(images: torch.Tensor, strength: tuple, generator: torch.Generator | None = None) -> Callable:
+    """Per-sample photometric transforms for a batch of [B, T, 3, H, W] images in [0, 1]: returns a
+    function applying the same draw to every camera and history frame of a sample (one scene, one
+    lighting). ``strength`` (brightness, contrast, saturation, hue): factors drawn in [1 - s, 1 + s],
+    the hue rotated by up to +-hue turns (0.5: any hue)."""
+    b = images.shape[0]
+    u = torch.rand(b, 4, generator=generator).to(images.device) * 2 - 1  # [-1, 1]
+    s = torch.tensor([float(x) for x in strength], device=images.device)
+    brightness, contrast, saturation = (1 + u[:, :3] * s[:3]).unbind(-1)
+    angle = u[:, 3] * s[3] * 2 * torch.pi
+    cos, sin = angle.cos(), angle.sin()
+    rotate = torch.zeros(b, 3, 3, device=images.device)
+    rotate[:, 0, 0] = 1
+    rotate[:, 1, 1], rotate[:, 1, 2], rotate[:, 2, 1], rotate[:, 2, 2] = cos, -sin, sin, cos
+    yiq = _RGB_TO_YIQ.to(images.device)
+    # saturation scales the chroma (I, Q) about grey; with the hue rotation, one 3x3 matrix per sample
+    chroma = torch.diag_embed(torch.stack([torch.ones_like(saturation), saturation, saturation], -1))
+    matrix = torch.linalg.inv(yiq) @ rotate @ chroma @ yiq  # [B, 3, 3]
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        x = x * brightness.view(b, 1, 1, 1, 1)
+        mean = x.mean(dim=(2, 3, 4), keepdim=True)
+        x = (x - mean) * contrast.view(b, 1, 1, 1, 1) + mean
+        x = torch.einsum("bij,btjhw->btihw", matrix, x)
+        return x.clamp(0.0, 1.0)
+
+    return apply
 
 
 def cropped_size(size: tuple[int, int], fraction: float) -> tuple[int, int]:

@@ -16,13 +16,15 @@ from torch.nn import functional as F
 from toyland.policies.base import Policy, PolicyConfig, check_steps
 from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_mask, check_masks
 from toyland.policies.registry import POLICIES
-from toyland.policies.vision import ConvEncoder, crop, cropped_size
+from toyland.policies.vision import ConvEncoder, check_colour_jitter, colour_jitter, crop, cropped_size
 from toyland.policies.diffusion.unet import ConditionalUnet1d
 
 
 @dataclass
 class DiffusionConfig(PolicyConfig):
     crop: float = 0.9  # random crop of this fraction of each side in training, centre crop when acting
+    # training-time photometric jitter per sample: [brightness, contrast, saturation, hue] (vision.colour_jitter)
+    colour_jitter: tuple = (0.0, 0.0, 0.0, 0.0)
     channels: tuple = (16, 32, 64)  # image encoder stages (the encoder is most of a CPU step)
     pool: str = "flatten"  # flatten | spatial_softmax (see toyland/policies/vision.py)
     keypoints: int = 32  # spatial_softmax only
@@ -55,6 +57,7 @@ class DiffusionConfig(PolicyConfig):
         if self.prediction not in ("sample", "epsilon"):
             raise ValueError(f"prediction={self.prediction!r}; valid: sample, epsilon")
         check_steps(self.inference_steps, self.train_timesteps)
+        check_colour_jitter(self.colour_jitter)
 
 
 @POLICIES.register("diffusion")
@@ -85,8 +88,11 @@ class DiffusionPolicy(Policy):
     def condition(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         """Observation history -> [B, cond_dim]; computed once per chunk, reused by every denoising step."""
         feats = []
+        jitter = None
+        if self.training and any(self.config.colour_jitter):
+            jitter = colour_jitter(batch[next(iter(self.features.cameras))], self.config.colour_jitter, generator)
         for key in self.features.cameras:
-            images = batch[key]
+            images = batch[key] if jitter is None else jitter(batch[key])
             if self.config.target_mask:  # cropped with its image, through the same window
                 images = torch.cat([images, batch_mask(batch, key, images)], 2)
             images = crop(images, self.config.crop, random=self.training, generator=generator)

@@ -23,7 +23,7 @@ from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_mask,
 from toyland.policies.registry import POLICIES
 from toyland.policies.vision import crop, cropped_size
 from toyland.policies.vla.heads import HEADS
-from toyland.policies.vla.vision import DetPool, PatchEncoder, transformer_layer
+from toyland.policies.vla.vision import STEMS, DetPool, PatchEncoder, transformer_layer
 
 
 @dataclass
@@ -34,6 +34,7 @@ class VLAConfig(PolicyConfig):
     det_pool: bool = True  # object tokens pooled over the target's mask instead of every patch
     crop: float = 0.875  # random crop in training, centre crop when acting; 64 px -> 56 = 7 patches of 8
     patch_size: int = 8
+    stem: str = "linear"  # patch embedding: linear (ViT) | conv (stride-2 convolutions, same token grid)
     dim: int = 128
     heads: int = 4
     vision_layers: int = 2
@@ -55,6 +56,8 @@ class VLAConfig(PolicyConfig):
         super().validate()
         if self.head not in HEADS.names():
             raise ValueError(f"head={self.head!r}; registered heads: {', '.join(HEADS.names())}")
+        if self.stem not in STEMS:
+            raise ValueError(f"stem={self.stem!r}; valid: {', '.join(STEMS)}")
         if self.dim % self.heads:
             raise ValueError(f"dim={self.dim} must divide by heads={self.heads}")
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -75,7 +78,7 @@ class VLAPolicy(Policy):
         self.keys = list(features.cameras)
         self.vision = nn.ModuleDict({
             self._name(k): PatchEncoder(cropped_size(shape[1:], c.crop), c.patch_size, c.dim, c.heads, c.vision_layers,
-                                        c.mlp_ratio, c.dropout)
+                                        c.mlp_ratio, c.dropout, c.stem)
             for k, shape in features.cameras.items()
         })
         self.pool = DetPool(c.dim) if c.det_pool else None

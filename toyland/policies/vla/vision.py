@@ -1,10 +1,12 @@
 """Image tokens for the VLA: a ViT-style patch encoder per camera, and detection pooling (DetPool).
 
-Patches are embedded by a linear map of their own pixels only (a convolution whose kernel equals
-its stride), so a patch token depends on nothing outside its patch. With DetPool (the object-centric
-representation of the random-toys paper), pixels outside the target's mask are zeroed, the vision
-layers attend only among patches that the mask touches, and those patches are mean-pooled into one
-object token per camera and frame: nothing outside the mask can change the token. A frame whose
+Patches are embedded by a linear map of their own pixels (``stem="linear"``, ViT's: a convolution
+whose kernel equals its stride) or by a small stack of stride-2 convolutions (``stem="conv"``, an
+early-convolution stem: each token also sees its neighbours' pixels, with the same token grid). With
+DetPool (the object-centric representation of the random-toys paper), pixels outside the target's
+mask are zeroed before either stem, the vision layers attend only among patches that the mask
+touches, and those patches are mean-pooled into one object token per camera and frame: nothing
+outside the mask can change the token. A frame whose
 mask is empty (the target out of view) gets a learned "not visible" token instead.
 """
 
@@ -34,19 +36,39 @@ def transformer_layer(dim: int, heads: int, mlp_ratio: float, dropout: float) ->
                                       norm_first=True)
 
 
+STEMS = ("linear", "conv")
+
+
+def conv_stem(patch: int, dim: int) -> nn.Sequential:
+    """Stride-2 3x3 convolutions for each factor 2 of ``patch``, then one convolution over the
+    remaining factor (kernel = stride), to ``dim`` channels: one token per patch, as the linear stem."""
+    halvings, rest = 0, patch
+    while rest % 2 == 0 and rest > 1:
+        halvings, rest = halvings + 1, rest // 2
+    layers, c_in = [], 3
+    for i in range(halvings):
+        c_out = max(8, dim // 2 ** max(0, halvings - i - 1) // 2)
+        layers += [nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False), nn.GroupNorm(min(8, c_out // 4) or 1, c_out), nn.ReLU()]
+        c_in = c_out
+    layers.append(nn.Conv2d(c_in, dim, rest, rest))
+    return nn.Sequential(*layers)
+
+
 class PatchEncoder(nn.Module):
     """[N, 3, H, W] in [0, 1] (and an optional [N, H, W] target mask) -> patch tokens [N, P, D] and,
     with a mask, which patches the mask touches [N, P]."""
 
     def __init__(self, image_size: tuple[int, int], patch: int, dim: int, heads: int, layers: int, mlp_ratio: float,
-                 dropout: float):
+                 dropout: float, stem: str = "linear"):
         super().__init__()
         h, w = image_size
         if h % patch or w % patch:
             raise ValueError(f"the (cropped) image {h}x{w} does not divide into {patch}x{patch} patches; "
                              "change patch_size or crop")
         self.patch, self.grid = patch, (h // patch, w // patch)
-        self.embed = nn.Conv2d(3, dim, patch, patch)
+        if stem not in STEMS:
+            raise ValueError(f"stem={stem!r}; valid: {', '.join(STEMS)}")
+        self.embed = nn.Conv2d(3, dim, patch, patch) if stem == "linear" else conv_stem(patch, dim)
         self.register_buffer("fixed_position", sincos_2d(*self.grid, dim)[None], persistent=False)
         self.position = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], dim))
         self.blocks = nn.ModuleList(transformer_layer(dim, heads, mlp_ratio, dropout) for _ in range(layers))
