@@ -25,7 +25,8 @@ TINY = {
                               "target_mask": True},
     "diffusion-keypoints-jitter": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "keypoints": 8,
                                    "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3,
-                                   "pool": "flatten_keypoints", "colour_jitter": [0.2, 0.2, 0.2, 0.05]},
+                                   "pool": "flatten_keypoints", "colour_jitter": [0.2, 0.2, 0.2, 0.05],
+                                   "state_noise": 0.1},
     "vla-flow": {**TINY_VLA, "head": "flow"},
     "vla-discrete_diffusion": {**TINY_VLA, "head": "discrete_diffusion"},
     "vla-flow-convstem": {**TINY_VLA, "head": "flow", "stem": "conv"},
@@ -255,3 +256,20 @@ def test_colour_jitter_is_one_draw_per_sample_and_keeps_grey_grey():
     torch.testing.assert_close(shifted, grey, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="hue <= 0.5"):
         make_policy({**tiny_config("diffusion"), "colour_jitter": [0.1, 0.1, 0.1, 0.7]}, FEATURES, fake_stats(FEATURES))
+
+
+def test_training_augmentations_are_off_when_acting():
+    policy = tiny_policy("diffusion-keypoints-jitter")
+    batch = fake_batch(policy)
+    with torch.no_grad():
+        policy.train()
+        torch.manual_seed(0)
+        first = policy.condition(batch)
+        assert not torch.allclose(first, policy.condition(batch))  # crop, colours and state noise redrawn
+        policy.eval()
+        torch.manual_seed(0)
+        acting = policy.condition(batch)
+        torch.manual_seed(1)
+        torch.testing.assert_close(policy.condition(batch), acting)
+        state_dims = slice(acting.shape[1] - 15, None)  # the state is the last part of the condition
+        torch.testing.assert_close(acting[:, state_dims], policy.normalizer.normalize(STATE, batch[STATE]).flatten(1)[:, -15:])

@@ -25,6 +25,9 @@ class DiffusionConfig(PolicyConfig):
     crop: float = 0.9  # random crop of this fraction of each side in training, centre crop when acting
     # training-time photometric jitter per sample: [brightness, contrast, saturation, hue] (vision.colour_jitter)
     colour_jitter: tuple = (0.0, 0.0, 0.0, 0.0)
+    # training-time Gaussian noise on the normalized state ([-1, 1] per dimension): the joint angles
+    # and tool pose fingerprint a demonstration's trajectory, which a policy can memorize instead of looking
+    state_noise: float = 0.0
     channels: tuple = (16, 32, 64)  # image encoder stages (the encoder is most of a CPU step)
     pool: str = "flatten"  # flatten | spatial_softmax (see toyland/policies/vision.py)
     keypoints: int = 32  # spatial_softmax only
@@ -58,6 +61,8 @@ class DiffusionConfig(PolicyConfig):
             raise ValueError(f"prediction={self.prediction!r}; valid: sample, epsilon")
         check_steps(self.inference_steps, self.train_timesteps)
         check_colour_jitter(self.colour_jitter)
+        if self.state_noise < 0:
+            raise ValueError(f"state_noise={self.state_noise} must be >= 0")
 
 
 @POLICIES.register("diffusion")
@@ -98,7 +103,10 @@ class DiffusionPolicy(Policy):
             images = crop(images, self.config.crop, random=self.training, generator=generator)
             b, t = images.shape[:2]
             feats.append(self.encoders[key.replace(".", "_")](images.flatten(0, 1)).reshape(b, t, -1))
-        feats.append(self.normalizer.normalize(STATE, batch[STATE]))
+        state = self.normalizer.normalize(STATE, batch[STATE])
+        if self.training and self.config.state_noise > 0:
+            state = state + torch.randn(state.shape, generator=generator).to(state.device) * self.config.state_noise
+        feats.append(state)
         cond = torch.cat(feats, -1).flatten(1)
         if self.language is not None:
             from toyland.policies.language import sentence_encoder
