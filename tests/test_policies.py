@@ -10,9 +10,12 @@ from toyland.policies import POLICIES, make_policy, policy_config
 from toyland.policies.checkpoint import IncompatibleCheckpoint, load_policy, save_policy
 from toyland.policies.features import ACTION, STATE, FeatureMismatch, PolicyFeatures
 
-FEATURES = PolicyFeatures(cameras={"observation.images.front": (3, 48, 48)}, state_dim=15, action_dim=7, fps=20)
+NAMES = dict(state_names=(*(f"joint{i}.pos" for i in range(1, 8)), "gripper.opening", "tcp.x", "tcp.y", "tcp.z",
+                          "tcp.qw", "tcp.qx", "tcp.qy", "tcp.qz"),
+             action_names=("x", "y", "z", "rx", "ry", "rz", "gripper"))  # a Lift dataset's, ee_pose actions
+FEATURES = PolicyFeatures(cameras={"observation.images.front": (3, 48, 48)}, state_dim=15, action_dim=7, fps=20, **NAMES)
 MASKED = PolicyFeatures(cameras={"observation.images.front": (3, 48, 48)}, state_dim=15, action_dim=7, fps=20,
-                        masks={"observation.masks.front": (48, 48)})
+                        masks={"observation.masks.front": (48, 48)}, **NAMES)
 TINY_VLA = {"name": "vla", "dim": 32, "heads": 2, "vision_layers": 1, "policy_layers": 1, "head_layers": 1,
             "patch_size": 6, "crop": 0.875, "bins": 16, "horizon": 8, "n_action_steps": 4, "flow_steps": 3,
             "inference_steps": 3}
@@ -26,7 +29,7 @@ TINY = {
     "diffusion-keypoints-jitter": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "keypoints": 8,
                                    "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3,
                                    "pool": "flatten_keypoints", "colour_jitter": [0.2, 0.2, 0.2, 0.05],
-                                   "state_noise": 0.1},
+                                   "state_noise": 0.1, "relative_actions": True},
     "vla-flow": {**TINY_VLA, "head": "flow"},
     "vla-discrete_diffusion": {**TINY_VLA, "head": "discrete_diffusion"},
     "vla-flow-convstem": {**TINY_VLA, "head": "flow", "stem": "conv"},
@@ -56,15 +59,21 @@ def tiny_policy(case: str):
     cls, config = policy_config(tiny_config(case))
     features = MASKED if config.needs_masks else FEATURES
     policy = cls(config, features, fake_stats(features))
-    policy.fit(FakeSampler())
+    policy.fit(FakeSampler(policy))
     return policy
 
 
 class FakeSampler:
     """What ``Policy.fit`` reads from the trainer's BatchSampler."""
 
+    def __init__(self, policy):
+        self.policy = policy
+
     def values(self, key):
         return np.random.default_rng(0).uniform(-1, 1, (500, FEATURES.action_dim))
+
+    def sample(self, step: int) -> dict:
+        return fake_batch(self.policy, batch_size=8, seed=step % 2**31)
 
 
 def fake_stats(features: PolicyFeatures) -> dict:
@@ -273,3 +282,25 @@ def test_training_augmentations_are_off_when_acting():
         torch.testing.assert_close(policy.condition(batch), acting)
         state_dims = slice(acting.shape[1] - 15, None)  # the state is the last part of the condition
         torch.testing.assert_close(acting[:, state_dims], policy.normalizer.normalize(STATE, batch[STATE]).flatten(1)[:, -15:])
+
+
+def test_relative_actions_are_offsets_from_the_tool_and_round_trip():
+    policy = tiny_policy("diffusion-keypoints-jitter")
+    batch = fake_batch(policy, batch_size=8, seed=3)
+    actions, state = batch[ACTION] * 0.5, batch[STATE] * 0.5
+    target = policy.to_target(actions, state)
+    torch.testing.assert_close(policy.from_target(target, state), actions)
+    # the same move from another place is the same target (fake stats: state and action share units)
+    shift = torch.tensor([0.3, -0.2, 0.1])
+    moved_state, moved_actions = state.clone(), actions.clone()
+    moved_state[..., 8:11] += shift
+    moved_actions[..., :3] += shift
+    torch.testing.assert_close(policy.to_target(moved_actions, moved_state), target)
+    # the fitted scale makes the chunks it was fitted on fill [-1, 1] with headroom
+    fitted = torch.cat([policy.to_target(b[ACTION], b[STATE]) for b in (FakeSampler(policy).sample(2**40 + i) for i in range(8))])
+    assert 0.7 < fitted[..., :3].abs().amax() <= 1.0
+    # the gripper and the rotation stay absolute
+    torch.testing.assert_close(target[..., 3:], policy.normalizer.normalize(ACTION, actions)[..., 3:])
+    nameless = PolicyFeatures(cameras=FEATURES.cameras, state_dim=15, action_dim=7, fps=20)
+    with pytest.raises(ValueError, match="relative_actions needs the tool position"):
+        make_policy(tiny_config("diffusion-keypoints-jitter"), nameless, fake_stats(nameless))

@@ -44,6 +44,10 @@ class DiffusionConfig(PolicyConfig):
     # On 100 Lift demos a state-conditioned denoiser reached gripper-action error 0.17 with "sample"
     # and 0.59 with "epsilon" after the same 1500 steps, so the CPU default predicts the sample.
     prediction: str = "sample"
+    # predict the chunk's tool position (action x, y, z) relative to the current tool position (state
+    # tcp.x, tcp.y, tcp.z; both min-max normalized), rescaled to fill [-1, 1] by a fit on training
+    # chunks: where to go from here, the same offset wherever the toy is (UMI's relative trajectories)
+    relative_actions: bool = False
     mask_padding: bool = False  # drop chunk steps past the episode end from the loss (else learn to hold)
     # the instructed object's mask as a fourth input channel per camera (object-centric input: the
     # segmentation in sim, a detector on a robot); collect with the cameras' 'mask' modality
@@ -63,6 +67,46 @@ class DiffusionConfig(PolicyConfig):
         check_colour_jitter(self.colour_jitter)
         if self.state_noise < 0:
             raise ValueError(f"state_noise={self.state_noise} must be >= 0")
+
+
+FIT_STEP, FIT_BATCHES = 2**40, 8  # training chunks drawn (from steps training never reaches) to fit the relative scale
+TOOL_STATE, TOOL_ACTION = ("tcp.x", "tcp.y", "tcp.z"), ("x", "y", "z")
+
+
+class RelativePosition(nn.Module):
+    """Tool position in the action chunk <-> offset from the current tool position, in normalized
+    units; the offsets are divided by a per-axis scale fitted so that training chunks fill [-1, 1]
+    (the sampler clips the denoised chunk there)."""
+
+    def __init__(self, features: PolicyFeatures):
+        super().__init__()
+        missing = [n for n in TOOL_STATE if n not in features.state_names] + \
+                  [n for n in TOOL_ACTION if n not in features.action_names]
+        if missing:
+            raise ValueError(f"relative_actions needs the tool position in the state {TOOL_STATE} and the action "
+                             f"{TOOL_ACTION}; the data lacks {missing} (collect with env.control_mode=ee_pose)")
+        self.state_index = [features.state_names.index(n) for n in TOOL_STATE]
+        self.action_index = [features.action_names.index(n) for n in TOOL_ACTION]
+        self.register_buffer("scale", torch.ones(3))
+
+    def fit(self, targets: list[torch.Tensor], states: list[torch.Tensor]) -> None:
+        self.scale.fill_(1.0)
+        offsets = torch.cat([self.encode(t, s)[..., self.action_index] for t, s in zip(targets, states)])
+        # headroom for chunks the draw missed; a floor keeps an axis that hardly moves from blowing up
+        self.scale.copy_((offsets.abs().flatten(0, 1).amax(0) * 1.25).clamp(min=0.05))
+
+    def encode(self, target: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        out = target.clone()
+        here = state[:, -1, self.state_index][:, None]  # [B, 1, 3]: the tool now
+        out[..., self.action_index] = (target[..., self.action_index] - here) / self.scale
+        return out
+
+    def decode(self, target: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        out = target.clone()
+        here = state[:, -1, self.state_index][:, None]
+        # within the training actions' range, as an absolute chunk is by the sampler's clipping
+        out[..., self.action_index] = (target[..., self.action_index] * self.scale + here).clamp(-1.0, 1.0)
+        return out
 
 
 @POLICIES.register("diffusion")
@@ -87,8 +131,28 @@ class DiffusionPolicy(Policy):
                                           c.step_embed_dim)
         kwargs = dict(num_train_timesteps=c.train_timesteps, beta_schedule=c.beta_schedule, clip_sample=True,
                       prediction_type=c.prediction)
+        if c.relative_actions:
+            self.relative = RelativePosition(features)
         self.train_scheduler = DDPMScheduler(**kwargs)
         self.sample_scheduler = DDIMScheduler(**kwargs)
+
+    def fit(self, sampler) -> None:
+        if self.config.relative_actions:
+            draws = [sampler.sample(FIT_STEP + i) for i in range(FIT_BATCHES)]
+            self.relative.fit([self.normalizer.normalize(ACTION, d[ACTION]) for d in draws],
+                              [self.normalizer.normalize(STATE, d[STATE]) for d in draws])
+
+    def to_target(self, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Action chunk [B, H, A] and state history [B, T, S] (raw) -> what the denoiser learns."""
+        target = self.normalizer.normalize(ACTION, actions)
+        if self.config.relative_actions:
+            target = self.relative.encode(target, self.normalizer.normalize(STATE, state))
+        return target
+
+    def from_target(self, target: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        if self.config.relative_actions:
+            target = self.relative.decode(target, self.normalizer.normalize(STATE, state))
+        return self.normalizer.unnormalize(ACTION, target)
 
     def condition(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         """Observation history -> [B, cond_dim]; computed once per chunk, reused by every denoising step."""
@@ -116,7 +180,7 @@ class DiffusionPolicy(Policy):
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         cond = self.condition(batch)
-        actions = self.normalizer.normalize(ACTION, batch[ACTION])
+        actions = self.to_target(batch[ACTION], batch[STATE])
         noise = torch.randn_like(actions)
         t = torch.randint(0, self.config.train_timesteps, (actions.shape[0],), device=actions.device)
         noisy = self.train_scheduler.add_noise(actions, noise, t)
@@ -139,4 +203,4 @@ class DiffusionPolicy(Policy):
         for t in scheduler.timesteps:
             out = self.denoiser(x, torch.full((b,), int(t), device=cond.device), cond)
             x = scheduler.step(out, t, x, generator=generator).prev_sample
-        return self.normalizer.unnormalize(ACTION, x)
+        return self.from_target(x, batch[STATE])
