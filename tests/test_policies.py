@@ -16,6 +16,8 @@ NAMES = dict(state_names=(*(f"joint{i}.pos" for i in range(1, 8)), "gripper.open
 FEATURES = PolicyFeatures(cameras={"observation.images.front": (3, 48, 48)}, state_dim=15, action_dim=7, fps=20, **NAMES)
 MASKED = PolicyFeatures(cameras={"observation.images.front": (3, 48, 48)}, state_dim=15, action_dim=7, fps=20,
                         masks={"observation.masks.front": (48, 48)}, **NAMES)
+WITH_DEPTH = PolicyFeatures(cameras={"observation.images.front": (3, 48, 48)}, state_dim=15, action_dim=7, fps=20,
+                            depths={"observation.depth.front": (48, 48)}, **NAMES)
 TINY_VLA = {"name": "vla", "dim": 32, "heads": 2, "vision_layers": 1, "policy_layers": 1, "head_layers": 1,
             "patch_size": 6, "crop": 0.875, "bins": 16, "horizon": 8, "n_action_steps": 4, "flow_steps": 3,
             "inference_steps": 3}
@@ -26,6 +28,8 @@ TINY = {
     "diffusion-target_mask": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "keypoints": 8,
                               "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3,
                               "target_mask": True},
+    "diffusion-depth": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "keypoints": 8,
+                        "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3, "depth": True},
     "diffusion-keypoints-jitter": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "keypoints": 8,
                                    "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3,
                                    "pool": "flatten_keypoints", "colour_jitter": [0.2, 0.2, 0.2, 0.05],
@@ -57,7 +61,7 @@ def test_every_registered_policy_and_vla_head_has_a_tiny_config():
 def tiny_policy(case: str):
     torch.manual_seed(0)
     cls, config = policy_config(tiny_config(case))
-    features = MASKED if config.needs_masks else FEATURES
+    features = MASKED if config.needs_masks else WITH_DEPTH if config.needs_depth else FEATURES
     policy = cls(config, features, fake_stats(features))
     policy.fit(FakeSampler(policy))
     return policy
@@ -97,6 +101,8 @@ def fake_batch(policy, batch_size: int = 4, seed: int = 0) -> dict:
             batch[key] = torch.rand(batch_size, len(times), c, h, w, generator=g)
         elif key in policy.features.masks:
             batch[key] = (torch.rand(batch_size, len(times), *policy.features.masks[key], generator=g) > 0.7).to(torch.uint8)
+        elif key in policy.features.depths:
+            batch[key] = 0.1 + 1.9 * torch.rand(batch_size, len(times), *policy.features.depths[key], generator=g)
         elif key == STATE:
             batch[key] = torch.rand(batch_size, len(times), policy.features.state_dim, generator=g) * 2 - 1
         else:
@@ -111,6 +117,7 @@ def fake_obs(seed: int, batch: int | None = None) -> dict:
     lead = () if batch is None else (batch,)
     return {"observation.images.front": rng.integers(0, 255, (*lead, 48, 48, 3), dtype=np.uint8),
             "observation.masks.front": (rng.uniform(size=(*lead, 48, 48)) > 0.7).astype(np.uint8),
+            "observation.depth.front": rng.uniform(0.1, 2.0, (*lead, 48, 48, 1)).astype(np.float32),
             "observation.state": rng.uniform(-1, 1, (*lead, 15)).astype(np.float32),
             "task": "pick up the red ball" if batch is None else ["pick up the red ball"] * batch}
 
@@ -218,6 +225,14 @@ def test_features_check_names_what_an_env_lacks():
                                     "observation.images.front": {"dtype": "image", "shape": [48, 48, 3]}}}
     with pytest.raises(FeatureMismatch, match="observation.images.wrist"):
         PolicyFeatures.from_dataset_info(info, cameras=["wrist"])
+    with pytest.raises(FeatureMismatch, match="'depth' modality"):
+        PolicyFeatures.from_dataset_info(info, depth=True)
+    info["features"]["observation.depth.front"] = {"dtype": "float32", "shape": [48, 48]}
+    assert PolicyFeatures.from_dataset_info(info, depth=True).depths == {"observation.depth.front": (48, 48)}
+    rgb_only = make_env({"task": "lift", "image_size": 48, "cameras": ["front"]})
+    with pytest.raises(FeatureMismatch, match="add the 'depth' modality"):
+        WITH_DEPTH.check_env(rgb_only)
+    WITH_DEPTH.check_env(make_env({"task": "lift", "image_size": 48, "cameras": ["front:rgb+depth"]}))
     # actions of the same size that mean something else (tool deltas into a pose controller)
     pose_env = make_env({"task": "lift", "image_size": 32, "control_mode": "ee_pose", "cameras": []})
     delta_policy = PolicyFeatures(cameras={}, state_dim=15, action_dim=7, fps=20,
@@ -304,3 +319,19 @@ def test_relative_actions_are_offsets_from_the_tool_and_round_trip():
     nameless = PolicyFeatures(cameras=FEATURES.cameras, state_dim=15, action_dim=7, fps=20)
     with pytest.raises(ValueError, match="relative_actions needs the tool position"):
         make_policy(tiny_config("diffusion-keypoints-jitter"), nameless, fake_stats(nameless))
+
+
+def test_the_depth_channel_reaches_the_encoder_in_metres_up_to_its_range():
+    from toyland.policies.features import DEPTH_RANGE
+
+    policy = tiny_policy("diffusion-depth").eval()
+    batch = fake_batch(policy)
+    with torch.no_grad():
+        base = policy.condition(batch)
+        nearer = dict(batch, **{"observation.depth.front": batch["observation.depth.front"] * 0.5})
+        assert not torch.allclose(policy.condition(nearer), base, atol=1e-4)
+        far = dict(batch, **{"observation.depth.front": torch.full_like(batch["observation.depth.front"], DEPTH_RANGE)})
+        farther = dict(batch, **{"observation.depth.front": torch.full_like(batch["observation.depth.front"], 5 * DEPTH_RANGE)})
+        torch.testing.assert_close(policy.condition(far), policy.condition(farther))  # clipped at the range
+    with pytest.raises(FeatureMismatch, match="'depth' modality"):
+        make_policy(tiny_config("diffusion-depth"), FEATURES, fake_stats(FEATURES))

@@ -43,6 +43,11 @@ class PolicyConfig:
         """Whether the policy takes the instructed object's mask per camera (object-centric pooling)."""
         return False
 
+    @property
+    def needs_depth(self) -> bool:
+        """Whether the policy takes each camera's metric depth."""
+        return False
+
     def validate(self) -> None:
         if not 1 <= self.n_action_steps <= self.horizon:
             raise ValueError(f"n_action_steps={self.n_action_steps} must lie in [1, horizon={self.horizon}]")
@@ -67,7 +72,7 @@ class Policy(nn.Module, ABC):
     def delta_timestamps(self) -> dict[str, list[float]]:
         fps, n = self.features.fps, self.config.n_obs_steps
         history = [(i - n + 1) / fps for i in range(n)]
-        deltas = {key: history for key in [*self.features.cameras, *self.features.masks]}
+        deltas = {key: history for key in [*self.features.cameras, *self.features.masks, *self.features.depths]}
         deltas[STATE] = history
         deltas[ACTION] = [i / fps for i in range(self.config.horizon)]
         return deltas
@@ -97,9 +102,11 @@ class Policy(nn.Module, ABC):
         """Env observations (one, or batched from a vector env) -> tensors with a batch dim."""
         batched = np.asarray(obs["observation.state"]).ndim == 2
         out = {}
-        for key in [*self.features.cameras, *self.features.masks, STATE]:
+        for key in [*self.features.cameras, *self.features.masks, *self.features.depths, STATE]:
             x = torch.as_tensor(np.asarray(obs[key]), device=self.device)
             x = x if batched else x[None]
+            if key in self.features.depths:
+                x = x[..., 0]  # the env's HxWx1 -> the dataset's HxW
             out[key] = x.permute(0, 3, 1, 2).float().div_(255.0) if key in self.features.cameras else x.float()
         task = obs.get("task", "")
         out["task"] = list(task) if batched else [task]

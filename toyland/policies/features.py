@@ -15,11 +15,18 @@ if TYPE_CHECKING:
 STATE, ACTION = "observation.state", "action"
 IMAGE_PREFIX = "observation.images."
 MASK_PREFIX = "observation.masks."
+DEPTH_PREFIX = "observation.depth."
+DEPTH_RANGE = 1.5  # metres; a depth channel is the distance clipped to this, over it: [0, 1] like the RGB
 
 
 def mask_key(camera_key: str) -> str:
     """``observation.images.<cam>`` -> ``observation.masks.<cam>`` (the target's mask in that view)."""
     return MASK_PREFIX + camera_key[len(IMAGE_PREFIX):]
+
+
+def depth_key(camera_key: str) -> str:
+    """``observation.images.<cam>`` -> ``observation.depth.<cam>`` (metric depth in that view)."""
+    return DEPTH_PREFIX + camera_key[len(IMAGE_PREFIX):]
 
 
 class FeatureMismatch(ValueError):
@@ -34,6 +41,14 @@ def check_masks(features: "PolicyFeatures", option: str) -> None:
                               f"cameras (env.cameras=[front:rgb+mask]), or set policy.{option}=false")
 
 
+def check_depth(features: "PolicyFeatures") -> None:
+    """Raises unless every camera of ``features`` comes with its depth map."""
+    lacking = [depth_key(k) for k in features.cameras if depth_key(k) not in features.depths]
+    if lacking:
+        raise FeatureMismatch(f"depth needs the depth maps {lacking}; collect with the 'depth' modality on those "
+                              "cameras (env.cameras=[wrist:rgb+depth]), or set policy.depth=false")
+
+
 def batch_mask(batch: dict, camera_key: str, images: torch.Tensor) -> torch.Tensor:
     """The [B, T, 1, H, W] float target mask of a camera in a batch, checked against its images."""
     mask = batch[mask_key(camera_key)].float()
@@ -41,6 +56,15 @@ def batch_mask(batch: dict, camera_key: str, images: torch.Tensor) -> torch.Tens
         raise ValueError(f"'{mask_key(camera_key)}' is {tuple(mask.shape[-2:])}, its image {tuple(images.shape[-2:])}; "
                          "a detector's mask must have the camera image's size")
     return mask[:, :, None]
+
+
+def batch_depth(batch: dict, camera_key: str, images: torch.Tensor) -> torch.Tensor:
+    """The [B, T, 1, H, W] depth channel of a camera in a batch (metres / DEPTH_RANGE, clipped to [0, 1])."""
+    depth = batch[depth_key(camera_key)].float()
+    if depth.shape[-2:] != images.shape[-2:]:
+        raise ValueError(f"'{depth_key(camera_key)}' is {tuple(depth.shape[-2:])}, its image {tuple(images.shape[-2:])}; "
+                         "a depth map must have the camera image's size")
+    return (depth / DEPTH_RANGE).clamp(0.0, 1.0)[:, :, None]
 
 
 @dataclass(frozen=True)
@@ -54,12 +78,15 @@ class PolicyFeatures:
     # observation.masks.<cam> -> (H, W): the instructed object's mask per camera, for object-centric
     # policies; in sim from segmentation, on a robot from any detector that fills the same key
     masks: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # observation.depth.<cam> -> (H, W): metric depth per camera, for policies that take it
+    depths: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["cameras"] = {k: list(v) for k, v in self.cameras.items()}
         d["state_names"], d["action_names"] = list(self.state_names), list(self.action_names)
         d["masks"] = {k: list(v) for k, v in self.masks.items()}
+        d["depths"] = {k: list(v) for k, v in self.depths.items()}
         return d
 
     @classmethod
@@ -67,12 +94,14 @@ class PolicyFeatures:
         return cls(cameras={k: tuple(v) for k, v in d["cameras"].items()}, state_dim=int(d["state_dim"]),
                    action_dim=int(d["action_dim"]), fps=int(d["fps"]), state_names=tuple(d.get("state_names", ())),
                    action_names=tuple(d.get("action_names", ())),
-                   masks={k: tuple(v) for k, v in d.get("masks", {}).items()})
+                   masks={k: tuple(v) for k, v in d.get("masks", {}).items()},
+                   depths={k: tuple(v) for k, v in d.get("depths", {}).items()})
 
     @classmethod
-    def from_dataset_info(cls, info: dict, cameras: list[str] | None = None, masks: bool = False) -> "PolicyFeatures":
+    def from_dataset_info(cls, info: dict, cameras: list[str] | None = None, masks: bool = False,
+                          depth: bool = False) -> "PolicyFeatures":
         """From a LeRobotDataset's meta/info.json; ``cameras``: camera names to use (None: all);
-        ``masks``: the policy also takes the target mask of every camera it uses."""
+        ``masks`` / ``depth``: the policy also takes the target mask / the depth of every camera it uses."""
         features = info["features"]
         available = [k for k, f in features.items() if k.startswith(IMAGE_PREFIX) and f["dtype"] in ("image", "video")]
         keys = available if cameras is None else [IMAGE_PREFIX + c for c in cameras]
@@ -98,7 +127,18 @@ class PolicyFeatures:
                 mask_shapes[mask_key(k)] = tuple(features[mask_key(k)]["shape"][:2])
                 if mask_shapes[mask_key(k)] != cams[k][1:]:
                     raise FeatureMismatch(f"'{mask_key(k)}' is {mask_shapes[mask_key(k)]}, its image {cams[k][1:]}")
-        return cls(cameras=cams, masks=mask_shapes, state_dim=int(features[STATE]["shape"][0]), action_dim=int(features[ACTION]["shape"][0]),
+        depth_shapes = {}
+        if depth:
+            lacking = [depth_key(k) for k in keys if depth_key(k) not in features]
+            if lacking:
+                raise FeatureMismatch(
+                    f"the policy needs the depth maps {lacking}, which the dataset lacks; collect with the 'depth' "
+                    "modality, e.g. env.cameras=[front:rgb+depth,wrist:rgb+depth]")
+            for k in keys:
+                depth_shapes[depth_key(k)] = tuple(features[depth_key(k)]["shape"][:2])
+                if depth_shapes[depth_key(k)] != cams[k][1:]:
+                    raise FeatureMismatch(f"'{depth_key(k)}' is {depth_shapes[depth_key(k)]}, its image {cams[k][1:]}")
+        return cls(cameras=cams, masks=mask_shapes, depths=depth_shapes, state_dim=int(features[STATE]["shape"][0]), action_dim=int(features[ACTION]["shape"][0]),
                    fps=int(info["fps"]), state_names=tuple(features[STATE].get("names") or ()),
                    action_names=tuple(features[ACTION].get("names") or ()))
 
@@ -117,6 +157,11 @@ class PolicyFeatures:
                 problems.append(f"target mask '{key}' missing (add the 'mask' modality to that camera)")
             elif tuple(spaces[key].shape) != hw:
                 problems.append(f"target mask '{key}' is {tuple(spaces[key].shape)} in the env, the policy takes {hw}")
+        for key, hw in self.depths.items():
+            if key not in spaces:
+                problems.append(f"depth '{key}' missing (add the 'depth' modality to that camera)")
+            elif tuple(spaces[key].shape[:2]) != hw:
+                problems.append(f"depth '{key}' is {tuple(spaces[key].shape[:2])} in the env, the policy takes {hw}")
         if spaces[STATE].shape[0] != self.state_dim:
             problems.append(f"state has {spaces[STATE].shape[0]} dims in the env, the policy takes {self.state_dim}")
         if base.action_space.shape[0] != self.action_dim:

@@ -93,7 +93,7 @@ def train(cfg: dict) -> TrainResult:
     cls, pconfig = policy_config(cfg["policy"])
     first = _first_source_info(cfg["data"])
     features = PolicyFeatures.from_dataset_info(first, list(pconfig.cameras) if pconfig.cameras else None,
-                                                masks=pconfig.needs_masks)
+                                                masks=pconfig.needs_masks, depth=pconfig.needs_depth)
     deltas = cls(pconfig, features, None).delta_timestamps()
     sampler = build_sampler(cfg["data"], deltas, int(cfg["batch_size"]), seed=seed)
     torch.manual_seed(seed)

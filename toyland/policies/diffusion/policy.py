@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from toyland.policies.base import Policy, PolicyConfig, check_steps
-from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_mask, check_masks
+from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_depth, batch_mask, check_depth, check_masks
 from toyland.policies.registry import POLICIES
 from toyland.policies.vision import ConvEncoder, check_colour_jitter, colour_jitter, crop, cropped_size
 from toyland.policies.diffusion.unet import ConditionalUnet1d
@@ -52,10 +52,17 @@ class DiffusionConfig(PolicyConfig):
     # the instructed object's mask as a fourth input channel per camera (object-centric input: the
     # segmentation in sim, a detector on a robot); collect with the cameras' 'mask' modality
     target_mask: bool = False
+    # each camera's metric depth as a further input channel (a wrist depth camera shows how far the
+    # toy is below the jaw, which one RGB view leaves to the toy's unknown size); collect with 'depth'
+    depth: bool = False
 
     @property
     def needs_masks(self) -> bool:
         return self.target_mask
+
+    @property
+    def needs_depth(self) -> bool:
+        return self.depth
 
     def validate(self) -> None:
         super().validate()
@@ -119,9 +126,11 @@ class DiffusionPolicy(Policy):
         c = config
         if c.target_mask:
             check_masks(features, "target_mask")
+        if c.depth:
+            check_depth(features)
         self.encoders = nn.ModuleDict({
             key.replace(".", "_"): ConvEncoder(tuple(c.channels), c.keypoints, c.image_feature_dim, c.pool,
-                                               cropped_size(shape[1:], c.crop), in_channels=4 if c.target_mask else 3)
+                                               cropped_size(shape[1:], c.crop), in_channels=3 + int(c.target_mask) + int(c.depth))
             for key, shape in features.cameras.items()
         })
         per_step = c.image_feature_dim * len(features.cameras) + features.state_dim
@@ -164,6 +173,8 @@ class DiffusionPolicy(Policy):
             images = batch[key] if jitter is None else jitter(batch[key])
             if self.config.target_mask:  # cropped with its image, through the same window
                 images = torch.cat([images, batch_mask(batch, key, images)], 2)
+            if self.config.depth:
+                images = torch.cat([images, batch_depth(batch, key, images)], 2)
             images = crop(images, self.config.crop, random=self.training, generator=generator)
             b, t = images.shape[:2]
             feats.append(self.encoders[key.replace(".", "_")](images.flatten(0, 1)).reshape(b, t, -1))
