@@ -36,7 +36,7 @@ TINY = {
                                    "state_noise": 0.1, "relative_actions": True},
     "vla-flow": {**TINY_VLA, "head": "flow"},
     "vla-discrete_diffusion": {**TINY_VLA, "head": "discrete_diffusion"},
-    "vla-flow-convstem": {**TINY_VLA, "head": "flow", "stem": "conv"},
+    "vla-flow-convstem-slots": {**TINY_VLA, "head": "flow", "stem": "conv", "det_pool_slots": 3},
     "vla-autoregressive-patches": {**TINY_VLA, "head": "autoregressive", "det_pool": False, "use_language": False},
     "lerobot_diffusion": {"horizon": 8, "n_action_steps": 4,
                           "overrides": {"down_dims": [16, 32], "num_inference_steps": 3, "diffusion_step_embed_dim": 16}},

@@ -57,16 +57,17 @@ def test_the_trained_bins_travel_with_the_checkpoint(case, tmp_path):
     assert bool(loaded.head.bins.fitted)
 
 
-def det_pool_policy(det_pool: bool, stem: str = "linear"):
+def det_pool_policy(det_pool: bool, stem: str = "linear", slots: int = 1):
     from toyland.policies import make_policy
 
     torch.manual_seed(0)
-    return make_policy({**TINY["vla-flow"], "det_pool": det_pool, "stem": stem}, MASKED, fake_stats(MASKED)).eval()
+    return make_policy({**TINY["vla-flow"], "det_pool": det_pool, "stem": stem, "det_pool_slots": slots}, MASKED,
+                       fake_stats(MASKED)).eval()
 
 
-@pytest.mark.parametrize("stem", ["linear", "conv"])
-def test_det_pool_ignores_every_pixel_outside_the_target_mask(stem):
-    policy = det_pool_policy(True, stem)
+@pytest.mark.parametrize("stem,slots", [("linear", 1), ("conv", 1), ("linear", 3)])
+def test_det_pool_ignores_every_pixel_outside_the_target_mask(stem, slots):
+    policy = det_pool_policy(True, stem, slots)
     batch = fake_batch(policy, batch_size=3)
     mask = batch["observation.masks.front"]
     mask[2] = 0  # one sample whose target is out of view: its token is the learned "absent" token

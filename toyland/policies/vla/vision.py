@@ -92,15 +92,31 @@ class PatchEncoder(nn.Module):
 
 
 class DetPool(nn.Module):
-    """Mean of the target's patch tokens -> one object token per frame; a learned token when the
-    target is not in view."""
+    """The target's patch tokens -> ``slots`` object tokens per frame; learned tokens when the target
+    is not in view. One slot: their mean (the random-toys paper's). More: each slot is a learned query
+    attending over the target's patches only, so a slot can keep where an edge or a part is, which a
+    mean blurs; nothing outside the mask reaches any slot either way."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, slots: int = 1):
         super().__init__()
-        self.absent = nn.Parameter(torch.zeros(dim))
+        if slots < 1:
+            raise ValueError(f"det_pool_slots={slots} must be at least 1")
+        self.slots = slots
+        # (one slot keeps the [D] shape, so checkpoints from before slots existed still load)
+        self.absent = nn.Parameter(torch.zeros(dim) if slots == 1 else torch.zeros(slots, dim))
+        if slots > 1:
+            self.queries = nn.Parameter(torch.randn(slots, dim) * dim ** -0.5)
+            self.keys = nn.Linear(dim, dim)
 
     def forward(self, tokens: torch.Tensor, touched: torch.Tensor) -> torch.Tensor:
-        weight = touched.float()
-        count = weight.sum(1, keepdim=True)
-        pooled = (tokens * weight[..., None]).sum(1) / count.clamp(min=1.0)
-        return torch.where(count > 0, pooled, self.absent.expand_as(pooled))
+        """[N, P, D] tokens and [N, P] target patches -> [N, slots, D]."""
+        count = touched.float().sum(1)[:, None, None]  # [N, 1, 1]
+        if self.slots == 1:
+            weight = touched.float()[:, None, :]  # [N, 1, P]
+            pooled = weight @ tokens / count.clamp(min=1.0)
+        else:
+            scores = torch.einsum("kd,npd->nkp", self.queries, self.keys(tokens)) * tokens.shape[-1] ** -0.5
+            scores = scores.masked_fill(~touched[:, None, :], float("-inf"))
+            weight = torch.nan_to_num(scores.softmax(-1), nan=0.0)  # a frame with no target patch: all -inf
+            pooled = weight @ tokens
+        return torch.where(count > 0, pooled, self.absent.reshape(self.slots, -1).expand_as(pooled))
