@@ -57,17 +57,18 @@ def test_the_trained_bins_travel_with_the_checkpoint(case, tmp_path):
     assert bool(loaded.head.bins.fitted)
 
 
-def det_pool_policy(det_pool: bool, stem: str = "linear", slots: int = 1):
+def det_pool_policy(det_pool: bool, stem: str = "linear", slots: int = 1, geometry: bool = False):
     from toyland.policies import make_policy
 
     torch.manual_seed(0)
-    return make_policy({**TINY["vla-flow"], "det_pool": det_pool, "stem": stem, "det_pool_slots": slots}, MASKED,
-                       fake_stats(MASKED)).eval()
+    return make_policy({**TINY["vla-flow"], "det_pool": det_pool, "stem": stem, "det_pool_slots": slots,
+                        "det_pool_geometry": geometry}, MASKED, fake_stats(MASKED)).eval()
 
 
-@pytest.mark.parametrize("stem,slots", [("linear", 1), ("conv", 1), ("linear", 3)])
-def test_det_pool_ignores_every_pixel_outside_the_target_mask(stem, slots):
-    policy = det_pool_policy(True, stem, slots)
+@pytest.mark.parametrize("stem,slots,geometry", [("linear", 1, False), ("conv", 1, False), ("linear", 3, False),
+                                                 ("linear", 1, True)])
+def test_det_pool_ignores_every_pixel_outside_the_target_mask(stem, slots, geometry):
+    policy = det_pool_policy(True, stem, slots, geometry)
     batch = fake_batch(policy, batch_size=3)
     mask = batch["observation.masks.front"]
     mask[2] = 0  # one sample whose target is out of view: its token is the learned "absent" token
@@ -86,6 +87,30 @@ def test_det_pool_ignores_every_pixel_outside_the_target_mask(stem, slots):
         assert not torch.allclose(policy.encode(inside)[0][:2], a[:2], atol=1e-4)
         plain = det_pool_policy(False, stem)
         assert not torch.allclose(plain.encode(batch)[0], plain.encode(changed)[0], atol=1e-4)
+
+
+def test_mask_geometry_reads_place_extent_and_principal_axis():
+    from toyland.policies.vla.vision import mask_geometry
+
+    mask = torch.zeros(3, 9, 9)
+    mask[0, 4, 1:8] = 1  # a horizontal bar through the centre
+    mask[1, 0:3, 0:3] = 1  # a square in the top-left corner
+    g = mask_geometry(mask)
+    present, size, cx, cy, x0, x1, y0, y1, spread, cross, total = g.T
+    assert present.tolist() == [1.0, 1.0, 0.0] and torch.all(g[2] == 0)  # the empty mask: all zeros
+    torch.testing.assert_close(torch.stack([cx[0], cy[0]]), torch.zeros(2))
+    torch.testing.assert_close(torch.stack([x0[1], x1[1], y0[1], y1[1]]), torch.tensor([-1.0, -0.5, -1.0, -0.5]))
+    assert spread[0] > 0 and abs(cross[0]) < 1e-6  # elongated along x
+    assert abs(spread[1]) < 1e-6 and size[1] > size[0]  # a square has no principal axis; 9 pixels beat 7
+    turned = mask_geometry(mask[:1].transpose(1, 2))
+    assert turned[0, 8] < 0  # the same bar along y
+
+
+def test_det_pool_geometry_needs_det_pool():
+    from toyland.policies import make_policy
+
+    with pytest.raises(ValueError, match="det_pool_geometry=true needs det_pool=true"):
+        make_policy({**TINY["vla-flow"], "det_pool": False, "det_pool_geometry": True}, MASKED, fake_stats(MASKED))
 
 
 def test_a_mask_that_is_not_the_image_size_is_an_error():

@@ -33,6 +33,7 @@ class VLAConfig(PolicyConfig):
     head: str = "flow"  # flow | discrete_diffusion | autoregressive
     det_pool: bool = True  # object tokens pooled over the target's mask instead of every patch
     det_pool_slots: int = 1  # object tokens per camera and frame: 1 the mean, more attention-pooled slots
+    det_pool_geometry: bool = False  # add the mask's centroid, extent and moments to the object tokens
     crop: float = 0.875  # random crop in training, centre crop when acting; 64 px -> 56 = 7 patches of 8
     patch_size: int = 8
     stem: str = "linear"  # patch embedding: linear (ViT) | conv (stride-2 convolutions, same token grid)
@@ -59,6 +60,8 @@ class VLAConfig(PolicyConfig):
             raise ValueError(f"head={self.head!r}; registered heads: {', '.join(HEADS.names())}")
         if self.stem not in STEMS:
             raise ValueError(f"stem={self.stem!r}; valid: {', '.join(STEMS)}")
+        if self.det_pool_geometry and not self.det_pool:
+            raise ValueError("det_pool_geometry=true needs det_pool=true (the geometry is the target mask's)")
         if self.det_pool_slots < 1:
             raise ValueError(f"det_pool_slots={self.det_pool_slots} must be at least 1")
         if self.dim % self.heads:
@@ -84,7 +87,7 @@ class VLAPolicy(Policy):
                                         c.mlp_ratio, c.dropout, c.stem)
             for k, shape in features.cameras.items()
         })
-        self.pool = DetPool(c.dim, c.det_pool_slots) if c.det_pool else None
+        self.pool = DetPool(c.dim, c.det_pool_slots, c.det_pool_geometry) if c.det_pool else None
         self.camera = nn.Parameter(torch.randn(len(self.keys), c.dim) * 0.02)
         self.frame = nn.Parameter(torch.randn(c.n_obs_steps, c.dim) * 0.02)
         self.state_in = nn.Linear(features.state_dim, c.dim)
@@ -110,7 +113,7 @@ class VLAPolicy(Policy):
             both = crop(torch.cat([images, batch_mask(batch, key, images)], 2), self.config.crop, random=self.training)
             images, mask = both[:, :, :3], both[:, :, 3]
             tokens, touched = self.vision[self._name(key)](images.flatten(0, 1), mask.flatten(0, 1))
-            tokens = self.pool(tokens, touched).reshape(b, t, self.config.det_pool_slots, -1)
+            tokens = self.pool(tokens, touched, mask.flatten(0, 1)).reshape(b, t, self.config.det_pool_slots, -1)
         else:
             images = crop(images, self.config.crop, random=self.training)
             tokens, _ = self.vision[self._name(key)](images.flatten(0, 1))

@@ -91,13 +91,44 @@ class PatchEncoder(nn.Module):
         return self.norm(tokens), touched
 
 
+def mask_geometry(mask: torch.Tensor) -> torch.Tensor:
+    """[N, H, W] target masks -> [N, GEOMETRY_DIM] of what a mask says exactly: whether the target is in
+    view, the square root of its area fraction (about its size over its distance), its centroid and
+    bounding box in [-1, 1] image coordinates, and its second central moments as (xx - yy, 2 xy, xx + yy),
+    which carry the principal axis of an elongated toy without an angle's wrap-around. Zeros when empty."""
+    w = (mask > 0.5).float()
+    n, h, wd = w.shape
+    ys = torch.linspace(-1.0, 1.0, h, device=w.device)[None, :, None]
+    xs = torch.linspace(-1.0, 1.0, wd, device=w.device)[None, None, :]
+    area = w.sum((1, 2))
+    present = (area > 0).float()
+    total = area.clamp(min=1.0)
+    mx, my = (w * xs).sum((1, 2)) / total, (w * ys).sum((1, 2)) / total
+    dx, dy = xs - mx[:, None, None], ys - my[:, None, None]
+    cxx, cyy, cxy = ((w * dx * dx).sum((1, 2)) / total, (w * dy * dy).sum((1, 2)) / total,
+                     (w * dx * dy).sum((1, 2)) / total)
+    rows, cols = w.amax(2) > 0, w.amax(1) > 0  # [N, H], [N, W]: rows and columns the mask reaches
+    big = 2.0  # outside [-1, 1]: masked out of the min/max
+    y0 = torch.where(rows, ys[:, :, 0], big).amin(1)
+    y1 = torch.where(rows, ys[:, :, 0], -big).amax(1)
+    x0 = torch.where(cols, xs[:, 0, :], big).amin(1)
+    x1 = torch.where(cols, xs[:, 0, :], -big).amax(1)
+    moments = torch.stack([cxx - cyy, 2 * cxy, cxx + cyy], 1) * 4.0  # about unit scale for a toy filling the view
+    geometry = torch.cat([present[:, None], (area / (h * wd)).sqrt()[:, None], mx[:, None], my[:, None],
+                          torch.stack([x0, x1, y0, y1], 1), moments], 1)
+    return geometry * present[:, None]
+
+
+GEOMETRY_DIM = 11
+
+
 class DetPool(nn.Module):
     """The target's patch tokens -> ``slots`` object tokens per frame; learned tokens when the target
     is not in view. One slot: their mean (the random-toys paper's). More: each slot is a learned query
     attending over the target's patches only, so a slot can keep where an edge or a part is, which a
     mean blurs; nothing outside the mask reaches any slot either way."""
 
-    def __init__(self, dim: int, slots: int = 1):
+    def __init__(self, dim: int, slots: int = 1, geometry: bool = False):
         super().__init__()
         if slots < 1:
             raise ValueError(f"det_pool_slots={slots} must be at least 1")
@@ -107,9 +138,12 @@ class DetPool(nn.Module):
         if slots > 1:
             self.queries = nn.Parameter(torch.randn(slots, dim) * dim ** -0.5)
             self.keys = nn.Linear(dim, dim)
+        # the mask's own geometry (mask_geometry) added to every slot: a mean of patch tokens knows the
+        # target's place and extent only to about a patch, the mask's moments to a pixel
+        self.geometry = nn.Sequential(nn.Linear(GEOMETRY_DIM, dim), nn.GELU(), nn.Linear(dim, dim)) if geometry else None
 
-    def forward(self, tokens: torch.Tensor, touched: torch.Tensor) -> torch.Tensor:
-        """[N, P, D] tokens and [N, P] target patches -> [N, slots, D]."""
+    def forward(self, tokens: torch.Tensor, touched: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, P, D] tokens and [N, P] target patches (and the [N, H, W] mask, with geometry) -> [N, slots, D]."""
         count = touched.float().sum(1)[:, None, None]  # [N, 1, 1]
         if self.slots == 1:
             weight = touched.float()[:, None, :]  # [N, 1, P]
@@ -119,4 +153,9 @@ class DetPool(nn.Module):
             scores = scores.masked_fill(~touched[:, None, :], float("-inf"))
             weight = torch.nan_to_num(scores.softmax(-1), nan=0.0)  # a frame with no target patch: all -inf
             pooled = weight @ tokens
-        return torch.where(count > 0, pooled, self.absent.reshape(self.slots, -1).expand_as(pooled))
+        pooled = torch.where(count > 0, pooled, self.absent.reshape(self.slots, -1).expand_as(pooled))
+        if self.geometry is not None:
+            if mask is None:
+                raise ValueError("DetPool with geometry needs the target mask")
+            pooled = pooled + self.geometry(mask_geometry(mask))[:, None]
+        return pooled
