@@ -79,7 +79,7 @@ class EpisodeRecorder:
             if fumble_rng is not None and not frames and self.expert.phase != "retreat":
                 skipped += 1  # still on the aimed-off attempt: executed, not recorded
             else:
-                frames.append(to_frame(obs, action))
+                frames.append({**to_frame(obs, action), **self.expert.annotation()})
             executed = action
             if self.action_noise > 0:
                 executed = action + self.noisy * noise_rng.normal(0.0, self.action_noise, action.shape)
@@ -207,7 +207,7 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
     expert = make_expert(probe)  # refuses a control mode the experts cannot act in before any worker starts
     if recovery > 0 and not hasattr(expert, "fumble"):
         raise ValueError(f"recovery={recovery}: the {env_cfg.get('task')} expert cannot aim a grasp off; use recovery=0")
-    features = env_features(probe, video=video)
+    features = {**env_features(probe, video=video), **expert.annotation_features()}
     base = probe.unwrapped
     fps = int(round(base.control_cfg.rate_hz))
     robot_type = base.embodiment.name

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from toyland.data.features import GRASP_ANNOTATION, GRASP_NAMES
 from toyland.registry import Registry
 from toyland.sim import geometry as geo
 from toyland.sim.embodiments.gripper import FINGER_HALF, FINGER_TRAVEL, TCP_Z, TIP_BELOW_TCP
@@ -150,6 +151,14 @@ class Expert(ABC):
     def reset(self) -> None:
         pass
 
+    def annotation_features(self) -> dict[str, dict]:
+        """lerobot features of the privileged labels ``annotation()`` gives per frame (none here)."""
+        return {}
+
+    def annotation(self) -> dict[str, np.ndarray]:
+        """Privileged labels of the current step, recorded beside the demo frame (call after ``act``)."""
+        return {}
+
     @abstractmethod
     def act(self, obs=None) -> np.ndarray:
         """The next normalized action, from privileged simulator state (``obs`` is unused)."""
@@ -178,6 +187,13 @@ class LiftExpert(Expert):
         self.patience = self.LIFT_PATIENCE
         self.missed: tuple[Grasp, ...] = ()
         self._plan()
+
+    def annotation_features(self) -> dict[str, dict]:
+        return {GRASP_ANNOTATION: {"dtype": "float32", "shape": (len(GRASP_NAMES),), "names": list(GRASP_NAMES)}}
+
+    def annotation(self) -> dict[str, np.ndarray]:
+        g = self.grasp
+        return {GRASP_ANNOTATION: np.array([*g.pos, np.cos(2 * g.yaw), np.sin(2 * g.yaw)], dtype=np.float32)}
 
     def fumble(self, rng: np.random.Generator) -> None:
         """Aim the current grasp off by 1.5 to 4 cm sideways and up to 40 degrees of yaw, for recovery

@@ -13,6 +13,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 from torch.nn import functional as F
 
+from toyland.policies.auxiliary import GraspAuxiliary
 from toyland.policies.base import Policy, PolicyConfig, check_steps
 from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_depth, batch_mask, check_depth, check_masks
 from toyland.policies.registry import POLICIES
@@ -55,6 +56,9 @@ class DiffusionConfig(PolicyConfig):
     # each camera's metric depth as a further input channel (a wrist depth camera shows how far the
     # toy is below the jaw, which one RGB view leaves to the toy's unknown size); collect with 'depth'
     depth: bool = False
+    # weight of an auxiliary loss: predict the grasp the expert is executing (annotation.grasp, recorded by
+    # `toyland collect`) from the observation features, so the encoder is told where the toy is at every frame
+    grasp_aux: float = 0.0
 
     @property
     def needs_masks(self) -> bool:
@@ -74,6 +78,8 @@ class DiffusionConfig(PolicyConfig):
         check_colour_jitter(self.colour_jitter)
         if self.state_noise < 0:
             raise ValueError(f"state_noise={self.state_noise} must be >= 0")
+        if self.grasp_aux < 0:
+            raise ValueError(f"grasp_aux={self.grasp_aux} must be >= 0 (0: off)")
 
 
 FIT_STEP, FIT_BATCHES = 2**40, 8  # training chunks drawn (from steps training never reaches) to fit the relative scale
@@ -142,8 +148,15 @@ class DiffusionPolicy(Policy):
                       prediction_type=c.prediction)
         if c.relative_actions:
             self.relative = RelativePosition(features)
+        self.grasp = GraspAuxiliary(cond_dim, stats) if c.grasp_aux > 0 else None
         self.train_scheduler = DDPMScheduler(**kwargs)
         self.sample_scheduler = DDIMScheduler(**kwargs)
+
+    def delta_timestamps(self) -> dict[str, list[float]]:
+        deltas = super().delta_timestamps()
+        if self.grasp is not None:
+            deltas[self.grasp.key] = [0.0]
+        return deltas
 
     def fit(self, sampler) -> None:
         if self.config.relative_actions:
@@ -202,7 +215,12 @@ class DiffusionPolicy(Policy):
             loss = (error * keep).sum() / (keep.sum() * error.shape[-1]).clamp(min=1)
         else:
             loss = error.mean()
-        return loss, {"mse": loss.item()}
+        metrics = {"mse": loss.item()}
+        if self.grasp is not None:
+            grasp = self.grasp.loss(cond, batch)
+            loss = loss + self.config.grasp_aux * grasp
+            metrics["grasp_mse"] = grasp.item()
+        return loss, metrics
 
     @torch.no_grad()
     def predict_action_chunk(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
