@@ -354,3 +354,23 @@ def test_dart_noise_perturbs_executed_arm_actions_and_records_the_experts(monkey
     assert not np.allclose(recorded[:20], clean[:20])
     with pytest.raises(ValueError, match="action_noise"):
         collect({"task": "lift", **SMALL}, "unused", episodes=1, action_noise=2.0, progress=False)
+
+
+@pytest.mark.parametrize("task", TASKS.names())
+def test_demo_frames_record_the_grasp_the_expert_is_executing(task):
+    from toyland.data.collect import EpisodeRecorder
+    from toyland.data.features import GRASP_ANNOTATION
+
+    recorder = EpisodeRecorder({"task": task, "cameras": []}, 10)
+    names = recorder.env.unwrapped.state_names
+    tcp = [names.index(f"tcp.{axis}") for axis in "xyz"]
+    episode = recorder(0)
+    assert episode.success
+    grasps = np.stack([f[GRASP_ANNOTATION] for f in episode.frames])
+    states = np.stack([f["observation.state"] for f in episode.frames])
+    closing = int(np.argmax([f["action"][-1] > 0 for f in episode.frames]))  # the first closed-jaw command
+    assert closing > 0
+    # where the jaw closes is where the label said it would, from the first frame on (no re-plan here)
+    np.testing.assert_allclose(states[closing, tcp], grasps[closing, :3], atol=0.012)
+    np.testing.assert_allclose(grasps[0], grasps[closing], atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(grasps[:, 3:], axis=1), 1.0, atol=1e-5)  # (cos, sin) of twice the yaw

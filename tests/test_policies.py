@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from toyland.data.features import GRASP_ANNOTATION, GRASP_NAMES
 from toyland.policies import POLICIES, make_policy, policy_config
 from toyland.policies.checkpoint import IncompatibleCheckpoint, load_policy, save_policy
 from toyland.policies.features import ACTION, STATE, FeatureMismatch, PolicyFeatures
@@ -34,6 +35,8 @@ TINY = {
                                    "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3,
                                    "pool": "flatten_keypoints", "colour_jitter": [0.2, 0.2, 0.2, 0.05],
                                    "state_noise": 0.1, "relative_actions": True},
+    "diffusion-grasp_aux": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "image_feature_dim": 16,
+                            "horizon": 8, "n_action_steps": 4, "inference_steps": 3, "grasp_aux": 0.5},
     "vla-flow": {**TINY_VLA, "head": "flow"},
     "vla-discrete_diffusion": {**TINY_VLA, "head": "discrete_diffusion"},
     "vla-flow-convstem-slots": {**TINY_VLA, "head": "flow", "stem": "conv", "det_pool_slots": 3},
@@ -85,6 +88,8 @@ def fake_stats(features: PolicyFeatures) -> dict:
                      "mean": np.zeros(features.state_dim), "std": np.ones(features.state_dim)},
              ACTION: {"min": -np.ones(features.action_dim), "max": np.ones(features.action_dim),
                       "mean": np.zeros(features.action_dim), "std": np.ones(features.action_dim)}}
+    stats[GRASP_ANNOTATION] = {"mean": np.zeros(len(GRASP_NAMES)), "std": np.ones(len(GRASP_NAMES)),
+                               "min": -np.ones(len(GRASP_NAMES)), "max": np.ones(len(GRASP_NAMES))}
     for key, (c, _, _) in features.cameras.items():
         stats[key] = {"mean": np.full((c, 1, 1), 0.5), "std": np.full((c, 1, 1), 0.25),
                       "min": np.zeros((c, 1, 1)), "max": np.ones((c, 1, 1))}
@@ -105,6 +110,8 @@ def fake_batch(policy, batch_size: int = 4, seed: int = 0) -> dict:
             batch[key] = 0.1 + 1.9 * torch.rand(batch_size, len(times), *policy.features.depths[key], generator=g)
         elif key == STATE:
             batch[key] = torch.rand(batch_size, len(times), policy.features.state_dim, generator=g) * 2 - 1
+        elif key == GRASP_ANNOTATION:
+            batch[key] = torch.randn(batch_size, len(times), len(GRASP_NAMES), generator=g)
         else:
             batch[key] = torch.rand(batch_size, len(times), policy.features.action_dim, generator=g) * 2 - 1
         batch[f"{key}_is_pad"] = torch.zeros(batch_size, len(times), dtype=torch.bool)
@@ -335,3 +342,27 @@ def test_the_depth_channel_reaches_the_encoder_in_metres_up_to_its_range():
         torch.testing.assert_close(policy.condition(far), policy.condition(farther))  # clipped at the range
     with pytest.raises(FeatureMismatch, match="'depth' modality"):
         make_policy(tiny_config("diffusion-depth"), FEATURES, fake_stats(FEATURES))
+
+
+def test_grasp_aux_learns_the_expert_grasp_from_the_images_and_needs_the_label():
+    policy = tiny_policy("diffusion-grasp_aux")
+    batch = fake_batch(policy, batch_size=16)
+    # a label the images determine: the brightness of the front camera's left and right halves
+    image = batch["observation.images.front"][:, -1]
+    halves = torch.stack([image[..., :24].mean((1, 2, 3)), image[..., 24:].mean((1, 2, 3))], 1)
+    label = torch.cat([halves, halves.sum(1, keepdim=True), halves], 1)
+    batch[GRASP_ANNOTATION] = ((label - label.mean(0)) / label.std(0))[:, None]
+    optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss, metrics = policy(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(metrics["grasp_mse"])
+    assert losses[-1] < 0.3 * losses[0]
+    assert GRASP_ANNOTATION not in tiny_policy("diffusion").delta_timestamps()  # off: the data need not have it
+    stats = fake_stats(FEATURES)
+    del stats[GRASP_ANNOTATION]
+    with pytest.raises(FeatureMismatch, match="grasp_aux needs 'annotation.grasp'"):
+        make_policy(tiny_config("diffusion-grasp_aux"), FEATURES, stats)
