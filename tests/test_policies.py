@@ -19,6 +19,9 @@ MASKED = PolicyFeatures(cameras={"observation.images.front": (3, 48, 48)}, state
                         masks={"observation.masks.front": (48, 48)}, **NAMES)
 WITH_DEPTH = PolicyFeatures(cameras={"observation.images.front": (3, 48, 48)}, state_dim=15, action_dim=7, fps=20,
                             depths={"observation.depth.front": (48, 48)}, **NAMES)
+MASKED_DEPTH = PolicyFeatures(cameras={"observation.images.front": (3, 48, 48)}, state_dim=15, action_dim=7, fps=20,
+                              masks={"observation.masks.front": (48, 48)}, depths={"observation.depth.front": (48, 48)},
+                              **NAMES)
 TINY_VLA = {"name": "vla", "dim": 32, "heads": 2, "vision_layers": 1, "policy_layers": 1, "head_layers": 1,
             "patch_size": 6, "crop": 0.875, "bins": 16, "horizon": 8, "n_action_steps": 4, "flow_steps": 3,
             "inference_steps": 3}
@@ -40,6 +43,7 @@ TINY = {
     "vla-flow": {**TINY_VLA, "head": "flow"},
     "vla-discrete_diffusion": {**TINY_VLA, "head": "discrete_diffusion"},
     "vla-flow-convstem-slots": {**TINY_VLA, "head": "flow", "stem": "conv", "det_pool_slots": 3},
+    "vla-flow-depth-geometry": {**TINY_VLA, "head": "flow", "depth": True, "det_pool_geometry": True},
     "vla-autoregressive-patches": {**TINY_VLA, "head": "autoregressive", "det_pool": False, "use_language": False},
     "lerobot_diffusion": {"horizon": 8, "n_action_steps": 4,
                           "overrides": {"down_dims": [16, 32], "num_inference_steps": 3, "diffusion_step_embed_dim": 16}},
@@ -64,7 +68,8 @@ def test_every_registered_policy_and_vla_head_has_a_tiny_config():
 def tiny_policy(case: str):
     torch.manual_seed(0)
     cls, config = policy_config(tiny_config(case))
-    features = MASKED if config.needs_masks else WITH_DEPTH if config.needs_depth else FEATURES
+    features = {(True, True): MASKED_DEPTH, (True, False): MASKED, (False, True): WITH_DEPTH,
+                (False, False): FEATURES}[(config.needs_masks, config.needs_depth)]
     policy = cls(config, features, fake_stats(features))
     policy.fit(FakeSampler(policy))
     return policy

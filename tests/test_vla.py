@@ -7,7 +7,7 @@ import torch
 
 from toyland.policies.features import FeatureMismatch
 from toyland.policies.vla.bins import QuantileBins
-from test_policies import MASKED, TINY, fake_batch, fake_stats, tiny_policy
+from test_policies import MASKED, MASKED_DEPTH, TINY, fake_batch, fake_stats, tiny_policy
 
 VLA_CASES = [c for c in TINY if TINY[c].get("name") == "vla"]
 TOKEN_CASES = [c for c in VLA_CASES if TINY[c]["head"] != "flow"]  # the heads that work on action bins
@@ -57,18 +57,19 @@ def test_the_trained_bins_travel_with_the_checkpoint(case, tmp_path):
     assert bool(loaded.head.bins.fitted)
 
 
-def det_pool_policy(det_pool: bool, stem: str = "linear", slots: int = 1, geometry: bool = False):
+def det_pool_policy(det_pool: bool, stem: str = "linear", slots: int = 1, geometry: bool = False, depth: bool = False):
     from toyland.policies import make_policy
 
     torch.manual_seed(0)
+    features = MASKED_DEPTH if depth else MASKED
     return make_policy({**TINY["vla-flow"], "det_pool": det_pool, "stem": stem, "det_pool_slots": slots,
-                        "det_pool_geometry": geometry}, MASKED, fake_stats(MASKED)).eval()
+                        "det_pool_geometry": geometry, "depth": depth}, features, fake_stats(features)).eval()
 
 
-@pytest.mark.parametrize("stem,slots,geometry", [("linear", 1, False), ("conv", 1, False), ("linear", 3, False),
-                                                 ("linear", 1, True)])
-def test_det_pool_ignores_every_pixel_outside_the_target_mask(stem, slots, geometry):
-    policy = det_pool_policy(True, stem, slots, geometry)
+@pytest.mark.parametrize("stem,slots,geometry,depth", [("linear", 1, False, False), ("conv", 1, False, False),
+                                                       ("linear", 3, False, False), ("linear", 1, True, True)])
+def test_det_pool_ignores_every_pixel_outside_the_target_mask(stem, slots, geometry, depth):
+    policy = det_pool_policy(True, stem, slots, geometry, depth)
     batch = fake_batch(policy, batch_size=3)
     mask = batch["observation.masks.front"]
     mask[2] = 0  # one sample whose target is out of view: its token is the learned "absent" token
@@ -76,6 +77,9 @@ def test_det_pool_ignores_every_pixel_outside_the_target_mask(stem, slots, geome
     noise = torch.rand_like(batch["observation.images.front"])
     outside = (mask[:, :, None] == 0).expand_as(noise)
     changed["observation.images.front"] = torch.where(outside, noise, batch["observation.images.front"])
+    if depth:  # the depth outside the mask cannot reach the tokens either
+        far = batch["observation.depth.front"] + 0.5
+        changed["observation.depth.front"] = torch.where(mask == 0, far, batch["observation.depth.front"])
     with torch.no_grad():
         a, _ = policy.encode(batch)
         b, _ = policy.encode(changed)
@@ -85,7 +89,7 @@ def test_det_pool_ignores_every_pixel_outside_the_target_mask(stem, slots, geome
     inside["observation.images.front"] = torch.where(~outside, noise, batch["observation.images.front"])
     with torch.no_grad():
         assert not torch.allclose(policy.encode(inside)[0][:2], a[:2], atol=1e-4)
-        plain = det_pool_policy(False, stem)
+        plain = det_pool_policy(False, stem, depth=depth)
         assert not torch.allclose(plain.encode(batch)[0], plain.encode(changed)[0], atol=1e-4)
 
 

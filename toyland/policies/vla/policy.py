@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from toyland.policies.base import Policy, PolicyConfig, check_steps
-from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_mask, check_masks
+from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_depth, batch_mask, check_depth, check_masks
 from toyland.policies.registry import POLICIES
 from toyland.policies.vision import crop, cropped_size
 from toyland.policies.vla.heads import HEADS
@@ -34,6 +34,9 @@ class VLAConfig(PolicyConfig):
     det_pool: bool = True  # object tokens pooled over the target's mask instead of every patch
     det_pool_slots: int = 1  # object tokens per camera and frame: 1 the mean, more attention-pooled slots
     det_pool_geometry: bool = False  # add the mask's centroid, extent and moments to the object tokens
+    # each camera's metric depth as a fourth input channel of its patches (masked with the RGB under
+    # DetPool): how far the target is below the jaw, which one RGB view leaves to the toy's unknown size
+    depth: bool = False
     crop: float = 0.875  # random crop in training, centre crop when acting; 64 px -> 56 = 7 patches of 8
     patch_size: int = 8
     stem: str = "linear"  # patch embedding: linear (ViT) | conv (stride-2 convolutions, same token grid)
@@ -53,6 +56,10 @@ class VLAConfig(PolicyConfig):
     @property
     def needs_masks(self) -> bool:
         return self.det_pool
+
+    @property
+    def needs_depth(self) -> bool:
+        return self.depth
 
     def validate(self) -> None:
         super().validate()
@@ -81,10 +88,12 @@ class VLAPolicy(Policy):
         c = config
         if c.det_pool:
             check_masks(features, "det_pool")
+        if c.depth:
+            check_depth(features)
         self.keys = list(features.cameras)
         self.vision = nn.ModuleDict({
             self._name(k): PatchEncoder(cropped_size(shape[1:], c.crop), c.patch_size, c.dim, c.heads, c.vision_layers,
-                                        c.mlp_ratio, c.dropout, c.stem)
+                                        c.mlp_ratio, c.dropout, c.stem, in_channels=3 + int(c.depth))
             for k, shape in features.cameras.items()
         })
         self.pool = DetPool(c.dim, c.det_pool_slots, c.det_pool_geometry) if c.det_pool else None
@@ -109,9 +118,11 @@ class VLAPolicy(Policy):
     def _camera_tokens(self, i: int, key: str, batch: dict) -> torch.Tensor:
         images = batch[key]  # [B, T, C, H, W]
         b, t = images.shape[:2]
+        if self.config.depth:
+            images = torch.cat([images, batch_depth(batch, key, images)], 2)
         if self.pool is not None:  # crop image and mask with the same window
             both = crop(torch.cat([images, batch_mask(batch, key, images)], 2), self.config.crop, random=self.training)
-            images, mask = both[:, :, :3], both[:, :, 3]
+            images, mask = both[:, :, :-1], both[:, :, -1]
             tokens, touched = self.vision[self._name(key)](images.flatten(0, 1), mask.flatten(0, 1))
             tokens = self.pool(tokens, touched, mask.flatten(0, 1)).reshape(b, t, self.config.det_pool_slots, -1)
         else:

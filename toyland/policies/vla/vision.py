@@ -39,13 +39,13 @@ def transformer_layer(dim: int, heads: int, mlp_ratio: float, dropout: float) ->
 STEMS = ("linear", "conv")
 
 
-def conv_stem(patch: int, dim: int) -> nn.Sequential:
+def conv_stem(patch: int, dim: int, in_channels: int = 3) -> nn.Sequential:
     """Stride-2 3x3 convolutions for each factor 2 of ``patch``, then one convolution over the
     remaining factor (kernel = stride), to ``dim`` channels: one token per patch, as the linear stem."""
     halvings, rest = 0, patch
     while rest % 2 == 0 and rest > 1:
         halvings, rest = halvings + 1, rest // 2
-    layers, c_in = [], 3
+    layers, c_in = [], in_channels
     for i in range(halvings):
         c_out = max(8, dim // 2 ** max(0, halvings - i - 1) // 2)
         layers += [nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False), nn.GroupNorm(min(8, c_out // 4) or 1, c_out), nn.ReLU()]
@@ -55,11 +55,11 @@ def conv_stem(patch: int, dim: int) -> nn.Sequential:
 
 
 class PatchEncoder(nn.Module):
-    """[N, 3, H, W] in [0, 1] (and an optional [N, H, W] target mask) -> patch tokens [N, P, D] and,
-    with a mask, which patches the mask touches [N, P]."""
+    """[N, C, H, W] in [0, 1] (RGB, or RGB and depth; and an optional [N, H, W] target mask) -> patch
+    tokens [N, P, D] and, with a mask, which patches the mask touches [N, P]."""
 
     def __init__(self, image_size: tuple[int, int], patch: int, dim: int, heads: int, layers: int, mlp_ratio: float,
-                 dropout: float, stem: str = "linear"):
+                 dropout: float, stem: str = "linear", in_channels: int = 3):
         super().__init__()
         h, w = image_size
         if h % patch or w % patch:
@@ -68,7 +68,7 @@ class PatchEncoder(nn.Module):
         self.patch, self.grid = patch, (h // patch, w // patch)
         if stem not in STEMS:
             raise ValueError(f"stem={stem!r}; valid: {', '.join(STEMS)}")
-        self.embed = nn.Conv2d(3, dim, patch, patch) if stem == "linear" else conv_stem(patch, dim)
+        self.embed = nn.Conv2d(in_channels, dim, patch, patch) if stem == "linear" else conv_stem(patch, dim, in_channels)
         self.register_buffer("fixed_position", sincos_2d(*self.grid, dim)[None], persistent=False)
         self.position = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], dim))
         self.blocks = nn.ModuleList(transformer_layer(dim, heads, mlp_ratio, dropout) for _ in range(layers))
