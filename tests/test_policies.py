@@ -37,7 +37,7 @@ TINY = {
     "diffusion-keypoints-jitter": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "keypoints": 8,
                                    "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3,
                                    "pool": "flatten_keypoints", "colour_jitter": [0.2, 0.2, 0.2, 0.05],
-                                   "state_noise": 0.1, "relative_actions": True},
+                                   "state_noise": 0.1, "relative_actions": True, "symmetric_yaw": True},
     "diffusion-grasp_aux": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "image_feature_dim": 16,
                             "horizon": 8, "n_action_steps": 4, "inference_steps": 3, "grasp_aux": 0.5},
     "vla-flow": {**TINY_VLA, "head": "flow"},
@@ -371,3 +371,42 @@ def test_grasp_aux_learns_the_expert_grasp_from_the_images_and_needs_the_label()
     del stats[GRASP_ANNOTATION]
     with pytest.raises(FeatureMismatch, match="grasp_aux needs 'annotation.grasp'"):
         make_policy(tiny_config("diffusion-grasp_aux"), FEATURES, stats)
+
+
+def test_symmetric_yaw_learns_one_target_for_both_ends_of_the_jaw_turn_and_acts_nearest_the_tool():
+    import mujoco
+
+    from toyland.policies.symmetric_yaw import SymmetricYaw
+    from toyland.sim.geometry import top_down_mat
+
+    yaw = SymmetricYaw(FEATURES)
+    reference = 0.7  # the world yaw that rz = 0 means
+
+    def state_at(world_yaw: float) -> torch.Tensor:
+        quat = np.empty(4)
+        mujoco.mju_mat2Quat(quat, top_down_mat(world_yaw).reshape(-1))
+        state = torch.zeros(1, 1, FEATURES.state_dim)
+        state[0, 0, -4:] = torch.as_tensor(quat)
+        return state
+
+    rng = np.random.default_rng(0)
+    rz = rng.uniform(-0.5, 0.5, 64)
+    actions = torch.zeros(64, 4, FEATURES.action_dim)
+    actions[..., 5] = torch.as_tensor(rz, dtype=torch.float32)[:, None]
+    states = torch.cat([state_at(reference + np.pi * r + rng.normal(0, 0.03)) for r in rz])
+    yaw.fit([actions], [states])
+    assert abs(float(yaw.reference) - reference) < 0.02
+    ends = torch.zeros(2, 1, FEATURES.action_dim)
+    ends[0, :, 5], ends[1, :, 5] = 0.45, -0.55  # 81 and -99 degrees: one jaw pose
+    coded = yaw.encode(ends)
+    assert coded.shape[-1] == FEATURES.action_dim + 1
+    torch.testing.assert_close(coded[0], coded[1])
+    # decoded to whichever is nearer the tool's current yaw: no quarter turn the wrong way
+    near_plus = yaw.decode(coded[:1], state_at(reference + 1.2))[0, 0, 5]
+    near_minus = yaw.decode(coded[:1], state_at(reference - 1.2))[0, 0, 5]
+    assert abs(float(near_plus) - 0.45) < 1e-5 and abs(float(near_minus) + 0.55) < 1e-5
+    # a chunk that turns steadily past the cut stays continuous
+    turning = torch.zeros(1, 8, FEATURES.action_dim)
+    turning[0, :, 5] = torch.linspace(0.3, 0.65, 8)
+    decoded = yaw.decode(yaw.encode(turning), state_at(reference + np.pi * 0.3))[0, :, 5]
+    torch.testing.assert_close(decoded, turning[0, :, 5], atol=1e-5, rtol=0)

@@ -17,6 +17,7 @@ from toyland.policies.auxiliary import GraspAuxiliary
 from toyland.policies.base import Policy, PolicyConfig, check_steps
 from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_depth, batch_mask, check_depth, check_masks
 from toyland.policies.registry import POLICIES
+from toyland.policies.symmetric_yaw import SymmetricYaw
 from toyland.policies.vision import ConvEncoder, check_colour_jitter, colour_jitter, crop, cropped_size
 from toyland.policies.diffusion.unet import ConditionalUnet1d
 
@@ -49,6 +50,9 @@ class DiffusionConfig(PolicyConfig):
     # tcp.x, tcp.y, tcp.z; both min-max normalized), rescaled to fill [-1, 1] by a fit on training
     # chunks: where to go from here, the same offset wherever the toy is (UMI's relative trajectories)
     relative_actions: bool = False
+    # learn the jaw's yaw as (cos 2 psi, sin 2 psi) and act with the equivalent yaw nearest the tool's
+    # (toyland/policies/symmetric_yaw.py): the two ends of rz's range are the same parallel-jaw grasp
+    symmetric_yaw: bool = False
     mask_padding: bool = False  # drop chunk steps past the episode end from the loss (else learn to hold)
     # the instructed object's mask as a fourth input channel per camera (object-centric input: the
     # segmentation in sim, a detector on a robot); collect with the cameras' 'mask' modality
@@ -142,7 +146,8 @@ class DiffusionPolicy(Policy):
         per_step = c.image_feature_dim * len(features.cameras) + features.state_dim
         cond_dim = per_step * c.n_obs_steps + (c.language_dim if c.use_language else 0)
         self.language = nn.Linear(384, c.language_dim) if c.use_language else None
-        self.denoiser = ConditionalUnet1d(features.action_dim, cond_dim, tuple(c.down_dims), c.kernel_size, c.n_groups,
+        self.yaw = SymmetricYaw(features) if c.symmetric_yaw else None
+        self.denoiser = ConditionalUnet1d(features.action_dim + int(c.symmetric_yaw), cond_dim, tuple(c.down_dims), c.kernel_size, c.n_groups,
                                           c.step_embed_dim)
         kwargs = dict(num_train_timesteps=c.train_timesteps, beta_schedule=c.beta_schedule, clip_sample=True,
                       prediction_type=c.prediction)
@@ -159,8 +164,11 @@ class DiffusionPolicy(Policy):
         return deltas
 
     def fit(self, sampler) -> None:
+        draws = [sampler.sample(FIT_STEP + i) for i in range(FIT_BATCHES)] if self.config.relative_actions or \
+            self.yaw is not None else []
+        if self.yaw is not None:
+            self.yaw.fit([d[ACTION] for d in draws], [d[STATE] for d in draws])
         if self.config.relative_actions:
-            draws = [sampler.sample(FIT_STEP + i) for i in range(FIT_BATCHES)]
             self.relative.fit([self.normalizer.normalize(ACTION, d[ACTION]) for d in draws],
                               [self.normalizer.normalize(STATE, d[STATE]) for d in draws])
 
@@ -169,9 +177,18 @@ class DiffusionPolicy(Policy):
         target = self.normalizer.normalize(ACTION, actions)
         if self.config.relative_actions:
             target = self.relative.encode(target, self.normalizer.normalize(STATE, state))
+        if self.yaw is not None:  # cos 2 psi in rz's place, sin 2 psi appended (both already in [-1, 1])
+            coded = self.yaw.encode(actions)
+            target = torch.cat([target, coded[..., -1:]], -1)
+            target[..., self.yaw.rz] = coded[..., self.yaw.rz]
         return target
 
     def from_target(self, target: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        if self.yaw is not None:  # back to a normalized rz, the yaw chosen from the tool's current one
+            psi = self.yaw.decode(target, state)[..., self.yaw.rz]
+            raw = self.normalizer.unnormalize(ACTION, target[..., :-1])
+            raw[..., self.yaw.rz] = psi
+            target = self.normalizer.normalize(ACTION, raw)
         if self.config.relative_actions:
             target = self.relative.decode(target, self.normalizer.normalize(STATE, state))
         return self.normalizer.unnormalize(ACTION, target)
@@ -226,7 +243,8 @@ class DiffusionPolicy(Policy):
     def predict_action_chunk(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         cond = self.condition(batch)
         b = cond.shape[0]
-        x = torch.randn(b, self.config.horizon, self.features.action_dim, generator=generator, device=cond.device)
+        x = torch.randn(b, self.config.horizon, self.features.action_dim + int(self.yaw is not None), generator=generator,
+                        device=cond.device)
         scheduler = self.sample_scheduler
         scheduler.set_timesteps(self.config.inference_steps)
         for t in scheduler.timesteps:
