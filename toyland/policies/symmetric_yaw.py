@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from toyland.policies.features import PolicyFeatures
+from toyland.policies.features import ACTION, PolicyFeatures
 
 QUATERNION = ("tcp.qw", "tcp.qx", "tcp.qy", "tcp.qz")
 
@@ -50,6 +50,20 @@ class SymmetricYaw(nn.Module):
         offset = torch.cat([tool_yaw(s[:, -1, self.quat_index]) - math.pi * a[:, 0, self.rz]
                             for a, s in zip(actions, states)])
         self.reference.fill_(float(torch.atan2(torch.sin(2 * offset).mean(), torch.cos(2 * offset).mean()) / 2))
+
+    def to_target(self, target: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """A normalized chunk [B, H, A] (of the raw ``actions``) -> [B, H, A + 1]: cos 2 psi in rz's place,
+        sin 2 psi appended (both in [-1, 1] like the rest)."""
+        coded = self.encode(actions)
+        out = torch.cat([target, coded[..., -1:]], -1)
+        out[..., self.rz] = coded[..., self.rz]
+        return out
+
+    def from_target(self, target: torch.Tensor, state: torch.Tensor, normalizer) -> torch.Tensor:
+        """[B, H, A + 1] -> the normalized chunk [B, H, A], its yaw chosen from the raw ``state``'s tool yaw."""
+        raw = normalizer.unnormalize(ACTION, target[..., :-1])
+        raw[..., self.rz] = self.decode(target, state)[..., self.rz]
+        return normalizer.normalize(ACTION, raw)
 
     def encode(self, actions: torch.Tensor) -> torch.Tensor:
         psi = math.pi * actions[..., self.rz]

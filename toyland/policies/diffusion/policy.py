@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from toyland.policies.auxiliary import GraspAuxiliary
-from toyland.policies.base import Policy, PolicyConfig, check_steps
+from toyland.policies.base import Policy, PolicyConfig, check_steps, fit_draws
 from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_depth, batch_mask, check_depth, check_masks
 from toyland.policies.registry import POLICIES
 from toyland.policies.symmetric_yaw import SymmetricYaw
@@ -86,7 +86,6 @@ class DiffusionConfig(PolicyConfig):
             raise ValueError(f"grasp_aux={self.grasp_aux} must be >= 0 (0: off)")
 
 
-FIT_STEP, FIT_BATCHES = 2**40, 8  # training chunks drawn (from steps training never reaches) to fit the relative scale
 TOOL_STATE, TOOL_ACTION = ("tcp.x", "tcp.y", "tcp.z"), ("x", "y", "z")
 
 
@@ -164,8 +163,7 @@ class DiffusionPolicy(Policy):
         return deltas
 
     def fit(self, sampler) -> None:
-        draws = [sampler.sample(FIT_STEP + i) for i in range(FIT_BATCHES)] if self.config.relative_actions or \
-            self.yaw is not None else []
+        draws = fit_draws(sampler) if self.config.relative_actions or self.yaw is not None else []
         if self.yaw is not None:
             self.yaw.fit([d[ACTION] for d in draws], [d[STATE] for d in draws])
         if self.config.relative_actions:
@@ -177,18 +175,11 @@ class DiffusionPolicy(Policy):
         target = self.normalizer.normalize(ACTION, actions)
         if self.config.relative_actions:
             target = self.relative.encode(target, self.normalizer.normalize(STATE, state))
-        if self.yaw is not None:  # cos 2 psi in rz's place, sin 2 psi appended (both already in [-1, 1])
-            coded = self.yaw.encode(actions)
-            target = torch.cat([target, coded[..., -1:]], -1)
-            target[..., self.yaw.rz] = coded[..., self.yaw.rz]
-        return target
+        return target if self.yaw is None else self.yaw.to_target(target, actions)
 
     def from_target(self, target: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        if self.yaw is not None:  # back to a normalized rz, the yaw chosen from the tool's current one
-            psi = self.yaw.decode(target, state)[..., self.yaw.rz]
-            raw = self.normalizer.unnormalize(ACTION, target[..., :-1])
-            raw[..., self.yaw.rz] = psi
-            target = self.normalizer.normalize(ACTION, raw)
+        if self.yaw is not None:
+            target = self.yaw.from_target(target, state, self.normalizer)
         if self.config.relative_actions:
             target = self.relative.decode(target, self.normalizer.normalize(STATE, state))
         return self.normalizer.unnormalize(ACTION, target)

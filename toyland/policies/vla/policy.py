@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from toyland.policies.base import Policy, PolicyConfig, check_steps
+from toyland.policies.base import Policy, PolicyConfig, check_steps, fit_draws
 from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_depth, batch_mask, check_depth, check_masks
 from toyland.policies.registry import POLICIES
+from toyland.policies.symmetric_yaw import SymmetricYaw
 from toyland.policies.vision import crop, cropped_size
 from toyland.policies.vla.heads import HEADS
 from toyland.policies.vla.vision import STEMS, DetPool, PatchEncoder, transformer_layer
@@ -37,6 +38,8 @@ class VLAConfig(PolicyConfig):
     # each camera's metric depth as a fourth input channel of its patches (masked with the RGB under
     # DetPool): how far the target is below the jaw, which one RGB view leaves to the toy's unknown size
     depth: bool = False
+    # the jaw's yaw learnt as (cos 2 psi, sin 2 psi), acted on nearest the tool's yaw (symmetric_yaw.py); flow head
+    symmetric_yaw: bool = False
     crop: float = 0.875  # random crop in training, centre crop when acting; 64 px -> 56 = 7 patches of 8
     patch_size: int = 8
     stem: str = "linear"  # patch embedding: linear (ViT) | conv (stride-2 convolutions, same token grid)
@@ -67,6 +70,8 @@ class VLAConfig(PolicyConfig):
             raise ValueError(f"head={self.head!r}; registered heads: {', '.join(HEADS.names())}")
         if self.stem not in STEMS:
             raise ValueError(f"stem={self.stem!r}; valid: {', '.join(STEMS)}")
+        if self.symmetric_yaw and self.head != "flow":
+            raise ValueError(f"symmetric_yaw=true works with head=flow (the {self.head} head bins raw actions)")
         if self.det_pool_geometry and not self.det_pool:
             raise ValueError("det_pool_geometry=true needs det_pool=true (the geometry is the target mask's)")
         if self.det_pool_slots < 1:
@@ -104,7 +109,8 @@ class VLAPolicy(Policy):
         self.language_in = nn.Linear(384, c.dim) if c.use_language else None
         self.blocks = nn.ModuleList(transformer_layer(c.dim, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.policy_layers))
         self.norm = nn.LayerNorm(c.dim)
-        self.head = HEADS.get(c.head)(c, features.action_dim)
+        self.yaw = SymmetricYaw(features) if c.symmetric_yaw else None
+        self.head = HEADS.get(c.head)(c, features.action_dim + int(c.symmetric_yaw))
 
     @staticmethod
     def _name(key: str) -> str:
@@ -113,6 +119,9 @@ class VLAPolicy(Policy):
     def fit(self, sampler) -> None:
         if self.head.uses_bins:
             self.head.bins.fit(sampler.values(ACTION))
+        if self.yaw is not None:
+            draws = fit_draws(sampler)
+            self.yaw.fit([d[ACTION] for d in draws], [d[STATE] for d in draws])
 
     # --- observation tokens, once per chunk ----------------------------------------------------
     def _camera_tokens(self, i: int, key: str, batch: dict) -> torch.Tensor:
@@ -157,10 +166,14 @@ class VLAPolicy(Policy):
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         memory, pad = self.encode(batch)
         actions = batch[ACTION] if self.head.uses_bins else self.normalizer.normalize(ACTION, batch[ACTION])
+        if self.yaw is not None:
+            actions = self.yaw.to_target(actions, batch[ACTION])
         return self.head.loss(memory, pad, actions)
 
     @torch.no_grad()
     def predict_action_chunk(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         memory, pad = self.encode(batch)
         chunk = self.head.sample(memory, pad, generator)
+        if self.yaw is not None:
+            chunk = self.yaw.from_target(chunk, batch[STATE], self.normalizer)
         return chunk if self.head.uses_bins else self.normalizer.unnormalize(ACTION, chunk)
