@@ -45,11 +45,12 @@ class SymmetricYaw(nn.Module):
         self.register_buffer("reference", torch.zeros(()))
 
     def fit(self, actions: list[torch.Tensor], states: list[torch.Tensor]) -> None:
-        """Raw chunks and state histories: the reference is the circular mean, modulo a half turn, of the
-        tool's yaw minus the commanded yaw (they differ by the tracking lag, a few degrees)."""
+        """Raw chunks and state histories: the reference is the circular mean of the tool's yaw minus the
+        commanded yaw (they differ by the tracking lag, a few degrees). A full turn, not a half: the
+        controller turns the tool by what ``rz`` says, so half a turn off would turn the arm around."""
         offset = torch.cat([tool_yaw(s[:, -1, self.quat_index]) - math.pi * a[:, 0, self.rz]
                             for a, s in zip(actions, states)])
-        self.reference.fill_(float(torch.atan2(torch.sin(2 * offset).mean(), torch.cos(2 * offset).mean()) / 2))
+        self.reference.fill_(float(torch.atan2(torch.sin(offset).mean(), torch.cos(offset).mean())))
 
     def to_target(self, target: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """A normalized chunk [B, H, A] (of the raw ``actions``) -> [B, H, A + 1]: cos 2 psi in rz's place,
@@ -75,6 +76,7 @@ class SymmetricYaw(nn.Module):
         """Targets [B, H, A + 1] and raw state history [B, T, S] -> raw actions [B, H, A]."""
         half = torch.atan2(target[..., -1], target[..., self.rz]) / 2  # one of the two equivalent yaws
         previous = tool_yaw(state[:, -1, self.quat_index]) - self.reference  # [B], in the action's frame
+        previous = torch.atan2(torch.sin(previous), torch.cos(previous))  # within half a turn of rz = 0
         yaws = []
         for k in range(target.shape[1]):  # the equivalent nearest the yaw before it
             psi = half[:, k] + math.pi * torch.round((previous - half[:, k]) / math.pi)
