@@ -39,7 +39,8 @@ TINY = {
                                    "pool": "flatten_keypoints", "colour_jitter": [0.2, 0.2, 0.2, 0.05],
                                    "state_noise": 0.1, "relative_actions": True, "symmetric_yaw": True},
     "diffusion-grasp_aux": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "image_feature_dim": 16,
-                            "horizon": 8, "n_action_steps": 4, "inference_steps": 3, "grasp_aux": 0.5},
+                            "horizon": 8, "n_action_steps": 4, "inference_steps": 3, "grasp_aux": 0.5,
+                            "episode_noise": True},
     "vla-flow": {**TINY_VLA, "head": "flow"},
     "vla-discrete_diffusion": {**TINY_VLA, "head": "discrete_diffusion"},
     "vla-flow-convstem-slots": {**TINY_VLA, "head": "flow", "stem": "conv", "det_pool_slots": 3},
@@ -189,6 +190,26 @@ def test_same_seed_same_actions(policy):
         torch.manual_seed(7)
         out.append(policy.select_action(fake_obs(1)))
     np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_episode_noise_starts_every_chunk_of_an_episode_from_one_draw():
+    policy = tiny_policy("diffusion-grasp_aux").eval()
+    batch = {k: v[:1] for k, v in fake_batch(policy, seed=5).items()}
+
+    def two_chunks() -> tuple[torch.Tensor, torch.Tensor]:
+        first = policy.predict_action_chunk(batch)
+        torch.manual_seed(int(torch.randint(1 << 30, ())))  # the global stream moves on between chunks
+        return first, policy.predict_action_chunk(batch)
+
+    policy.reset()
+    first, second = two_chunks()
+    torch.testing.assert_close(first, second)  # same input, same episode: the same chunk
+    policy.reset()
+    assert not torch.allclose(policy.predict_action_chunk(batch), first)  # a new episode draws anew
+    policy.config.episode_noise = False
+    policy.reset()
+    first, second = two_chunks()
+    assert not torch.allclose(first, second)  # off: each chunk is a fresh draw
 
 
 def test_a_checkpoint_of_another_config_is_refused(tmp_path):

@@ -41,6 +41,10 @@ class DiffusionConfig(PolicyConfig):
     language_dim: int = 64  # projection of the 384-d MiniLM sentence embedding
     train_timesteps: int = 100
     inference_steps: int = 10  # DDIM steps when acting
+    # start every chunk of an episode from the same noise (drawn at its first chunk): deterministic DDIM
+    # is then one map from observation to chunk, so a replan sees nearly the same input and keeps to the
+    # same mode (which grasp) instead of redrawing it every n_action_steps
+    episode_noise: bool = False
     beta_schedule: str = "squaredcos_cap_v2"
     # "sample": the denoiser predicts the clean chunk; "epsilon": the noise (Chi et al.'s choice).
     # On 100 Lift demos a state-conditioned denoiser reached gripper-action error 0.17 with "sample"
@@ -155,6 +159,11 @@ class DiffusionPolicy(Policy):
         self.grasp = GraspAuxiliary(cond_dim, stats) if c.grasp_aux > 0 else None
         self.train_scheduler = DDPMScheduler(**kwargs)
         self.sample_scheduler = DDIMScheduler(**kwargs)
+        self._episode_noise: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self._episode_noise = None
 
     def delta_timestamps(self) -> dict[str, list[float]]:
         deltas = super().delta_timestamps()
@@ -234,8 +243,13 @@ class DiffusionPolicy(Policy):
     def predict_action_chunk(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         cond = self.condition(batch)
         b = cond.shape[0]
-        x = torch.randn(b, self.config.horizon, self.features.action_dim + int(self.yaw is not None), generator=generator,
-                        device=cond.device)
+        shape = (b, self.config.horizon, self.features.action_dim + int(self.yaw is not None))
+        if self.config.episode_noise and self._episode_noise is not None and self._episode_noise.shape == shape:
+            x = self._episode_noise.clone()
+        else:
+            x = torch.randn(shape, generator=generator, device=cond.device)
+            if self.config.episode_noise:
+                self._episode_noise = x.clone()
         scheduler = self.sample_scheduler
         scheduler.set_timesteps(self.config.inference_steps)
         for t in scheduler.timesteps:
