@@ -6,7 +6,7 @@ import pytest
 
 from toyland.eval.rollout import run_episode, wilson_interval
 from toyland.sim import make_env
-from toyland.sim.experts import EXPERTS, make_expert, plan_grasp
+from toyland.sim.experts import EXPERTS, make_expert
 from toyland.sim.tasks import TASKS
 
 EPISODES = 50
@@ -41,25 +41,6 @@ def test_expert_is_deterministic():
     b = run_episode(env, expert.act, seed=5, reset_hook=expert.reset)
     assert (a.success, a.steps) == (b.success, b.steps)
     np.testing.assert_array_equal(state_a, env.unwrapped.scene.data.qpos)
-    env.close()
-
-
-def test_the_planner_turns_the_jaw_least_among_near_equal_grasps():
-    def turn(yaw: float, current: float) -> float:  # the jaw is symmetric: at most a quarter turn
-        return abs((yaw - current + np.pi / 2) % np.pi - np.pi / 2)
-
-    env = make_env(task="lift", cameras=[])
-    follows = 0
-    for seed in range(20):
-        env.reset(seed=seed)
-        scene = env.unwrapped.scene
-        geoms = scene.object_geoms[env.unwrapped.task.target_index]
-        free = plan_grasp(scene, geoms)
-        for current in (0.3, 0.3 + np.pi / 2):
-            grasp = plan_grasp(scene, geoms, current_yaw=current)
-            assert turn(grasp.yaw, current) <= turn(free.yaw, current) + 1e-9  # never turns more than it must
-            follows += turn(grasp.yaw, current) < np.deg2rad(8)  # the yaw grid is 15 degrees
-    assert follows >= 10, follows  # (4 of 40 without the preference) toys that fit at any yaw (balls, upright cylinders) keep the jaw's
     env.close()
 
 

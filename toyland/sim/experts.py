@@ -28,11 +28,6 @@ from toyland.sim.toys import MAX_GRASP_WIDTH
 
 EXPERTS: Registry[type] = Registry("expert")
 YAWS = np.linspace(0.0, np.pi, 12, endpoint=False)
-# Cost of turning the jaw a quarter turn from its current yaw, in the planner's units (metres of offset
-# from the toy's centre of mass; 0.2 per metre of span): as much as 1.5 cm more span. Without it, grasps
-# the toy allows at any yaw (a ball, an upright cylinder) were taken at the first yaw tried, often a
-# quarter turn away, so the demos' yaw was arbitrary where it did not matter.
-TURN_COST = 0.003
 
 
 @dataclass(frozen=True)
@@ -64,11 +59,9 @@ def _gripper_points(pos: np.ndarray, yaw: float, width: float) -> np.ndarray:
     return np.asarray(pts)
 
 
-def plan_grasp(scene: Scene, geoms: np.ndarray, avoid: tuple[Grasp, ...] = (), obstacles: np.ndarray | None = None,
-               current_yaw: float | None = None) -> Grasp:
+def plan_grasp(scene: Scene, geoms: np.ndarray, avoid: tuple[Grasp, ...] = (), obstacles: np.ndarray | None = None) -> Grasp:
     """Best clear top-down grasp on ``geoms``; grasps like one in ``avoid`` (tried and missed) rank
-    last. The open gripper must clear the target and ``obstacles`` (other objects' geoms). With the jaw's
-    ``current_yaw``, of grasps that differ little the one that turns the jaw least wins."""
+    last. The open gripper must clear the target and ``obstacles`` (other objects' geoms)."""
     m, d = scene.model, scene.data
     com = d.xipos[m.geom_bodyid[geoms[0]]]
 
@@ -101,8 +94,6 @@ def plan_grasp(scene: Scene, geoms: np.ndarray, avoid: tuple[Grasp, ...] = (), o
             pts = _gripper_points(pos, yaw, width)
             clearance = min(float(b.signed_distance(pts).min()) for b in blockers)
             cost = np.linalg.norm(pos[:2] - com[:2]) + 0.2 * width
-            if current_yaw is not None:  # the jaw is symmetric: a turn is at most a quarter
-                cost += TURN_COST * abs((yaw - current_yaw + np.pi / 2) % np.pi - np.pi / 2) / (np.pi / 2)
             if any(_similar(pos, yaw, g) for g in avoid):
                 cost += 1.0
             key = (clearance > 0.003, -cost if clearance > 0.003 else clearance)
@@ -223,10 +214,9 @@ class LiftExpert(Expert):
         scene, target = self.env.scene, self.target_index
         others = [g for k, g in enumerate(scene.object_geoms) if k != target]
         obstacles = np.concatenate(others) if others else None
+        self.grasp = plan_grasp(scene, scene.object_geoms[target], avoid=self.missed, obstacles=obstacles)
         _, rot = scene.tcp_pose()
         current = np.arctan2(rot[1, 1], rot[0, 1])  # yaw of the finger axis (tcp y)
-        self.grasp = plan_grasp(scene, scene.object_geoms[target], avoid=self.missed, obstacles=obstacles,
-                                current_yaw=current)
         # The jaw is symmetric: take the equivalent yaw nearest the current one.
         yaw = self.grasp.yaw + np.pi * np.round((current - self.grasp.yaw) / np.pi)
         self.goal_rot = geo.top_down_mat(yaw)
