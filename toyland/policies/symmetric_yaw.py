@@ -35,8 +35,8 @@ class SymmetricYaw(nn.Module):
 
     def __init__(self, features: PolicyFeatures):
         super().__init__()
-        missing = [n for n in QUATERNION if n not in features.state_names] + \
-                  [n for n in ("rz",) if n not in features.action_names]
+        missing = [n for n in QUATERNION if n not in features.state_names]
+        missing += [] if "rz" in features.action_names else ["rz"]
         if missing:
             raise ValueError(f"symmetric_yaw needs the tool quaternion in the state {QUATERNION} and 'rz' in the "
                              f"action; the data lacks {missing} (collect with env.control_mode=ee_pose)")

@@ -175,10 +175,6 @@ class LiftExpert(Expert):
     MIN_CLOSE_STEPS, MAX_CLOSE_STEPS = 6, 20
     SETTLED = 0.0005  # fingers that moved less than this in one step have stalled on the toy (or met)
     LIFT_PATIENCE = 20  # lift steps without the toy in the hand before giving up on a grasp
-    # The jaw may turn to the grasp yaw only within this distance of the approach pose (m; None: from the
-    # start), where the wrist camera shows the toy. Measured on learn_lift with 0.06: 70/100 against 74
-    # (RGB) and 70 against 75 (with depth) for turning from the start, so it is off.
-    TURN_WITHIN: float | None = None
     FUMBLE_SHIFT, FUMBLE_TURN, FUMBLE_PATIENCE = (0.015, 0.04), np.deg2rad(40), 6  # m; rad; steps (see fumble)
 
     @property
@@ -228,10 +224,9 @@ class LiftExpert(Expert):
         tcp, _ = scene.tcp_pose()
         g = self.grasp.pos
         self.phase_steps += 1
-        speed, turn = 1.0, True
+        speed = 1.0
         if self.phase == "approach":
             goal, grip = g + [0, 0, self.APPROACH_HEIGHT], -1.0
-            turn = self.TURN_WITHIN is None or np.linalg.norm(tcp - goal) < self.TURN_WITHIN
             rot_err = np.linalg.norm(geo.rotvec_from_mat(self.goal_rot @ ctrl.target_rot.T))
             if (np.linalg.norm(tcp - goal) < 0.012 and rot_err < 0.05) or self.phase_steps > 45:
                 self.phase, self.phase_steps = "descend", 0
@@ -262,7 +257,7 @@ class LiftExpert(Expert):
             toy_speed = np.linalg.norm(scene.data.cvel[scene.object_bodies[self.target_index], 3:])
             if (self.phase_steps >= 3 and toy_speed < 0.02) or self.phase_steps > 15:
                 self._plan()
-        return self._action(ctrl, goal, grip, speed, turn)
+        return self._action(ctrl, goal, grip, speed)
 
     def _grasped(self) -> bool:
         scene = self.env.scene
@@ -273,10 +268,10 @@ class LiftExpert(Expert):
         self.phase, self.phase_steps = "retreat", 0
         self.retreat_to = tcp + [0, 0, 0.05]
 
-    def _action(self, ctrl, goal: np.ndarray, grip: float, speed: float = 1.0, turn: bool = True) -> np.ndarray:
+    def _action(self, ctrl, goal: np.ndarray, grip: float, speed: float = 1.0) -> np.ndarray:
         move = np.clip((goal - ctrl.target_pos) / ctrl.max_step, -speed, speed)
-        rotate = np.clip(geo.rotvec_from_mat(self.goal_rot @ ctrl.target_rot.T) / ctrl.max_rot, -1.0, 1.0)
-        return ctrl.from_ee_delta(np.concatenate([move, rotate if turn else np.zeros(3), [grip]]))
+        turn = np.clip(geo.rotvec_from_mat(self.goal_rot @ ctrl.target_rot.T) / ctrl.max_rot, -1.0, 1.0)
+        return ctrl.from_ee_delta(np.concatenate([move, turn, [grip]]))
 
 
 EXPERTS.register("language_lift")(LiftExpert)  # the same skill: it reads the target from the task

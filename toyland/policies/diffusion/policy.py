@@ -150,7 +150,8 @@ class DiffusionPolicy(Policy):
         cond_dim = per_step * c.n_obs_steps + (c.language_dim if c.use_language else 0)
         self.language = nn.Linear(384, c.language_dim) if c.use_language else None
         self.yaw = SymmetricYaw(features) if c.symmetric_yaw else None
-        self.denoiser = ConditionalUnet1d(features.action_dim + int(c.symmetric_yaw), cond_dim, tuple(c.down_dims), c.kernel_size, c.n_groups,
+        self.target_dim = features.action_dim + int(c.symmetric_yaw)  # symmetric_yaw adds sin 2 psi
+        self.denoiser = ConditionalUnet1d(self.target_dim, cond_dim, tuple(c.down_dims), c.kernel_size, c.n_groups,
                                           c.step_embed_dim)
         kwargs = dict(num_train_timesteps=c.train_timesteps, beta_schedule=c.beta_schedule, clip_sample=True,
                       prediction_type=c.prediction)
@@ -243,7 +244,7 @@ class DiffusionPolicy(Policy):
     def predict_action_chunk(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         cond = self.condition(batch)
         b = cond.shape[0]
-        shape = (b, self.config.horizon, self.features.action_dim + int(self.yaw is not None))
+        shape = (b, self.config.horizon, self.target_dim)
         if self.config.episode_noise and self._episode_noise is not None and self._episode_noise.shape == shape:
             x = self._episode_noise.clone()
         else:
