@@ -9,6 +9,7 @@ lifted instead, training time. Finished variants are kept in results.json and sk
     .venv/bin/python benchmarks/learn_language_lift.py [--variants flow-detpool,flow-patches] [hydra overrides]
     .venv/bin/python benchmarks/learn_language_lift.py --out learn_language_lift_delta env.control_mode=ee_delta
     .venv/bin/python benchmarks/learn_language_lift.py --out learn_language_lift_dart --action-noise 0.02
+    .venv/bin/python benchmarks/learn_language_lift.py --out lll_descent --action-noise 0.04 --noise-correlation 0.9 --noise-entries x,y --noise-gated
 """
 
 from __future__ import annotations
@@ -55,13 +56,18 @@ def main() -> None:
                         help="folder under benchmarks/out for demos, runs and results (an override that changes the demos needs its own)")
     parser.add_argument("--action-noise", type=float, default=0.0,
                         help="DART-style demos: noise std on the executed arm actions (use with --out, its own demos)")
+    parser.add_argument("--noise-correlation", type=float, default=0.0,
+                        help="step-to-step correlation of that noise, in [0, 1) (see toyland.data.collect.ActionNoise)")
+    parser.add_argument("--noise-entries", default=None, help="comma-separated action entries it perturbs, e.g. x,y")
+    parser.add_argument("--noise-gated", action="store_true",
+                        help="only where the expert takes it (Lift: over its descent onto the grasp, fading out)")
     parser.add_argument("--rerun", action="store_true", help="train variants again even when results exist")
     args, overrides = parser.parse_known_args()
     args.variants = args.variants.split(",")
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; valid: {', '.join(VARIANTS)}")
-    from toyland.data.collect import collect
+    from toyland.data.collect import ActionNoise, collect
     from toyland.train.trainer import train
 
     OUT = BENCHMARKS / args.out
@@ -69,7 +75,9 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     t0 = time.perf_counter()
     summary = collect(config(args.variants[0], overrides, OUT)["env"], OUT / "data", episodes=100, seed=0, workers=2,
-                      progress=True, action_noise=args.action_noise)
+                      progress=True, action_noise=ActionNoise(
+                          args.action_noise, args.noise_correlation,
+                          tuple(args.noise_entries.split(",")) if args.noise_entries else None, args.noise_gated))
     print(f"demonstrations: {summary.kept} kept, {summary.discarded} discarded ({time.perf_counter() - t0:.0f} s this run)")
     for label in args.variants:
         if label in results and not args.rerun:

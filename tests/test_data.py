@@ -356,6 +356,33 @@ def test_dart_noise_perturbs_executed_arm_actions_and_records_the_experts(monkey
         collect({"task": "lift", **SMALL}, "unused", episodes=1, action_noise=2.0, progress=False)
 
 
+def test_correlated_noise_holds_its_offset_and_gated_noise_acts_only_where_the_expert_allows(monkeypatch):
+    from toyland.data.collect import ActionNoise, EpisodeRecorder
+
+    draws = ActionNoise(0.05, correlation=0.9).draws(np.random.default_rng(0), (4000,))
+    a, b = next(draws), next(draws)
+    assert 0.85 < np.corrcoef(a, b)[0, 1] < 0.95  # one step to the next: the offset is held
+    assert 0.045 < b.std() < 0.055  # the stationary std is the std asked for
+
+    noise = ActionNoise(0.04, correlation=0.9, entries=("x", "y"), gated=True)
+    recorder = EpisodeRecorder({"task": "lift", "cameras": []}, 10, action_noise=noise)
+    executed, phases, step = [], [], recorder.env.step
+    monkeypatch.setattr(recorder.env, "step",
+                        lambda a: (executed.append(np.array(a)), phases.append(recorder.expert.phase), step(a))[2])
+    episode = recorder(3)
+    offset = np.stack(executed)[: len(episode.frames)] - np.stack([f["action"] for f in episode.frames])
+    phases = np.array(phases[: len(episode.frames)])
+    assert np.all(offset[:, 2:] == 0)  # only x and y
+    assert np.all(offset[phases != "descend"] == 0)  # the Lift expert takes it over its descent only
+    assert np.abs(offset[phases == "descend", :2]).max() > 0.01
+    assert episode.success
+    assert recorder.env.unwrapped.action_names[:2] == ["x", "y"]
+    with pytest.raises(ValueError, match="noise_entries"):
+        EpisodeRecorder({"task": "lift", "cameras": []}, 10, action_noise=ActionNoise(0.02, entries=("gripper",)))
+    with pytest.raises(ValueError, match="noise_correlation"):
+        ActionNoise(0.02, correlation=1.0)
+
+
 @pytest.mark.parametrize("task", TASKS.names())
 def test_demo_frames_record_the_grasp_the_expert_is_executing(task):
     from toyland.data.collect import EpisodeRecorder

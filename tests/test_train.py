@@ -1,5 +1,6 @@
 """The trainer: exact resume, NaN handling, device errors, and the whole loop from the CLI."""
 
+import json
 import subprocess
 import sys
 
@@ -100,9 +101,13 @@ def test_collect_train_evaluate_from_the_command_line(tmp_path):
     run = [sys.executable, "-m", "toyland.cli"]
     data = tmp_path / "demos"
     proc = subprocess.run([*run, "collect", "episodes=2", "workers=1", "env.image_size=48", f"output_dir={data}",
+                           "action_noise=0.03", "noise_correlation=0.9", "noise_entries=[x,y]", "noise_gated=true",
                            f"hydra.run.dir={tmp_path / 'h1'}"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "2 episodes kept" in proc.stdout
+    recorded = json.loads((data / "meta" / "toyland_episodes.json").read_text())["config"]
+    assert {k: recorded[k] for k in recorded if "noise" in k} == {
+        "action_noise": 0.03, "noise_correlation": 0.9, "noise_entries": ["x", "y"], "noise_gated": True}
     proc = subprocess.run([*run, "train", "steps=4", "batch_size=4", "env.image_size=48", "eval.final_episodes=1",
                            "eval.videos=0", f"data.sources=[{{path: {data}}}]", f"hydra.run.dir={tmp_path / 'h2'}",
                            *TINY_DIFFUSION], capture_output=True, text=True, timeout=600)

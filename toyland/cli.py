@@ -77,14 +77,16 @@ def env_config(cfg: DictConfig) -> dict:
 
 
 def collect(cfg: DictConfig):
-    from toyland.data.collect import collect as run
+    from toyland.data.collect import ActionNoise, collect as run
 
     env_cfg = env_config(cfg)
     provenance = {"split": cfg.split} if cfg.get("scenario") else {}
     summary = run(
         env_cfg, cfg.output_dir, cfg.episodes, seed=cfg.seed, workers=cfg.workers, keep=cfg.keep,
         post_success_steps=cfg.post_success_steps, checkpoint_every=cfg.checkpoint_every, video=cfg.video,
-        repo_id=cfg.repo_id, provenance=provenance, action_noise=cfg.action_noise, recovery=cfg.recovery,
+        repo_id=cfg.repo_id, provenance=provenance,
+        action_noise=ActionNoise(cfg.action_noise, cfg.noise_correlation, cfg.noise_entries, cfg.noise_gated),
+        recovery=cfg.recovery,
     )
     print(
         f"dataset {summary.root}: {summary.kept} episodes kept, {summary.discarded} discarded "

@@ -23,6 +23,59 @@ from toyland.data.features import env_features, to_frame
 KEEP = ("successful", "all")
 
 
+@dataclass(frozen=True)
+class ActionNoise:
+    """DART-style noise (Laskey et al. 2017) on the executed actions, in normalized action units; the
+    dataset records the expert's clean actions. ``correlation`` is the noise's step-to-step
+    correlation (an Ornstein-Uhlenbeck process of stationary std ``std``): 0 draws it afresh every
+    step, which the expert undoes a step later; near 1 it holds an offset for many steps, the kind a
+    policy's misjudged target leaves, and the demos show the expert correcting it. ``entries`` names
+    the perturbed action entries (None: every arm entry). ``gated`` scales the noise by the expert's
+    ``noise_scale()``: the expert says where an offset is worth correcting and fades it out before
+    its own grasp would fail (the Lift expert: over its descent onto the grasp, none elsewhere)."""
+
+    std: float = 0.0
+    correlation: float = 0.0
+    entries: tuple[str, ...] | None = None
+    gated: bool = False
+
+    def __post_init__(self):
+        if not 0.0 <= self.std <= 0.5:
+            raise ValueError(f"action_noise={self.std}: use a std between 0 (off) and 0.5 in normalized action units")
+        if not 0.0 <= self.correlation < 1.0:
+            raise ValueError(f"noise_correlation={self.correlation}: use a step-to-step correlation in [0, 1)")
+        if self.entries is not None:
+            object.__setattr__(self, "entries", tuple(map(str, self.entries)))
+
+    @classmethod
+    def of(cls, noise: "ActionNoise | float") -> "ActionNoise":
+        return noise if isinstance(noise, ActionNoise) else cls(std=float(noise))
+
+    def record(self) -> dict:
+        """The dataset config's entries (none when off; the plain std when no option is used)."""
+        if not self.std:
+            return {}
+        options = {"noise_correlation": self.correlation, "noise_entries": list(self.entries or []),
+                   "noise_gated": self.gated}
+        return {"action_noise": self.std, **{k: v for k, v in options.items() if v}}
+
+    def mask(self, action_names: list[str]) -> np.ndarray:
+        """Which action entries are perturbed (checks the names against the env's action space)."""
+        arm = [name for name in action_names if name != "gripper"]
+        if self.entries is not None and not set(self.entries) <= set(arm):
+            raise ValueError(f"noise_entries={list(self.entries)}: perturb entries of this action space, "
+                             f"{', '.join(arm)} (the gripper is never perturbed)")
+        return np.array([name in (self.entries or arm) for name in action_names])
+
+    def draws(self, rng: np.random.Generator, shape: tuple[int, ...]):
+        """The noise of successive steps (a generator)."""
+        keep, fresh = self.correlation, np.sqrt(1.0 - self.correlation ** 2)
+        value = rng.normal(0.0, self.std, shape)
+        while True:
+            yield value
+            value = keep * value + fresh * rng.normal(0.0, self.std, shape)
+
+
 @dataclass
 class Episode:
     seed: int
@@ -37,7 +90,8 @@ class EpisodeRecorder:
 
     FUMBLE_TRIES = 3
 
-    def __init__(self, env_cfg: dict, post_success_steps: int, action_noise: float = 0.0, recovery: float = 0.0):
+    def __init__(self, env_cfg: dict, post_success_steps: int, action_noise: ActionNoise | float = 0.0,
+                 recovery: float = 0.0):
         from toyland.sim import make_env, resolved_env_config
         from toyland.sim.experts import make_expert
 
@@ -46,12 +100,12 @@ class EpisodeRecorder:
         self.limit = resolved_env_config(env_cfg)["max_episode_steps"]
         self.env = make_env(env_cfg, terminate_on_success=False, max_episode_steps=2 * self.limit)
         self.expert = make_expert(self.env)
+        self.action_noise = ActionNoise.of(action_noise)
         self.post_success_steps = post_success_steps
-        # DART-style noise (Laskey et al. 2017): the env executes the expert's action plus Gaussian noise on
-        # the arm entries while the dataset records the clean action, so the demos show the expert
-        # correcting from states a little off its own path, where an imitating policy ends up.
-        self.action_noise = action_noise
-        self.noisy = np.array([name != "gripper" for name in self.env.unwrapped.action_names])
+        # DART-style noise: the env executes the expert's action plus noise on the arm entries while the
+        # dataset records the clean action, so the demos show the expert correcting from states off its
+        # own path, where an imitating policy ends up.
+        self.noisy = self.action_noise.mask(self.env.unwrapped.action_names)
         # Recovery demos: in this fraction of episodes the expert's first grasp is aimed off and the
         # recording starts when it gives up on the miss, so the data shows re-grasping from the states a
         # policy's missed grasp leaves behind, and never the aimed-off approach itself.
@@ -73,7 +127,7 @@ class EpisodeRecorder:
         if fumble_rng is not None:
             self.expert.fumble(fumble_rng)
         frames, success_step, step_info, skipped = [], None, {}, 0
-        noise_rng = np.random.default_rng([seed, 0xDA27])  # the seed fixes the noise too
+        noise = self.action_noise.draws(np.random.default_rng([seed, 0xDA27]), self.noisy.shape)  # the seed fixes it
         while True:
             action = self.expert.act(obs)
             if fumble_rng is not None and not frames and self.expert.phase != "retreat":
@@ -81,9 +135,9 @@ class EpisodeRecorder:
             else:
                 frames.append({**to_frame(obs, action), **self.expert.annotation()})
             executed = action
-            if self.action_noise > 0:
-                executed = action + self.noisy * noise_rng.normal(0.0, self.action_noise, action.shape)
-                executed = np.clip(executed, -1.0, 1.0).astype(action.dtype)
+            if self.action_noise.std > 0:
+                scale = self.expert.noise_scale() if self.action_noise.gated else 1.0
+                executed = np.clip(action + scale * self.noisy * next(noise), -1.0, 1.0).astype(action.dtype)
             obs, _, terminated, _, step_info = self.env.step(executed)
             truncated = len(frames) >= self.limit
             if not frames and (terminated or skipped >= self.limit or step_info["is_success"]):
@@ -117,7 +171,7 @@ class EpisodeRecorder:
 _RECORDER: EpisodeRecorder | None = None  # per worker process: built once by _init_worker
 
 
-def _init_worker(env_cfg: dict, post_success_steps: int, action_noise: float, recovery: float) -> None:
+def _init_worker(env_cfg: dict, post_success_steps: int, action_noise: ActionNoise, recovery: float) -> None:
     global _RECORDER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     _RECORDER = EpisodeRecorder(env_cfg, post_success_steps, action_noise, recovery)
@@ -127,8 +181,8 @@ def _record(seed: int) -> Episode:
     return _RECORDER(seed)
 
 
-def ordered_episodes(env_cfg: dict, post_success_steps: int, first_seed: int, workers: int, action_noise: float = 0.0,
-                     recovery: float = 0.0):
+def ordered_episodes(env_cfg: dict, post_success_steps: int, first_seed: int, workers: int,
+                     action_noise: ActionNoise | float = 0.0, recovery: float = 0.0):
     """Episodes for seeds first_seed, first_seed + 1, ... in order, simulated on ``workers`` processes."""
     if workers <= 1:
         recorder = EpisodeRecorder(env_cfg, post_success_steps, action_noise, recovery)
@@ -183,11 +237,11 @@ class CollectSummary:
 def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0, workers: int = 2,
             keep: str = "successful", post_success_steps: int = 10, checkpoint_every: int = 10,
             video: bool = False, repo_id: str | None = None, progress: bool = True,
-            provenance: dict | None = None, action_noise: float = 0.0, recovery: float = 0.0) -> CollectSummary:
+            provenance: dict | None = None, action_noise: ActionNoise | float = 0.0, recovery: float = 0.0) -> CollectSummary:
     """Collects until the dataset at ``output_dir`` holds ``episodes`` kept episodes (resuming one
     that is there). ``provenance`` (e.g. scenario and split) is stored in the episode log.
-    ``action_noise`` > 0: the std of Gaussian noise added to the executed arm actions (normalized
-    units) while the clean expert actions are recorded. ``recovery`` > 0: the fraction of episodes
+    ``action_noise``: DART-style noise on the executed arm actions while the clean expert actions are
+    recorded (an ``ActionNoise``, or its std in normalized units). ``recovery`` > 0: the fraction of episodes
     recorded as recovery demos (the first grasp aimed off, recorded from the expert's retreat on)."""
     from tqdm import tqdm
 
@@ -199,8 +253,7 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
         raise ValueError(f"keep={keep!r}; valid: {', '.join(KEEP)}")
     if episodes < 1:
         raise ValueError(f"episodes={episodes}: ask for at least one episode")
-    if not 0.0 <= action_noise <= 0.5:
-        raise ValueError(f"action_noise={action_noise}: use a std between 0 (off) and 0.5 in normalized action units")
+    action_noise = ActionNoise.of(action_noise)
     if not 0.0 <= recovery <= 1.0:
         raise ValueError(f"recovery={recovery}: use the fraction of recovery demos, between 0 (off) and 1")
     probe = make_env(env_cfg, terminate_on_success=False)
@@ -209,11 +262,12 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
         raise ValueError(f"recovery={recovery}: the {env_cfg.get('task')} expert cannot aim a grasp off; use recovery=0")
     features = {**env_features(probe, video=video), **expert.annotation_features()}
     base = probe.unwrapped
+    action_noise.mask(base.action_names)  # an entry this action space lacks: say so before any worker starts
     fps = int(round(base.control_cfg.rate_hz))
     robot_type = base.embodiment.name
     probe.close()
     config = {"env": resolved_env_config(env_cfg), "seed": seed, "keep": keep, "post_success_steps": post_success_steps,
-              "video": video, **({"action_noise": action_noise} if action_noise else {}),
+              "video": video, **action_noise.record(),
               **({"recovery": recovery} if recovery else {}), **(provenance or {})}
     writer = DatasetWriter(output_dir, repo_id or f"toyland/{Path(output_dir).name}", features, fps, robot_type,
                            video, config, checkpoint_every)

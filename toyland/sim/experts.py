@@ -155,6 +155,12 @@ class Expert(ABC):
         """lerobot features of the privileged labels ``annotation()`` gives per frame (none here)."""
         return {}
 
+    def noise_scale(self) -> float:
+        """How much of collect's gated DART noise this moment takes, 0..1 (after ``act``): where a
+        policy's offset is worth showing the expert correct, fading out before the expert's own
+        grasp would fail. Everywhere by default."""
+        return 1.0
+
     def annotation(self) -> dict[str, np.ndarray]:
         """Privileged labels of the current step, recorded beside the demo frame (call after ``act``)."""
         return {}
@@ -187,6 +193,16 @@ class LiftExpert(Expert):
         self.patience = self.LIFT_PATIENCE
         self.missed: tuple[Grasp, ...] = ()
         self._plan()
+
+    def noise_scale(self) -> float:
+        # Over the descent, in proportion to the height left: a policy fixes its target xy while it
+        # approaches and then descends straight, so the demos show offsets at the top of the descent
+        # corrected on the way down, and none left when the jaw closes. Elsewhere the tolerances of
+        # the phase checks (12 mm, 3 degrees) would stall the expert.
+        if self.phase != "descend":
+            return 0.0
+        tcp, _ = self.env.scene.tcp_pose()
+        return float(np.clip((tcp[2] - self.grasp.pos[2]) / self.APPROACH_HEIGHT, 0.0, 1.0))
 
     def annotation_features(self) -> dict[str, dict]:
         return {GRASP_ANNOTATION: {"dtype": "float32", "shape": (len(GRASP_NAMES),), "names": list(GRASP_NAMES)}}
