@@ -366,15 +366,25 @@ def test_correlated_noise_holds_its_offset_and_gated_noise_acts_only_where_the_e
 
     noise = ActionNoise(0.04, correlation=0.9, entries=("x", "y"), gated=True)
     recorder = EpisodeRecorder({"task": "lift", "cameras": []}, 10, action_noise=noise)
-    executed, phases, step = [], [], recorder.env.step
-    monkeypatch.setattr(recorder.env, "step",
-                        lambda a: (executed.append(np.array(a)), phases.append(recorder.expert.phase), step(a))[2])
-    episode = recorder(3)
+    executed, phases, misses, step = [], [], [], recorder.env.step
+
+    def record_step(a):
+        tcp, _ = recorder.env.unwrapped.scene.tcp_pose()
+        misses.append(np.linalg.norm(tcp[:2] - recorder.expert.grasp.pos[:2]))
+        executed.append(np.array(a))
+        phases.append(recorder.expert.phase)
+        return step(a)
+
+    monkeypatch.setattr(recorder.env, "step", record_step)
+    episode = recorder(1)
     offset = np.stack(executed)[: len(episode.frames)] - np.stack([f["action"] for f in episode.frames])
     phases = np.array(phases[: len(episode.frames)])
     assert np.all(offset[:, 2:] == 0)  # only x and y
     assert np.all(offset[phases != "descend"] == 0)  # the Lift expert takes it over its descent only
     assert np.abs(offset[phases == "descend", :2]).max() > 0.01
+    descent = np.flatnonzero(phases == "descend")
+    # the tool was knocked off to the side on the way down, and the expert put it right before closing
+    assert max(misses[i] for i in descent) > 0.01 and misses[descent[-1] + 1] < 0.006
     assert episode.success
     assert recorder.env.unwrapped.action_names[:2] == ["x", "y"]
     with pytest.raises(ValueError, match="noise_entries"):

@@ -177,7 +177,7 @@ class LiftExpert(Expert):
     # The last few cm of the descent are slow and the close always lasts at least 6 steps: a policy that
     # decides a whole action chunk from one frame misjudges by a step or two, which costs 20 mm at full
     # speed and 6 mm here; lifting before the fingers stall lost the toy.
-    SLOW_ZONE, SLOW_SPEED = 0.04, 0.3  # m above the grasp; fraction of the top speed
+    SLOW_ZONE, SLOW_SPEED = 0.04, 0.3  # m above the grasp; fraction of the top speed, downwards (sideways: full)
     MIN_CLOSE_STEPS, MAX_CLOSE_STEPS = 6, 20
     SETTLED = 0.0005  # fingers that moved less than this in one step have stalled on the toy (or met)
     LIFT_PATIENCE = 20  # lift steps without the toy in the hand before giving up on a grasp
@@ -249,7 +249,8 @@ class LiftExpert(Expert):
         elif self.phase == "descend":
             goal, grip = g, -1.0
             if ctrl.target_pos[2] - g[2] < self.SLOW_ZONE:
-                speed = self.SLOW_SPEED
+                # Slow downwards only: a tool off to the side is put right at once, not while it sinks.
+                speed = np.array([1.0, 1.0, self.SLOW_SPEED])
             if np.linalg.norm(tcp - goal) < 0.006 or self.phase_steps > 25:
                 self.phase, self.phase_steps = "close", 0
                 self.last_opening = scene.finger_opening()
@@ -284,7 +285,7 @@ class LiftExpert(Expert):
         self.phase, self.phase_steps = "retreat", 0
         self.retreat_to = tcp + [0, 0, 0.05]
 
-    def _action(self, ctrl, goal: np.ndarray, grip: float, speed: float = 1.0) -> np.ndarray:
+    def _action(self, ctrl, goal: np.ndarray, grip: float, speed: float | np.ndarray = 1.0) -> np.ndarray:
         move = np.clip((goal - ctrl.target_pos) / ctrl.max_step, -speed, speed)
         turn = np.clip(geo.rotvec_from_mat(self.goal_rot @ ctrl.target_rot.T) / ctrl.max_rot, -1.0, 1.0)
         return ctrl.from_ee_delta(np.concatenate([move, turn, [grip]]))
