@@ -9,7 +9,7 @@ lifted instead, training time. Finished variants are kept in results.json and sk
     .venv/bin/python benchmarks/learn_language_lift.py [--variants flow-detpool,flow-patches] [hydra overrides]
     .venv/bin/python benchmarks/learn_language_lift.py --out learn_language_lift_delta env.control_mode=ee_delta
     .venv/bin/python benchmarks/learn_language_lift.py --out learn_language_lift_dart --action-noise 0.02
-    .venv/bin/python benchmarks/learn_language_lift.py --out lll_descent --action-noise 0.04 --noise-correlation 0.9 --noise-entries x,y --noise-gated
+    .venv/bin/python benchmarks/learn_language_lift.py --out lll_descent --action-noise 0.03 --noise-correlation 0.9 --noise-entries x,y --noise-gated
 """
 
 from __future__ import annotations
@@ -75,9 +75,8 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     t0 = time.perf_counter()
     summary = collect(config(args.variants[0], overrides, OUT)["env"], OUT / "data", episodes=100, seed=0, workers=2,
-                      progress=True, action_noise=ActionNoise(
-                          args.action_noise, args.noise_correlation,
-                          tuple(args.noise_entries.split(",")) if args.noise_entries else None, args.noise_gated))
+                      progress=True, action_noise=ActionNoise(args.action_noise, args.noise_correlation,
+                                                             args.noise_entries, args.noise_gated))
     print(f"demonstrations: {summary.kept} kept, {summary.discarded} discarded ({time.perf_counter() - t0:.0f} s this run)")
     for label in args.variants:
         if label in results and not args.rerun:

@@ -9,7 +9,7 @@ end, on seeds disjoint from the demonstrations. Prints the success curve over tr
     .venv/bin/python benchmarks/learn_lift.py out=learn_lift_delta env.control_mode=ee_delta steps=2500
     .venv/bin/python benchmarks/learn_lift.py out=learn_lift_dart action_noise=0.02
     .venv/bin/python benchmarks/learn_lift.py out=learn_lift_recovery action_noise=0.02 recovery=0.3
-    .venv/bin/python benchmarks/learn_lift.py out=ll_descent action_noise=0.04 noise_correlation=0.9 noise_entries=x,y noise_gated=true
+    .venv/bin/python benchmarks/learn_lift.py out=ll_descent action_noise=0.03 noise_correlation=0.9 noise_entries=x,y noise_gated=true
 """
 
 from __future__ import annotations
@@ -39,10 +39,8 @@ def main(overrides: list[str]) -> None:
     # action_noise=STD: DART-style demos, noise on the executed arm actions (use with out=, its own demos)
     # noise_correlation=RHO noise_entries=x,y noise_gated=true: that noise held for ~1/(1-RHO) steps, on those
     # action entries only, where the expert takes it (Lift: over its descent); see data.collect.ActionNoise
-    entries = options.get("noise_entries")
     action_noise = ActionNoise(float(options.get("action_noise", 0.0)), float(options.get("noise_correlation", 0.0)),
-                               tuple(entries.split(",")) if entries else None,
-                               options.get("noise_gated", "false").lower() in ("true", "1", "yes"))
+                               options.get("noise_entries"), options.get("noise_gated", "false").lower() in ("true", "1", "yes"))
     # recovery=FRACTION: that share of the demos recorded from a missed first grasp on (use with out=)
     recovery = float(options.get("recovery", 0.0))
     OUT = BENCHMARKS / folder

@@ -30,7 +30,7 @@ class ActionNoise:
     correlation (an Ornstein-Uhlenbeck process of stationary std ``std``): 0 draws it afresh every
     step, which the expert undoes a step later; near 1 it holds an offset for many steps, the kind a
     policy's misjudged target leaves, and the demos show the expert correcting it. ``entries`` names
-    the perturbed action entries (None: every arm entry). ``gated`` scales the noise by the expert's
+    the perturbed action entries (None or empty: every arm entry; "x,y" is read as ("x", "y")). ``gated`` scales the noise by the expert's
     ``noise_scale()``: the expert says where an offset is worth correcting and fades it out before
     its own grasp would fail (the Lift expert: over its descent onto the grasp, none elsewhere)."""
 
@@ -44,8 +44,9 @@ class ActionNoise:
             raise ValueError(f"action_noise={self.std}: use a std between 0 (off) and 0.5 in normalized action units")
         if not 0.0 <= self.correlation < 1.0:
             raise ValueError(f"noise_correlation={self.correlation}: use a step-to-step correlation in [0, 1)")
-        if self.entries is not None:
-            object.__setattr__(self, "entries", tuple(map(str, self.entries)))
+        if self.entries is not None:  # a list, or "x,y" as a command line gives it
+            entries = self.entries.split(",") if isinstance(self.entries, str) else self.entries
+            object.__setattr__(self, "entries", tuple(map(str, entries)) or None)
 
     @classmethod
     def of(cls, noise: "ActionNoise | float") -> "ActionNoise":
