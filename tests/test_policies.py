@@ -33,7 +33,8 @@ TINY = {
                               "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3,
                               "target_mask": True},
     "diffusion-depth": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "keypoints": 8,
-                        "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3, "depth": True},
+                        "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3, "depth": True,
+                        "crop_coords": True},
     "diffusion-keypoints-jitter": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "keypoints": 8,
                                    "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3,
                                    "pool": "flatten_keypoints", "colour_jitter": [0.2, 0.2, 0.2, 0.05],
@@ -45,7 +46,7 @@ TINY = {
     "vla-discrete_diffusion": {**TINY_VLA, "head": "discrete_diffusion"},
     "vla-flow-convstem-slots": {**TINY_VLA, "head": "flow", "stem": "conv", "det_pool_slots": 3},
     "vla-flow-depth-geometry": {**TINY_VLA, "head": "flow", "depth": True, "det_pool_geometry": True,
-                                "symmetric_yaw": True},
+                                "symmetric_yaw": True, "crop_coords": True},
     "vla-autoregressive-patches": {**TINY_VLA, "head": "autoregressive", "det_pool": False, "use_language": False},
     "lerobot_diffusion": {"horizon": 8, "n_action_steps": 4,
                           "overrides": {"down_dims": [16, 32], "num_inference_steps": 3, "diffusion_step_embed_dim": 16}},
@@ -314,6 +315,25 @@ def test_colour_jitter_is_one_draw_per_sample_and_keeps_grey_grey():
     torch.testing.assert_close(shifted, grey, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="hue <= 0.5"):
         make_policy({**tiny_config("diffusion"), "colour_jitter": [0.1, 0.1, 0.1, 0.7]}, FEATURES, fake_stats(FEATURES))
+
+
+def test_pixel_coordinates_travel_with_the_random_crop_and_say_where_the_window_was():
+    from toyland.policies.vision import crop, with_pixel_coords
+
+    h, w = 20, 30
+    # content that names its own pixel: value = row * w + col
+    index = torch.arange(h * w, dtype=torch.float32).reshape(1, 1, 1, h, w).expand(6, 2, 1, h, w)
+    out = crop(with_pixel_coords(index), 0.8, random=True, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (6, 2, 3, 16, 24)
+    rows, cols = (out[:, :, 0] // w), (out[:, :, 0] % w)  # where each cropped pixel came from
+    torch.testing.assert_close(out[:, :, 1], rows / (h - 1))
+    torch.testing.assert_close(out[:, :, 2], cols / (w - 1))
+    assert len({float(o) for o in out[:, 0, 2, 0, 0]}) > 1  # the windows differ between samples
+    centre = crop(with_pixel_coords(index), 0.8, random=False)
+    assert float(centre[0, 0, 1, 0, 0]) == pytest.approx(2 / (h - 1)) and float(centre[0, 0, 2, 0, 0]) == pytest.approx(3 / (w - 1))
+    # the option widens the encoder's input by the two channels
+    policy = tiny_policy("diffusion-depth")
+    assert next(iter(policy.encoders.values())).in_channels == 3 + 1 + 2
 
 
 def test_training_augmentations_are_off_when_acting():

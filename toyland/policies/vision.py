@@ -152,6 +152,15 @@ def cropped_size(size: tuple[int, int], fraction: float) -> tuple[int, int]:
     return (max(1, round(size[0] * fraction)), max(1, round(size[1] * fraction)))
 
 
+def with_pixel_coords(images: torch.Tensor) -> torch.Tensor:
+    """[B, T, C, H, W] -> [B, T, C + 2, H, W]: each pixel's row and column in [0, 1] appended, like the other channels."""
+    b, t, _, h, w = images.shape
+    rows = torch.linspace(0.0, 1.0, h, device=images.device, dtype=images.dtype)[:, None].expand(h, w)
+    cols = torch.linspace(0.0, 1.0, w, device=images.device, dtype=images.dtype)[None, :].expand(h, w)
+    grid = torch.stack([rows, cols])[None, None].expand(b, t, 2, h, w)
+    return torch.cat([images, grid], 2)
+
+
 def crop(images: torch.Tensor, fraction: float, random: bool, generator: torch.Generator | None = None) -> torch.Tensor:
     """[B, T, C, H, W] -> [B, T, C, h, w]: one random window per sample (the same for its history)
     when ``random``, else the centre window."""

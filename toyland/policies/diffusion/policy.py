@@ -18,13 +18,17 @@ from toyland.policies.base import Policy, PolicyConfig, check_steps, fit_draws
 from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_depth, batch_mask, check_depth, check_masks
 from toyland.policies.registry import POLICIES
 from toyland.policies.symmetric_yaw import SymmetricYaw
-from toyland.policies.vision import ConvEncoder, check_colour_jitter, colour_jitter, crop, cropped_size
+from toyland.policies.vision import ConvEncoder, check_colour_jitter, colour_jitter, crop, cropped_size, with_pixel_coords
 from toyland.policies.diffusion.unet import ConditionalUnet1d
 
 
 @dataclass
 class DiffusionConfig(PolicyConfig):
     crop: float = 0.9  # random crop of this fraction of each side in training, centre crop when acting
+    # two channels holding each pixel's position in the uncropped image, cropped with it: a random
+    # crop then still tells the encoder where in the camera's frame it looks, so the augmentation
+    # regularizes the features without blurring a fixed camera's absolute positions by the shift
+    crop_coords: bool = False
     # training-time photometric jitter per sample: [brightness, contrast, saturation, hue] (vision.colour_jitter)
     colour_jitter: tuple = (0.0, 0.0, 0.0, 0.0)
     # training-time Gaussian noise on the normalized state ([-1, 1] per dimension): the joint angles
@@ -143,7 +147,7 @@ class DiffusionPolicy(Policy):
             check_depth(features)
         self.encoders = nn.ModuleDict({
             key.replace(".", "_"): ConvEncoder(tuple(c.channels), c.keypoints, c.image_feature_dim, c.pool,
-                                               cropped_size(shape[1:], c.crop), in_channels=3 + int(c.target_mask) + int(c.depth))
+                                               cropped_size(shape[1:], c.crop), in_channels=3 + int(c.target_mask) + int(c.depth) + 2 * int(c.crop_coords))
             for key, shape in features.cameras.items()
         })
         per_step = c.image_feature_dim * len(features.cameras) + features.state_dim
@@ -206,6 +210,8 @@ class DiffusionPolicy(Policy):
                 images = torch.cat([images, batch_mask(batch, key, images)], 2)
             if self.config.depth:
                 images = torch.cat([images, batch_depth(batch, key, images)], 2)
+            if self.config.crop_coords:
+                images = with_pixel_coords(images)
             images = crop(images, self.config.crop, random=self.training, generator=generator)
             b, t = images.shape[:2]
             feats.append(self.encoders[key.replace(".", "_")](images.flatten(0, 1)).reshape(b, t, -1))

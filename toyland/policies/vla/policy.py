@@ -22,7 +22,7 @@ from toyland.policies.base import Policy, PolicyConfig, check_steps, fit_draws
 from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_depth, batch_mask, check_depth, check_masks
 from toyland.policies.registry import POLICIES
 from toyland.policies.symmetric_yaw import SymmetricYaw
-from toyland.policies.vision import crop, cropped_size
+from toyland.policies.vision import crop, cropped_size, with_pixel_coords
 from toyland.policies.vla.heads import HEADS
 from toyland.policies.vla.vision import STEMS, DetPool, PatchEncoder, transformer_layer
 
@@ -41,6 +41,10 @@ class VLAConfig(PolicyConfig):
     # the jaw's yaw learnt as (cos 2 psi, sin 2 psi), acted on nearest the tool's yaw (symmetric_yaw.py); flow head
     symmetric_yaw: bool = False
     crop: float = 0.875  # random crop in training, centre crop when acting; 64 px -> 56 = 7 patches of 8
+    # pixel-position channels cropped with the image (vision.with_pixel_coords), and the mask's geometry
+    # measured on the uncropped mask: the random crop then no longer hides where in the camera's frame
+    # a patch or the target is
+    crop_coords: bool = False
     patch_size: int = 8
     stem: str = "linear"  # patch embedding: linear (ViT) | conv (stride-2 convolutions, same token grid)
     dim: int = 128
@@ -98,7 +102,7 @@ class VLAPolicy(Policy):
         self.keys = list(features.cameras)
         self.vision = nn.ModuleDict({
             self._name(k): PatchEncoder(cropped_size(shape[1:], c.crop), c.patch_size, c.dim, c.heads, c.vision_layers,
-                                        c.mlp_ratio, c.dropout, c.stem, in_channels=3 + int(c.depth))
+                                        c.mlp_ratio, c.dropout, c.stem, in_channels=3 + int(c.depth) + 2 * int(c.crop_coords))
             for k, shape in features.cameras.items()
         })
         self.pool = DetPool(c.dim, c.det_pool_slots, c.det_pool_geometry) if c.det_pool else None
@@ -129,11 +133,15 @@ class VLAPolicy(Policy):
         b, t = images.shape[:2]
         if self.config.depth:
             images = torch.cat([images, batch_depth(batch, key, images)], 2)
+        if self.config.crop_coords:
+            images = with_pixel_coords(images)
         if self.pool is not None:  # crop image and mask with the same window
-            both = crop(torch.cat([images, batch_mask(batch, key, images)], 2), self.config.crop, random=self.training)
+            full = batch_mask(batch, key, images)
+            both = crop(torch.cat([images, full], 2), self.config.crop, random=self.training)
             images, mask = both[:, :, :-1], both[:, :, -1]
             tokens, touched = self.vision[self._name(key)](images.flatten(0, 1), mask.flatten(0, 1))
-            tokens = self.pool(tokens, touched, mask.flatten(0, 1)).reshape(b, t, self.config.det_pool_slots, -1)
+            where = full[:, :, 0] if self.config.crop_coords else mask  # the geometry's frame
+            tokens = self.pool(tokens, touched, where.flatten(0, 1)).reshape(b, t, self.config.det_pool_slots, -1)
         else:
             images = crop(images, self.config.crop, random=self.training)
             tokens, _ = self.vision[self._name(key)](images.flatten(0, 1))
