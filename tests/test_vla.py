@@ -110,6 +110,29 @@ def test_mask_geometry_reads_place_extent_and_principal_axis():
     assert turned[0, 8] < 0  # the same bar along y
 
 
+@pytest.mark.parametrize("coords", [False, True])
+def test_with_crop_coords_the_mask_geometry_is_measured_on_the_uncropped_mask(coords, monkeypatch):
+    from toyland.policies import make_policy
+    from toyland.policies.vla import vision
+
+    seen = []
+    real = vision.mask_geometry
+    monkeypatch.setattr(vision, "mask_geometry", lambda m: seen.append(real(m)) or seen[-1])
+    torch.manual_seed(0)
+    policy = make_policy({**TINY["vla-flow"], "det_pool_geometry": True, "crop_coords": coords}, MASKED,
+                         fake_stats(MASKED)).train()
+    batch = fake_batch(policy, batch_size=3)
+    with torch.no_grad():
+        for _ in range(4):  # four random crops
+            policy.encode(batch)
+    full = real(batch["observation.masks.front"].flatten(0, 1))
+    if coords:  # exact and the same whatever window the crop took
+        for g in seen:
+            torch.testing.assert_close(g, full)
+    else:  # measured in the window: it moves with the crop
+        assert any(not torch.allclose(g, seen[0]) for g in seen[1:])
+
+
 def test_det_pool_geometry_needs_det_pool():
     from toyland.policies import make_policy
 
