@@ -26,7 +26,7 @@ def anatomy(env, actor, seed: int, max_steps: int) -> dict:
     body = scene.object_bodies[env.unwrapped.task.target_index]
     start_z = float(scene.data.xpos[body][2])
     closes, held, rise, closed = 0, 0, 0.0, False
-    for step in range(max_steps):
+    for _ in range(max_steps):
         action = actor.act(obs)
         obs, _, terminated, truncated, info = env.step(action)
         closes += bool(action[-1] > 0 and not closed)  # a close command after an open one
@@ -36,7 +36,7 @@ def anatomy(env, actor, seed: int, max_steps: int) -> dict:
         if terminated or truncated:
             break
     return {"seed": seed, "success": bool(info["is_success"]), "closes": closes, "held_steps": held,
-            "max_rise_mm": round(1000 * rise), "steps": step + 1}
+            "max_rise_mm": round(1000 * rise)}
 
 
 def main() -> None:
