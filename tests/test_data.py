@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -168,6 +169,33 @@ def test_batches_are_a_function_of_seed_and_step(lift_dataset):
     streamed = [batch["index"] for batch, _ in zip(sampler.batches(start_step=5), range(3))]
     assert all(torch.equal(x, sampler.sample(5 + i)["index"]) for i, x in enumerate(streamed))
 
+
+def test_prefetch_thread_runs_no_torch_kernel_and_streams_the_sampled_batches(lift_dataset, monkeypatch):
+    # A torch kernel on the prefetch thread starts a second OpenMP team that slows the training step
+    # (benchmarks/data_loading.py); image conversion and the transform belong on the consuming thread.
+    seen = []
+
+    def transform(batch, generator):
+        seen.append((threading.current_thread().name, batch["observation.images.front"].dtype))
+        batch["noise"] = torch.rand(2, generator=generator)
+        return batch
+
+    sampler = build_sampler({"sources": [str(lift_dataset)]}, {"observation.images.front": [0.0], "action": CHUNK}, 4,
+                            seed=1, transform=transform)
+    drawn, _ = sampler._draw(0)
+    assert drawn["observation.images.front"].dtype == torch.uint8
+    kernel_threads = []
+    original = torch.Tensor.float
+    monkeypatch.setattr(torch.Tensor, "float", lambda self, *a, **k: kernel_threads.append(
+        threading.current_thread().name) or original(self, *a, **k))
+    streamed = [b for b, _ in zip(sampler.batches(start_step=2), range(3))]
+    monkeypatch.undo()
+    assert kernel_threads and set(kernel_threads) == {threading.main_thread().name}
+    assert all(name == threading.main_thread().name and dtype == torch.float32 for name, dtype in seen)
+    for i, batch in enumerate(streamed):
+        again = sampler.sample(2 + i)
+        assert torch.equal(batch["observation.images.front"], again["observation.images.front"])
+        assert torch.equal(batch["noise"], again["noise"])  # the transform's seed travels with the batch
 
 def test_mixture_samples_each_source_at_its_weight(lift_dataset, factors_dataset):
     cfg = {"sources": [{"name": "lift", "path": str(lift_dataset), "weight": 4},

@@ -78,6 +78,7 @@ class BatchSampler:
             raise DatasetError("every mixture phase but the last needs a positive `steps`")
         self.shapes, self.padded, self.absent = self._resolve_features()
         self.offsets = [self._frame_offsets(s) for s in sources]
+        self._image_keys = [k for k in self.deltas if self._dtype(k) == np.uint8 and len(self.shapes[k]) == 3]
 
     # --- feature mapping ----------------------------------------------------------------------
     def _resolve_features(self):
@@ -128,16 +129,27 @@ class BatchSampler:
         return self.phase_weights[min(phase, len(self.phase_weights) - 1)]
 
     def sample(self, step: int) -> dict:
+        return self._finish(*self._draw(step))
+
+    def _draw(self, step: int) -> tuple[dict, int]:
+        """The batch of ``step`` gathered with numpy alone (images still uint8), and its transform's seed.
+        No torch kernel runs here: the prefetch thread calls this, and a torch op on a second thread
+        starts a second OpenMP team whose spinning threads slowed the training step by a third on
+        two cores (benchmarks/data_loading.py)."""
         rng = np.random.default_rng([self.seed, step])
         which = rng.choice(len(self.sources), size=self.batch_size, p=self.weights_at(step))
         rows = np.empty(self.batch_size, dtype=np.int64)
         for i, source in enumerate(self.sources):
             picked = which == i
             rows[picked] = rng.integers(len(source.store), size=int(picked.sum()))
-        batch = self._assemble(which, rows)
+        return self._assemble(which, rows), int(rng.integers(2**63))
+
+    def _finish(self, batch: dict, transform_seed: int) -> dict:
+        """Images to float [B, T, C, H, W] in [0, 1], then the transform (on the consuming thread)."""
+        for key in self._image_keys:
+            batch[key] = batch[key].permute(0, 1, 4, 2, 3).float().div_(255.0)
         if self.transform is not None:
-            generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
-            batch = self.transform(batch, generator)
+            batch = self.transform(batch, torch.Generator().manual_seed(transform_seed))
         return batch
 
     def _assemble(self, which: np.ndarray, rows: np.ndarray) -> dict:
@@ -173,10 +185,7 @@ class BatchSampler:
                 if key in self.absent:
                     present[key][sel] = True
         for key, value in outs.items():
-            tensor = torch.from_numpy(value)
-            if value.dtype == np.uint8 and value.ndim == 5:  # images: [B, T, H, W, C] uint8 -> [B, T, C, H, W] float
-                tensor = tensor.permute(0, 1, 4, 2, 3).float().div_(255.0)
-            batch[key] = tensor
+            batch[key] = torch.from_numpy(value)  # images stay [B, T, H, W, C] uint8 until _finish
             batch[f"{key}_is_pad"] = torch.from_numpy(pads[key])
         for key, value in present.items():
             batch[f"{key}_present"] = torch.from_numpy(value)
@@ -189,8 +198,9 @@ class BatchSampler:
         return source.store.arrays[source.key(key)].dtype
 
     def batches(self, start_step: int = 0, prefetch: int = 2) -> Iterator[dict]:
-        """Endless batches from ``start_step`` on, assembled ``prefetch`` ahead on a thread (numpy and
-        torch release the GIL while copying, so assembly overlaps the training step)."""
+        """Endless batches from ``start_step`` on, gathered ``prefetch`` ahead on a thread (numpy releases
+        the GIL while copying, so gathering overlaps the training step); images are converted and the
+        transform applied as each batch is taken."""
         q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
         stop = threading.Event()
 
@@ -198,7 +208,7 @@ class BatchSampler:
             step = start_step
             try:
                 while not stop.is_set():
-                    q.put(self.sample(step))
+                    q.put(self._draw(step))
                     step += 1
             except BaseException as exc:  # hand the error to the consumer
                 q.put(exc)
@@ -210,7 +220,7 @@ class BatchSampler:
                 item = q.get()
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                yield self._finish(*item)
         finally:
             stop.set()
             while thread.is_alive():  # unblock a producer waiting on a full queue
