@@ -67,7 +67,8 @@ def main():
     print("diffusion policy training step:")
     print(f"  batches assembled in the loop:   step {step_sync * 1000:4.0f} ms, data share {share_sync:6.1%}")
     print(f"  prefetch thread (the trainer's): step {step_pre * 1000:4.0f} ms, data share {share_pre:6.1%}  (target <= 5%)")
-    print(f"  step with the thread / in the loop: {step_pre / step_sync:.2f}  (goal <= 1.0: the thread must not slow the step)")
+    print(f"  step with the thread / in the loop: {step_pre / step_sync:.2f}  (goal <= 1.05: the thread must not slow the step beyond timing noise)")
+
 
 if __name__ == "__main__":
     main()

@@ -134,7 +134,7 @@ class BatchSampler:
     def _draw(self, step: int) -> tuple[dict, int]:
         """The batch of ``step`` gathered with numpy alone (images still uint8), and its transform's seed.
         No torch kernel runs here: the prefetch thread calls this, and a torch op on a second thread
-        starts a second OpenMP team whose spinning threads slowed the training step by a third on
+        starts a second OpenMP team, which slowed the training step by a third on
         two cores (benchmarks/data_loading.py)."""
         rng = np.random.default_rng([self.seed, step])
         which = rng.choice(len(self.sources), size=self.batch_size, p=self.weights_at(step))
