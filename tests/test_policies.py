@@ -336,6 +336,35 @@ def test_pixel_coordinates_travel_with_the_random_crop_and_say_where_the_window_
     assert next(iter(policy.encoders.values())).in_channels == 3 + 1 + 2
 
 
+def test_channels_last_encoders_compute_the_same_numbers_and_checkpoint_like_contiguous_ones(tmp_path):
+    from toyland.policies.vision import ConvEncoder, use_channels_last
+
+    # auto: NHWC only where every stage is wide enough for it to be faster (measured, vision.py)
+    assert use_channels_last("auto", (64, 128, 256)) and not use_channels_last("auto", (16, 32, 64))
+    assert use_channels_last("channels_last", (16, 32)) and not use_channels_last("contiguous", (64, 128))
+    torch.manual_seed(0)
+    plain = ConvEncoder((8, 16), image_size=(12, 12), in_channels=4)
+    nhwc = ConvEncoder((8, 16), image_size=(12, 12), in_channels=4, channels_last=True)
+    nhwc.load_state_dict(plain.state_dict())
+    assert nhwc.trunk[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(5, 4, 12, 12)
+    out_plain, out_nhwc = plain(x), nhwc(x)
+    torch.testing.assert_close(out_nhwc, out_plain, atol=1e-5, rtol=1e-5)
+    out_plain.square().sum().backward()
+    out_nhwc.square().sum().backward()
+    for p, q in zip(plain.parameters(), nhwc.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-4, rtol=1e-4)
+    # a policy with NHWC encoders saves (safetensors wants contiguous tensors) and reloads to the same actions
+    policy = make_policy({**tiny_config("diffusion"), "memory_format": "channels_last"}, FEATURES, fake_stats(FEATURES)).eval()
+    save_policy(policy, tmp_path / "ckpt")
+    loaded = load_policy(tmp_path / "ckpt").eval()
+    batch = fake_batch(policy)
+    torch.testing.assert_close(loaded.predict_action_chunk(batch, torch.Generator().manual_seed(0)),
+                               policy.predict_action_chunk(batch, torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="memory_format='nchw'; valid: auto, contiguous, channels_last"):
+        make_policy({**tiny_config("diffusion"), "memory_format": "nchw"}, FEATURES, fake_stats(FEATURES))
+
+
 def test_training_augmentations_are_off_when_acting():
     policy = tiny_policy("diffusion-keypoints-jitter")
     batch = fake_batch(policy)

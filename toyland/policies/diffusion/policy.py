@@ -18,7 +18,7 @@ from toyland.policies.base import Policy, PolicyConfig, check_steps, fit_draws
 from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_depth, batch_mask, check_depth, check_masks
 from toyland.policies.registry import POLICIES
 from toyland.policies.symmetric_yaw import SymmetricYaw
-from toyland.policies.vision import ConvEncoder, check_colour_jitter, colour_jitter, crop, cropped_size, with_pixel_coords
+from toyland.policies.vision import ConvEncoder, use_channels_last, check_colour_jitter, colour_jitter, crop, cropped_size, with_pixel_coords
 from toyland.policies.diffusion.unet import ConditionalUnet1d
 
 
@@ -35,6 +35,8 @@ class DiffusionConfig(PolicyConfig):
     # and tool pose fingerprint a demonstration's trajectory, which a policy can memorize instead of looking
     state_noise: float = 0.0
     channels: tuple = (16, 32, 64)  # image encoder stages (the encoder is most of a CPU step)
+    # the encoder's convolution layout: auto | contiguous | channels_last (auto: NHWC for wide encoders, vision.py)
+    memory_format: str = "auto"
     pool: str = "flatten"  # flatten | spatial_softmax (see toyland/policies/vision.py)
     keypoints: int = 32  # spatial_softmax only
     image_feature_dim: int = 64
@@ -88,6 +90,7 @@ class DiffusionConfig(PolicyConfig):
             raise ValueError(f"prediction={self.prediction!r}; valid: sample, epsilon")
         check_steps(self.inference_steps, self.train_timesteps)
         check_colour_jitter(self.colour_jitter)
+        use_channels_last(self.memory_format, self.channels)
         if self.state_noise < 0:
             raise ValueError(f"state_noise={self.state_noise} must be >= 0")
         if self.grasp_aux < 0:
@@ -147,7 +150,8 @@ class DiffusionPolicy(Policy):
             check_depth(features)
         self.encoders = nn.ModuleDict({
             key.replace(".", "_"): ConvEncoder(tuple(c.channels), c.keypoints, c.image_feature_dim, c.pool,
-                                               cropped_size(shape[1:], c.crop), in_channels=3 + int(c.target_mask) + int(c.depth) + 2 * int(c.crop_coords))
+                                               cropped_size(shape[1:], c.crop), in_channels=3 + int(c.target_mask) + int(c.depth) + 2 * int(c.crop_coords),
+                                               channels_last=use_channels_last(c.memory_format, c.channels))
             for key, shape in features.cameras.items()
         })
         per_step = c.image_feature_dim * len(features.cameras) + features.state_dim
