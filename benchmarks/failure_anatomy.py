@@ -6,6 +6,7 @@ checkpoint) and rolls the EMA policy out on the evaluation seeds (from 1,000,000
 torch seeded with each episode's seed as `toyland eval` does.
 
     .venv/bin/python benchmarks/failure_anatomy.py ll_d200_coords --episodes 40 --max-steps 200
+    .venv/bin/python benchmarks/failure_anatomy.py lll_c200_14k_s1 --variant flow-detpool --episodes 40
 """
 
 from __future__ import annotations
@@ -43,20 +44,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", help="the benchmark's out= name, a folder under benchmarks/out")
     parser.add_argument("--episodes", type=int, default=40)
+    parser.add_argument("--variant", default=None,
+                        help="a learn_language_lift variant: read runs/VARIANT (its config.json) instead of run/")
     parser.add_argument("--max-steps", type=int, default=None, help="episode limit (default: the run's env)")
     args = parser.parse_args()
     from toyland.eval.actors import PolicyActor
     from toyland.sim import make_env, resolved_env_config
 
     folder = OUT / args.out
-    if not (folder / "results.json").is_file():
-        raise SystemExit(f"{folder / 'results.json'} is missing: run benchmarks/learn_lift.py out={args.out} first")
+    run = folder / "runs" / args.variant if args.variant else folder / "run"
+    source = run / "config.json" if args.variant else folder / "results.json"
+    if not source.is_file():
+        raise SystemExit(f"{source} is missing: run benchmarks/learn_lift.py out={args.out} (or "
+                         f"learn_language_lift.py --out {args.out} with --variant) first")
     torch.set_num_threads(1)
-    env_cfg = json.loads((folder / "results.json").read_text())["config"]["env"]
+    saved = json.loads(source.read_text())
+    env_cfg = saved["env"] if args.variant else saved["config"]["env"]
     if args.max_steps:
         env_cfg = {**env_cfg, "max_episode_steps": args.max_steps}
     limit = resolved_env_config(env_cfg)["max_episode_steps"]
-    env, actor = make_env(env_cfg), PolicyActor(folder / "run")
+    env, actor = make_env(env_cfg), PolicyActor(run)
     rows = [anatomy(env, actor, 1_000_000 + i, limit) for i in range(args.episodes)]
     failed = [r for r in rows if not r["success"]]
     print(f"{args.out}: {len(rows) - len(failed)}/{len(rows)} successes in {limit}-step episodes")
