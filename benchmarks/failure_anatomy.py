@@ -1,8 +1,8 @@
-"""How a learn_lift checkpoint fails: per episode, how often the jaw closed, how many steps it held the
-toy, and how far it raised it, with the failures summarized.
+"""How a learn_lift (or learn_language_lift) checkpoint fails: per episode, how often the jaw closed, how
+many steps it held the instructed toy, and how far it raised it, with the failures summarized.
 
 Reads a learning benchmark's folder (benchmarks/out/NAME: results.json for the env, run/ for the newest
-checkpoint) and rolls the EMA policy out on the evaluation seeds (from 1,000,000), one torch thread,
+checkpoint; with --variant, runs/VARIANT and its config.json) and rolls the EMA policy out on the evaluation seeds (from 1,000,000), one torch thread,
 torch seeded with each episode's seed as `toyland eval` does.
 
     .venv/bin/python benchmarks/failure_anatomy.py ll_d200_coords --episodes 40 --max-steps 200
