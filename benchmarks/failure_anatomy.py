@@ -1,9 +1,9 @@
 """How a learn_lift (or learn_language_lift) checkpoint fails: per episode, how often the jaw closed, how
 many steps it held the instructed toy, and how far it raised it, with the failures summarized.
 
-Reads a learning benchmark's folder (benchmarks/out/NAME: results.json for the env, run/ for the newest
-checkpoint; with --variant, runs/VARIANT and its config.json) and rolls the EMA policy out on the evaluation seeds (from 1,000,000), one torch thread,
-torch seeded with each episode's seed as `toyland eval` does.
+Reads a learning benchmark's run folder (benchmarks/out/NAME/run, or with --variant runs/VARIANT: its
+config.json for the env, its newest checkpoint) and rolls the EMA policy out on the evaluation seeds
+(from 1,000,000), one torch thread, torch seeded with each episode's seed as `toyland eval` does.
 
     .venv/bin/python benchmarks/failure_anatomy.py ll_d200_coords --episodes 40 --max-steps 200
     .venv/bin/python benchmarks/failure_anatomy.py lll_c200_14k_s1 --variant flow-detpool --episodes 40
@@ -53,13 +53,11 @@ def main() -> None:
 
     folder = OUT / args.out
     run = folder / "runs" / args.variant if args.variant else folder / "run"
-    source = run / "config.json" if args.variant else folder / "results.json"
-    if not source.is_file():
-        raise SystemExit(f"{source} is missing: run benchmarks/learn_lift.py out={args.out} (or "
+    if not (run / "config.json").is_file():  # the trainer's resolved config, in either benchmark's layout
+        raise SystemExit(f"{run / 'config.json'} is missing: run benchmarks/learn_lift.py out={args.out} (or "
                          f"learn_language_lift.py --out {args.out} with --variant) first")
     torch.set_num_threads(1)
-    saved = json.loads(source.read_text())
-    env_cfg = saved["env"] if args.variant else saved["config"]["env"]
+    env_cfg = json.loads((run / "config.json").read_text())["env"]
     if args.max_steps:
         env_cfg = {**env_cfg, "max_episode_steps": args.max_steps}
     limit = resolved_env_config(env_cfg)["max_episode_steps"]
