@@ -9,7 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from toyland.eval.harness import RECORDS, evaluate_suite, read_records
+from toyland.eval.actors import ExpertActor
+from toyland.eval.harness import evaluate_suite
+from toyland.eval.records import RECORDS, read_records
 from toyland.eval.stats import mcnemar_exact, paired_bootstrap, paired_comparison, wilson_interval
 from toyland.eval.suite import build_suite
 from toyland.sim import make_env
@@ -194,28 +196,52 @@ def test_a_lerobot_pretrained_folder_is_evaluated_with_its_own_processors(tmp_pa
                        progress=False)
 
 
-def test_failures_are_split_into_never_grasped_and_grasped_then_lost():
-    from toyland.eval.policy_eval import EvalResult
-    from toyland.eval.rollout import run_episode
-    from toyland.sim.experts import make_expert
+class DropsIt(ExpertActor):
+    """The expert's grasp, let go of as soon as the lift starts."""
 
-    env = make_env(task="lift", cameras=[], control_mode="ee_delta")  # holds_still sends zero deltas
-    expert = make_expert(env)
-
-    def drops_it(obs):  # the expert's grasp, let go of as soon as the lift starts
-        action = expert.act(obs)
-        if expert.phase == "lift" and expert.phase_steps > 2:
+    def act(self, obs):
+        action = self.expert.act(obs)
+        if self.expert.phase == "lift" and self.expert.phase_steps > 2:
             action[-1] = -1.0
         return action
 
-    def holds_still(obs):
+
+class Overshoots(ExpertActor):
+    """The expert's actions, scaled past the action space (a regression head's overshoot)."""
+
+    def act(self, obs):
+        return 3.0 * self.expert.act(obs)
+
+
+class HoldsStill(ExpertActor):
+    def act(self, obs):
         return np.array([0, 0, 0, 0, 0, 0, -1], np.float32)
 
-    result = EvalResult([run_episode(env, expert.act, seed=0, reset_hook=expert.reset),
-                         run_episode(env, drops_it, seed=1, reset_hook=expert.reset),
-                         run_episode(env, holds_still, seed=2)])
-    assert [e.success for e in result.episodes] == [True, False, False]
-    assert result.summary()["failures"] == {"never_grasped": 1, "grasped_not_done": 1}
+
+def test_failures_are_split_into_never_grasped_and_grasped_then_lost():
+    from toyland.eval.records import summarize
+    from toyland.eval.runner import run_episode
+    from toyland.eval.suite import build_suite
+
+    env = make_env(task="lift", cameras=[], control_mode="ee_delta")  # holds_still sends zero deltas
+    records = [run_episode(env, actor, seed=i)[0] for i, actor in enumerate([ExpertActor(), DropsIt(), HoldsStill()])]
+    assert [r["success"] for r in records] == [True, False, False]
+    cell = summarize(records, build_suite(ID_ONLY), 3, 0)["cells"]["id"]
+    assert cell["failures"] == {"never_grasped": 1, "grasped_not_done": 1}
+    assert cell["clipped_episodes"] == 0
+
+
+def test_actions_outside_the_space_are_clipped_and_counted_not_raised():
+    from toyland.eval.runner import run_episode
+
+    env = make_env(task="lift", cameras=[], control_mode="ee_delta")
+    with pytest.raises(ValueError, match="normalized to"):  # the env itself refuses them
+        env.reset(seed=0)
+        env.step(np.full(7, 3.0, np.float32))
+    record, _ = run_episode(env, Overshoots(), seed=0)
+    assert 0 < record["clipped_actions"] <= record["steps"]
+    record, _ = run_episode(env, ExpertActor(), seed=0)
+    assert record["clipped_actions"] == 0
 
 
 def test_the_execution_horizon_is_chosen_at_evaluation(tmp_path):

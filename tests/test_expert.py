@@ -4,9 +4,11 @@ the first grasp (demonstrations full of retries teach a policy to fumble)."""
 import numpy as np
 import pytest
 
-from toyland.eval.rollout import run_episode, wilson_interval
+from toyland.eval.actors import ExpertActor
+from toyland.eval.runner import run_episode
+from toyland.eval.stats import wilson_interval
 from toyland.sim import make_env
-from toyland.sim.experts import EXPERTS, make_expert
+from toyland.sim.experts import EXPERTS
 from toyland.sim.tasks import TASKS
 
 EPISODES = 50
@@ -19,27 +21,27 @@ def test_every_task_has_an_expert():
 @pytest.mark.parametrize("task", TASKS.names())
 def test_expert_succeeds_in_distribution(task):
     env = make_env(task=task, cameras=[])
-    expert = make_expert(env)
+    actor = ExpertActor()
     results, first_grasp = [], 0
     for i in range(EPISODES):
-        results.append(run_episode(env, expert.act, seed=1000 + i, reset_hook=expert.reset))
-        first_grasp += results[-1].success and expert.attempts == 1
-    wins = sum(r.success for r in results)
+        results.append(run_episode(env, actor, seed=1000 + i)[0])
+        first_grasp += results[-1]["success"] and actor.expert.attempts == 1
+    wins = sum(r["success"] for r in results)
     assert wins / EPISODES >= 0.9, f"{wins}/{EPISODES}"
     assert first_grasp / EPISODES >= 0.9, f"{first_grasp}/{EPISODES} on the first grasp"
-    assert len({tuple(r.toy_seeds) for r in results}) == EPISODES  # 50 different toys
+    assert len({tuple(r["toy_seeds"]) for r in results}) == EPISODES  # 50 different toys
     # success means the episode ended early on success (terminate_on_success)
-    assert all(r.steps < env.spec.max_episode_steps for r in results if r.success)
+    assert all(r["steps"] < env.spec.max_episode_steps for r in results if r["success"])
+    assert not any(r["clipped_actions"] for r in results)  # the expert acts inside the action space
     env.close()
 
 
 def test_expert_is_deterministic():
     env = make_env(task="lift", cameras=[])
-    expert = make_expert(env)
-    a = run_episode(env, expert.act, seed=5, reset_hook=expert.reset)
+    a, _ = run_episode(env, ExpertActor(), seed=5)
     state_a = env.unwrapped.scene.data.qpos.copy()
-    b = run_episode(env, expert.act, seed=5, reset_hook=expert.reset)
-    assert (a.success, a.steps) == (b.success, b.steps)
+    b, _ = run_episode(env, ExpertActor(), seed=5)
+    assert a == b
     np.testing.assert_array_equal(state_a, env.unwrapped.scene.data.qpos)
     env.close()
 

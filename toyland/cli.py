@@ -24,9 +24,10 @@ def demo(cfg: DictConfig) -> dict:
     """Scripted expert over ``episodes`` seeded episodes per toy set: success rate, Wilson CI, video."""
     from tqdm import tqdm
 
-    from toyland.eval.rollout import run_episode, wilson_interval, write_video
+    from toyland.eval.actors import ExpertActor
+    from toyland.eval.runner import run_episode, write_video
+    from toyland.eval.stats import wilson_interval
     from toyland.sim import make_env
-    from toyland.sim.experts import make_expert
 
     out = Path(cfg.output_dir)
     env_cfg = env_config(cfg)
@@ -34,16 +35,16 @@ def demo(cfg: DictConfig) -> dict:
     frames = []
     for toy_set in cfg.toy_sets:
         env = make_env(env_cfg, toy_set=toy_set, render_mode="rgb_array", render_size=[cfg.video.size, cfg.video.size])
-        expert = make_expert(env)
+        actor = ExpertActor()
         wins, first, cue, start = 0, 0, 0, time.perf_counter()
         bar = tqdm(range(cfg.episodes), desc=f"expert on {toy_set}", leave=False)
         for i in bar:
             record = cfg.video.enabled and toy_set == cfg.toy_sets[0] and i < cfg.video.episodes
-            result = run_episode(env, expert.act, seed=cfg.seed + i, reset_hook=expert.reset, record=record)
-            frames.extend(result.frames)
-            wins += result.success
-            first += result.success and expert.attempts == 1  # succeeded without re-planning a missed grasp
-            cue += bool(result.outcome.get("cue_success", False))
+            result, episode_frames = run_episode(env, actor, seed=cfg.seed + i, record=record)
+            frames.extend(episode_frames)
+            wins += result["success"]
+            first += result["success"] and actor.expert.attempts == 1  # succeeded without re-planning a missed grasp
+            cue += bool(result["outcome"].get("cue_success", False))
             bar.set_postfix(success=f"{wins}/{i + 1}")
         env.close()
         lo, hi = wilson_interval(wins, cfg.episodes)
@@ -86,7 +87,6 @@ def collect(cfg: DictConfig):
         post_success_steps=cfg.post_success_steps, checkpoint_every=cfg.checkpoint_every, video=cfg.video,
         repo_id=cfg.repo_id, provenance=provenance,
         action_noise=ActionNoise(cfg.action_noise, cfg.noise_correlation, cfg.noise_entries, cfg.noise_gated),
-        recovery=cfg.recovery,
     )
     print(
         f"dataset {summary.root}: {summary.kept} episodes kept, {summary.discarded} discarded "

@@ -10,15 +10,14 @@ are made durable.
 from __future__ import annotations
 
 import collections
-import multiprocessing
 import signal
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from toyland.data.features import env_features, to_frame
+from toyland.eval.runner import Actor
 
 KEEP = ("successful", "all")
 
@@ -86,120 +85,97 @@ class Episode:
     record: dict  # what the episode log keeps: factors, toys, instruction, outcome
 
 
-class EpisodeRecorder:
-    """One env and its expert; records an episode per seed (lives in a worker process)."""
+class NoisyExpert(Actor):
+    """The scripted expert, its executed actions carrying DART noise; ``clean`` (the expert's own
+    action) and ``annotation`` (its privileged labels) are what the dataset records of the step."""
 
-    FUMBLE_TRIES = 3
+    label = "scripted expert (collection)"
 
-    def __init__(self, env_cfg: dict, post_success_steps: int, action_noise: ActionNoise | float = 0.0,
-                 recovery: float = 0.0):
-        from toyland.sim import make_env, resolved_env_config
+    def __init__(self, noise: ActionNoise, mask: np.ndarray):
+        self.noise, self.mask = noise, mask
+
+    def reset(self, env, seed):
         from toyland.sim.experts import make_expert
 
-        # Keep going after success so the data shows the object held, not only its first lift. The time
-        # limit is kept here: a recovery demo gets the whole limit from its first recorded frame.
+        self.expert = make_expert(env)
+        self.expert.reset()
+        self.draws = self.noise.draws(np.random.default_rng([seed, 0xDA27]), self.mask.shape)  # the seed fixes it
+
+    def act(self, obs):
+        self.clean = self.expert.act(obs)
+        self.annotation = self.expert.annotation()
+        if not self.noise.std:
+            return self.clean
+        scale = self.expert.noise_scale() if self.noise.gated else 1.0
+        return np.clip(self.clean + scale * self.mask * next(self.draws), -1.0, 1.0).astype(self.clean.dtype)
+
+
+class EpisodeRecorder:
+    """One env and its expert; records an episode per seed through the episode runner (lives in a
+    worker process)."""
+
+    def __init__(self, env_cfg: dict, post_success_steps: int, action_noise: ActionNoise | float = 0.0):
+        from toyland.sim import make_env, resolved_env_config
+
+        # Keep going after success so the data shows the object held, not only its first lift.
         self.limit = resolved_env_config(env_cfg)["max_episode_steps"]
-        self.env = make_env(env_cfg, terminate_on_success=False, max_episode_steps=2 * self.limit)
-        self.expert = make_expert(self.env)
-        self.action_noise = ActionNoise.of(action_noise)
+        self.env = make_env(env_cfg, terminate_on_success=False)
         self.post_success_steps = post_success_steps
         # DART-style noise: the env executes the expert's action plus noise on the arm entries while the
         # dataset records the clean action, so the demos show the expert correcting from states off its
         # own path, where an imitating policy ends up.
-        self.noisy = self.action_noise.mask(self.env.unwrapped.action_names)
-        # Recovery demos: in this fraction of episodes the expert's first grasp is aimed off and the
-        # recording starts when it gives up on the miss, so the data shows re-grasping from the states a
-        # policy's missed grasp leaves behind, and never the aimed-off approach itself.
-        self.recovery = recovery
+        noise = ActionNoise.of(action_noise)
+        self.actor = NoisyExpert(noise, noise.mask(self.env.unwrapped.action_names))
 
     def __call__(self, seed: int) -> Episode:
-        fumble_rng = np.random.default_rng([seed, 0x2EC0])  # the seed fixes whether and how it fumbles
-        if self.recovery > 0 and fumble_rng.random() < self.recovery:
-            for _ in range(self.FUMBLE_TRIES):  # an aimed-off grasp holds about half the time: aim off again
-                episode = self._run(seed, fumble_rng)
-                if episode is not None:
-                    return episode
-        return self._run(seed)
+        from toyland.eval.runner import run_episode
 
-    def _run(self, seed: int, fumble_rng: np.random.Generator | None = None) -> Episode | None:
-        """One episode; with ``fumble_rng`` a recovery demo, or None when the aimed-off grasp did not miss."""
-        obs, info = self.env.reset(seed=seed)
-        self.expert.reset()
-        if fumble_rng is not None:
-            self.expert.fumble(fumble_rng)
-        frames, success_step, step_info, skipped = [], None, {}, 0
-        noise = self.action_noise.draws(np.random.default_rng([seed, 0xDA27]), self.noisy.shape)  # the seed fixes it
-        while True:
-            action = self.expert.act(obs)
-            if fumble_rng is not None and not frames and self.expert.phase != "retreat":
-                skipped += 1  # still on the aimed-off attempt: executed, not recorded
-            else:
-                frames.append({**to_frame(obs, action), **self.expert.annotation()})
-            executed = action
-            if self.action_noise.std > 0:
-                scale = self.expert.noise_scale() if self.action_noise.gated else 1.0
-                executed = np.clip(action + scale * self.noisy * next(noise), -1.0, 1.0).astype(action.dtype)
-            obs, _, terminated, _, step_info = self.env.step(executed)
-            truncated = len(frames) >= self.limit
-            if not frames and (terminated or skipped >= self.limit or step_info["is_success"]):
-                return None  # the aimed-off grasp held, or time ran out before the miss
-            if success_step is None and step_info["is_success"]:
-                success_step = len(frames)
-            if terminated or truncated or (success_step is not None and len(frames) - success_step >= self.post_success_steps):
-                break
-        outcome = {k: bool(v) if isinstance(v, (bool, np.bool_)) else v for k, v in step_info.items()
-                   if isinstance(v, (bool, int, float, np.bool_))}
+        frames, success_at = [], []
+
+        def observe(step) -> bool:
+            frames.append({**to_frame(step.obs, self.actor.clean), **self.actor.annotation})
+            if not success_at and step.info["is_success"]:
+                success_at.append(len(frames))
+            return len(frames) >= self.limit or bool(success_at and len(frames) - success_at[0] >= self.post_success_steps)
+
+        result, _ = run_episode(self.env, self.actor, seed, observe=observe)
+        episode = self.env.unwrapped.task.episode_info()
         record = {
             "seed": seed,
-            "episode_seed": info["episode_seed"],
-            "success": success_step is not None,
-            "success_step": success_step,
+            "episode_seed": result["episode_seed"],
+            "success": result["success"],
+            "success_step": success_at[0] if success_at else None,
             "length": len(frames),
-            "instruction": info["instruction"],
-            "target_index": info["target_index"],
-            "colours": info["colours"],
-            "factors": info["factors"],
-            "toys": info["toys"],
-            "outcome": outcome,
+            "instruction": result["instruction"],
+            "target_index": result["target_index"],
+            "colours": episode["colours"],
+            "factors": result["factors"],
+            "toys": episode["toys"],
+            "outcome": result["outcome"],
         }
-        if fumble_rng is not None:
-            record["recorded_from_step"] = skipped  # a recovery demo: env steps before its first frame
-        if "cue_index" in info:
-            record["cue_index"] = info["cue_index"]
-        return Episode(seed=seed, success=success_step is not None, frames=frames, task=info["instruction"], record=record)
-
-
-_RECORDER: EpisodeRecorder | None = None  # per worker process: built once by _init_worker
-
-
-def _init_worker(env_cfg: dict, post_success_steps: int, action_noise: ActionNoise, recovery: float) -> None:
-    global _RECORDER
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
-    _RECORDER = EpisodeRecorder(env_cfg, post_success_steps, action_noise, recovery)
-
-
-def _record(seed: int) -> Episode:
-    return _RECORDER(seed)
+        if result["cue_index"] is not None:
+            record["cue_index"] = result["cue_index"]
+        return Episode(seed=seed, success=result["success"], frames=frames, task=result["instruction"], record=record)
 
 
 def ordered_episodes(env_cfg: dict, post_success_steps: int, first_seed: int, workers: int,
-                     action_noise: ActionNoise | float = 0.0, recovery: float = 0.0):
+                     action_noise: ActionNoise | float = 0.0):
     """Episodes for seeds first_seed, first_seed + 1, ... in order, simulated on ``workers`` processes."""
     if workers <= 1:
-        recorder = EpisodeRecorder(env_cfg, post_success_steps, action_noise, recovery)
+        recorder = EpisodeRecorder(env_cfg, post_success_steps, action_noise)
         seed = first_seed
         while True:
             yield recorder(seed)
             seed += 1
-    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked GL state
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(env_cfg, post_success_steps, action_noise, recovery)) as pool:
-        window = collections.deque(pool.submit(_record, first_seed + i) for i in range(2 * workers))
+    from toyland.parallel import worker_pool
+
+    with worker_pool(workers, EpisodeRecorder, env_cfg, post_success_steps, action_noise) as pool:
+        window = collections.deque(pool.submit("__call__", first_seed + i) for i in range(2 * workers))
         next_seed = first_seed + len(window)
         try:
             while True:
                 episode = window.popleft().result()
-                window.append(pool.submit(_record, next_seed))
+                window.append(pool.submit("__call__", next_seed))
                 next_seed += 1
                 yield episode
         finally:
@@ -238,12 +214,11 @@ class CollectSummary:
 def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0, workers: int = 2,
             keep: str = "successful", post_success_steps: int = 10, checkpoint_every: int = 10,
             video: bool = False, repo_id: str | None = None, progress: bool = True,
-            provenance: dict | None = None, action_noise: ActionNoise | float = 0.0, recovery: float = 0.0) -> CollectSummary:
+            provenance: dict | None = None, action_noise: ActionNoise | float = 0.0) -> CollectSummary:
     """Collects until the dataset at ``output_dir`` holds ``episodes`` kept episodes (resuming one
     that is there). ``provenance`` (e.g. scenario and split) is stored in the episode log.
     ``action_noise``: DART-style noise on the executed arm actions while the clean expert actions are
-    recorded (an ``ActionNoise``, or its std in normalized units). ``recovery`` > 0: the fraction of episodes
-    recorded as recovery demos (the first grasp aimed off, recorded from the expert's retreat on)."""
+    recorded (an ``ActionNoise``, or its std in normalized units)."""
     from tqdm import tqdm
 
     from toyland.data.writer import DatasetWriter
@@ -255,12 +230,8 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
     if episodes < 1:
         raise ValueError(f"episodes={episodes}: ask for at least one episode")
     action_noise = ActionNoise.of(action_noise)
-    if not 0.0 <= recovery <= 1.0:
-        raise ValueError(f"recovery={recovery}: use the fraction of recovery demos, between 0 (off) and 1")
     probe = make_env(env_cfg, terminate_on_success=False)
     expert = make_expert(probe)  # refuses a control mode the experts cannot act in before any worker starts
-    if recovery > 0 and not hasattr(expert, "fumble"):
-        raise ValueError(f"recovery={recovery}: the {env_cfg.get('task')} expert cannot aim a grasp off; use recovery=0")
     features = {**env_features(probe, video=video), **expert.annotation_features()}
     base = probe.unwrapped
     action_noise.mask(base.action_names)  # an entry this action space lacks: say so before any worker starts
@@ -269,7 +240,7 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
     probe.close()
     config = {"env": resolved_env_config(env_cfg), "seed": seed, "keep": keep, "post_success_steps": post_success_steps,
               "video": video, **action_noise.record(),
-              **({"recovery": recovery} if recovery else {}), **(provenance or {})}
+              **(provenance or {})}
     writer = DatasetWriter(output_dir, repo_id or f"toyland/{Path(output_dir).name}", features, fps, robot_type,
                            video, config, checkpoint_every)
     start_kept, start_discarded = writer.num_episodes, len(writer.log.discarded)
@@ -278,8 +249,7 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
     try:
         with StopRequest() as stop:
             if writer.num_episodes < episodes:
-                for episode in ordered_episodes(env_cfg, post_success_steps, writer.log.next_seed, workers, action_noise,
-                                                recovery):
+                for episode in ordered_episodes(env_cfg, post_success_steps, writer.log.next_seed, workers, action_noise):
                     if episode.success or keep == "all":
                         writer.add_episode(episode.frames, episode.task, episode.record)
                         bar.update(1)

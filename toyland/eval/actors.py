@@ -7,31 +7,15 @@ learned the shortcut; on a shortcut scenario it scores a shortcut rate near 1.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from toyland.eval.runner import Actor
 from toyland.registry import Registry
 
 SCRIPTED: Registry[type] = Registry("scripted actor")
-
-
-class Actor(ABC):
-    """reset(env) at each episode start, act(obs) -> action; check(env) raises if it cannot act there."""
-
-    label = ""
-
-    def check(self, env) -> None:
-        pass
-
-    def reset(self, env, seed: int) -> None:
-        pass
-
-    @abstractmethod
-    def act(self, obs) -> np.ndarray:
-        """The action for ``obs``."""
 
 
 @SCRIPTED.register("expert")

@@ -11,21 +11,18 @@ evaluating.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
-import numpy as np
-
 from toyland.eval.actors import make_actor
-from toyland.eval.policy_eval import EVAL_SEED_START
+from toyland.eval.report import write_report
+from toyland.eval.records import RECORDS, RESULTS, RESULTS_VERSION, RUN, read_records, summarize
+from toyland.eval.runner import run_episode
 from toyland.eval.suite import ID, Suite, build_suite
-
-RECORDS, RESULTS, RUN = "episodes.jsonl", "results.json", "run.json"
-RESULTS_VERSION = 1
 CHUNK = 5  # episodes per work item: small enough to balance, large enough to amortize
+EVAL_SEED_START = 1_000_000  # far from the collection seeds (0, 1, 2, ...): never scored on a training episode
 
 
 def cell_env(env_cfg: dict, cell_env: dict, render: bool = False) -> dict:
@@ -36,8 +33,8 @@ def cell_env(env_cfg: dict, cell_env: dict, render: bool = False) -> dict:
     return env
 
 
-class EpisodeRunner:
-    """An actor and one env per cell, in one process."""
+class CellRunner:
+    """An actor and one env per cell, in one process; episodes through the one runner."""
 
     def __init__(self, actor_spec: str, weights: str, env_cfg: dict, cells: dict, n_action_steps: int | None = None,
                  threads: int | None = None):
@@ -58,57 +55,18 @@ class EpisodeRunner:
         return self.envs[key]
 
     def run(self, cell: str, seed: int, record: bool = False) -> tuple[dict, list]:
-        env = self.env(cell, render=record)
-        obs, info = env.reset(seed=seed)
-        self.actor.reset(env, seed)
-        frames = [env.render()] if record else []
-        success, steps, step_info = False, 0, {}
-        while True:
-            obs, _, terminated, truncated, step_info = env.step(self.actor.act(obs))
-            steps += 1
-            success = success or bool(step_info["is_success"])
-            if record:
-                frames.append(env.render())
-            if terminated or truncated:
-                break
-        outcome = {k: bool(v) for k, v in step_info.items() if isinstance(v, (bool, np.bool_)) and k != "is_success"}
-        return {
-            "cell": cell, "seed": seed, "success": success, "steps": steps, "instruction": info["instruction"],
-            "target_index": info["target_index"], "cue_index": info.get("cue_index"),
-            "toy_seeds": [t.get("seed") for t in info["toys"]], "factors": info["factors"], "outcome": outcome,
-        }, frames
+        return run_episode(self.env(cell, render=record), self.actor, seed, cell=cell, record=record)
+
+    def run_chunk(self, jobs: list[tuple[str, int]]) -> list[dict]:
+        return [self.run(cell, seed)[0] for cell, seed in jobs]
 
     def close(self):
         for env in self.envs.values():
             env.close()
 
 
-_RUNNER: EpisodeRunner | None = None  # per worker process
-
-
-def _init_worker(*args) -> None:
-    import signal
-
-    global _RUNNER
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process stops the pool
-    _RUNNER = EpisodeRunner(*args, threads=1)
-
-
-def _run_chunk(jobs: list[tuple[str, int]]) -> list[dict]:
-    return [_RUNNER.run(cell, seed)[0] for cell, seed in jobs]
-
-
-def read_records(out: Path) -> list[dict]:
-    path = Path(out) / RECORDS
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill: that episode runs again
-            continue
-    return records
+def _worker_runner(*args) -> CellRunner:
+    return CellRunner(*args, threads=1)
 
 
 def evaluate_suite(actor: str, env_cfg: dict, suite_cfg: dict, out: str | Path, episodes: int = 20,
@@ -147,7 +105,7 @@ def _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_
     from tqdm import tqdm
 
     acting = (run["weights"], env_cfg, cells, run["n_action_steps"])  # how each process builds its runner
-    runner = EpisodeRunner(actor, *acting)
+    runner = CellRunner(actor, *acting)
     runner.env(ID)  # the actor's contract against the env: a clear error before any episode
     done = {(r["cell"], r["seed"]) for r in read_records(out)}
     jobs = [(c.name, seed_start + i) for c in suite.cells for i in range(episodes) if (c.name, seed_start + i) not in done]
@@ -165,11 +123,11 @@ def _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_
             for cell, seed in jobs:
                 write(runner.run(cell, seed)[0])
         elif jobs:
+            from toyland.parallel import worker_pool
+
             chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(actor, *acting)) as pool:
-                futures = [pool.submit(_run_chunk, chunk) for chunk in chunks]
+            with worker_pool(workers, _worker_runner, actor, *acting) as pool:
+                futures = [pool.submit("run_chunk", chunk) for chunk in chunks]
                 try:
                     for future in as_completed(futures):
                         for record in future.result():
@@ -189,44 +147,13 @@ def _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_
         results["videos"] = record_videos(runner, records, suite, out)
     runner.close()
     (out / RESULTS).write_text(json.dumps(results, indent=2))
-    from toyland.eval.report import write_report
-
     write_report([out], out)
     return results
 
 
-def summarize(records: list[dict], suite: Suite, episodes: int, seed_start: int) -> dict:
-    from toyland.eval.stats import paired_comparison, wilson_interval
-
-    seeds = set(range(seed_start, seed_start + episodes))
-    by_cell: dict[str, dict[int, dict]] = {}
-    for r in records:
-        if r["seed"] in seeds:
-            by_cell.setdefault(r["cell"], {})[r["seed"]] = r  # a replayed duplicate keeps one record
-    cells = {}
-    for cell in suite.cells:
-        rs = list(by_cell.get(cell.name, {}).values())
-        n, k = len(rs), sum(r["success"] for r in rs)
-        lo, hi = wilson_interval(k, n)
-        entry = {**cell.to_dict(), "episodes": n, "successes": k, "success_rate": k / n if n else None, "ci95": [lo, hi],
-                 "wrong_object_rate": sum(r["outcome"].get("wrong_object", False) for r in rs) / n if n else None}
-        if any(r.get("cue_index") is not None for r in rs):
-            cue = sum(r["outcome"].get("cue_success", False) for r in rs)
-            entry["shortcut_rate"], entry["shortcut_ci95"] = cue / n, list(wilson_interval(cue, n))
-        cells[cell.name] = entry
-    id_success = {s: r["success"] for s, r in by_cell.get(ID, {}).items()}
-    gaps = {}
-    for cell in suite.cells:
-        if cell.name == ID:
-            continue
-        ood = {s: r["success"] for s, r in by_cell.get(cell.name, {}).items()}
-        gaps[cell.name] = paired_comparison(id_success, ood)  # ID minus OOD, paired by seed
-    return {"cells": cells, "gaps": gaps, "episodes_per_cell": episodes, "seed_start": seed_start}
-
-
-def record_videos(runner: EpisodeRunner, records: list[dict], suite: Suite, out: Path) -> dict:
+def record_videos(runner: CellRunner, records: list[dict], suite: Suite, out: Path) -> dict:
     """Replays the first success and the first failure of each cell with rendering on."""
-    from toyland.eval.rollout import write_video
+    from toyland.eval.runner import write_video
 
     videos, mismatches = {}, []
     for cell in suite.cells:

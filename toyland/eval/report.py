@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from toyland.eval.records import RECORDS, RESULTS, RUN, read_records, summarize
 from toyland.eval.suite import ID, build_suite
 
 
 def load_run(run: Path) -> dict:
     """A run's results recomputed from ``episodes.jsonl`` and ``run.json``."""
-    from toyland.eval.harness import RECORDS, RESULTS, RUN, read_records, summarize
-
     run = Path(run)
     if not (run / RUN).is_file() or not (run / RECORDS).is_file():
         raise FileNotFoundError(f"{run} is not a toyland evaluation run (needs {RUN} and {RECORDS})")

@@ -7,9 +7,18 @@ from math import comb
 
 import numpy as np
 
-from toyland.eval.rollout import wilson_interval
-
 __all__ = ["wilson_interval", "mcnemar_exact", "paired_bootstrap", "paired_comparison"]
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default); (0, 1) with no trials."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, float(centre - half)), min(1.0, float(centre + half)))
 
 
 def mcnemar_exact(a_only: int, b_only: int) -> float:

@@ -44,8 +44,12 @@ def restore_optimizer(optimizer, tensors: dict, meta: dict) -> None:
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def checkpoint_folder(out: Path, step: int) -> Path:
+    return Path(out) / CHECKPOINTS / f"step_{step:07d}"
+
+
 def save_training(out: Path, step: int, policy, optimizer, scheduler, ema, cfg: dict, history: list) -> Path:
-    folder = Path(out) / CHECKPOINTS / f"step_{step:07d}"
+    folder = checkpoint_folder(out, step)
     opt_tensors, opt_meta = optimizer_tensors(optimizer)
     extra = {"optimizer": opt_tensors}
     if ema is not None:

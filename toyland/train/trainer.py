@@ -25,7 +25,7 @@ TRAIN_KEYS = {"env", "policy", "data", "steps", "batch_size", "seed", "device", 
               "save_every", "eval", "resume", "output_dir", "experiment", "prefetch"}
 OPTIM_KEYS = {"lr", "weight_decay", "betas", "warmup_steps", "grad_clip"}
 EMA_KEYS = {"enabled", "decay"}
-EVAL_KEYS = {"every", "episodes", "final_episodes", "seed_start", "videos"}
+EVAL_KEYS = {"every", "episodes", "final_episodes", "seed_start", "videos", "workers"}
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -111,16 +111,23 @@ def train(cfg: dict) -> TrainResult:
         if ckpt is not None:
             step, history = restore_training(ckpt, policy, optimizer, scheduler, ema, cfg)
             print(f"resumed from {ckpt} at step {step}")
-    env = _eval_env(cfg) if eval_cfg["every"] or eval_cfg["final_episodes"] else None
-    if env is not None:
-        policy.features.check_env(env)  # fail now, not after an hour of training
+    evaluating = bool(eval_cfg["every"] or eval_cfg["final_episodes"])
+    if evaluating:  # the policy's contract against the evaluation env: fail now, not after an hour of training
+        from toyland.sim import make_env
+
+        env = make_env(dict(cfg["env"]))
+        policy.features.check_env(env)
+        env.close()
     writer = SummaryWriter(str(out / "tensorboard"))
     (out / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
     log_path = out / "train_log.jsonl"
+    evaluate = Evaluation(cfg, out, writer, log_path, started=time.perf_counter() - (history[-1]["time_s"] if history else 0.0))
+    if evaluating and eval_cfg["every"] and step and step % int(eval_cfg["every"]) == 0 and step < total \
+            and not any(h["step"] == step for h in history):  # killed during this evaluation: run it again
+        history.append(evaluate(step, int(eval_cfg["episodes"]), history[-1]["train_s"] if history else 0.0))
     batches = sampler.batches(start_step=step, prefetch=int(cfg.get("prefetch", 2)))
     bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
     wait = compute = 0.0
-    started = time.perf_counter() - (history[-1]["time_s"] if history else 0.0)
     clock = {"train_s": history[-1]["train_s"] if history else 0.0}  # optimization time only, evaluations excluded
     policy.train()
     try:
@@ -155,26 +162,22 @@ def train(cfg: dict) -> TrainResult:
                     writer.add_scalar(f"train/{name}", value, step)
                 wait = compute = 0.0
             evaluate_now = eval_cfg["every"] and step % int(eval_cfg["every"]) == 0 and step < total
-            if evaluate_now:
-                history.append(_evaluate(cfg, env, ema or policy, eval_cfg["episodes"], step, started, writer, log_path,
-                                         train_s=clock["train_s"]))
-                policy.train()
-            if step % int(cfg["save_every"]) == 0 and step < total:
+            if evaluate_now or (step % int(cfg["save_every"]) == 0 and step < total):
+                save_training(out, step, policy, optimizer, scheduler, ema, cfg, history)
+            if evaluate_now:  # the checkpoint just saved, scored as `toyland eval` would score it
+                history.append(evaluate(step, int(eval_cfg["episodes"]), clock["train_s"]))
                 save_training(out, step, policy, optimizer, scheduler, ema, cfg, history)
     finally:
         bar.close()
         batches.close()
     save_training(out, step, policy, optimizer, scheduler, ema, cfg, history)
     final = None
-    if env is not None and eval_cfg["final_episodes"]:
-        final = _evaluate(cfg, env, ema or policy, eval_cfg["final_episodes"], step, started, writer, log_path,
-                          videos=int(eval_cfg.get("videos", 0)), out=out, train_s=clock["train_s"])
+    if eval_cfg["final_episodes"]:
+        final = evaluate(step, int(eval_cfg["final_episodes"]), clock["train_s"], videos=bool(eval_cfg.get("videos")))
         history.append(final)
         save_training(out, step, policy, optimizer, scheduler, ema, cfg, history)
         (out / "results.json").write_text(json.dumps(final, indent=2))
     writer.close()
-    if env is not None:
-        env.close()
     return TrainResult(out, step, final, history)
 
 
@@ -189,37 +192,41 @@ def _first_source_info(data_cfg: dict) -> dict:
     return json.loads((check_dataset_path(path) / "meta" / "info.json").read_text())
 
 
-def _eval_env(cfg: dict):
-    from toyland.sim import make_env
+class Evaluation:
+    """The trainer's evaluations: the checkpoint of the step, scored by ``toyland.eval.harness`` (the
+    one episode runner, worker processes, one torch thread each) into ``eval/step_<k>/``, so an
+    evaluation during training and ``toyland eval`` of the same checkpoint give the same records."""
 
-    videos = int(cfg["eval"].get("videos", 0))
-    return make_env(dict(cfg["env"]), **({"render_mode": "rgb_array", "render_size": [256, 256]} if videos else {}))
+    def __init__(self, cfg: dict, out: Path, writer, log_path: Path, started: float):
+        self.cfg, self.out, self.writer, self.log_path, self.started = cfg, out, writer, log_path, started
 
+    def __call__(self, step: int, episodes: int, train_s: float, videos: bool = False) -> dict:
+        from toyland.eval.harness import evaluate_suite
+        from toyland.train.state import checkpoint_folder
 
-def _evaluate(cfg, env, model, episodes, step, started, writer, log_path, videos: int = 0, out: Path | None = None,
-              train_s: float = 0.0) -> dict:
-    from toyland.eval.policy_eval import evaluate_policy
-    from toyland.eval.rollout import write_video
-
-    policy = model.module if hasattr(model, "module") else model  # the EMA copy when there is one
-    t0 = time.perf_counter()
-    result = evaluate_policy(policy, env, int(episodes), seed_start=int(cfg["eval"]["seed_start"]), record=videos)
-    record = {"step": step, "time_s": round(time.perf_counter() - started, 1), "train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t0, 1),
-              **result.summary()}
-    writer.add_scalar("eval/success_rate", result.success_rate, step)
-    with open(log_path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-    lo, hi = result.ci95
-    wrong = f", distractor lifted {record['wrong_object']}" if "wrong_object" in record else ""
-    if "failures" in record:
-        f = record["failures"]
-        wrong += f"; failures: {f['never_grasped']} never grasped, {f['grasped_not_done']} grasped but not finished"
-    print(f"\nstep {step}: success {result.successes}/{len(result.episodes)} = {result.success_rate:.2f} "
-          f"(95% CI {lo:.2f}-{hi:.2f}){wrong}")
-    frames = [f for e in result.episodes for f in e.frames]
-    if out is not None and frames:
-        write_video(out / "eval.mp4", frames, fps=20)
-    return record
+        eval_cfg = self.cfg["eval"]
+        folder = self.out / "eval" / f"step_{step:07d}"
+        t0 = time.perf_counter()
+        results = evaluate_suite(str(checkpoint_folder(self.out, step)), dict(self.cfg["env"]), {"base": {}}, folder,
+                                 episodes=episodes, seed_start=int(eval_cfg["seed_start"]),
+                                 workers=int(eval_cfg.get("workers") or 1), weights="ema", videos=videos, progress=False)
+        cell = results["cells"]["id"]
+        keep = ("episodes", "successes", "success_rate", "ci95", "wrong_object", "wrong_object_rate",
+                "wrong_object_ci95", "clipped_episodes", "failures")
+        record = {"step": step, "time_s": round(time.perf_counter() - self.started, 1), "train_s": round(train_s, 1),
+                  "eval_s": round(time.perf_counter() - t0, 1), **{k: cell[k] for k in keep if k in cell},
+                  "eval_dir": str(folder.relative_to(self.out))}
+        self.writer.add_scalar("eval/success_rate", cell["success_rate"], step)
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        lo, hi = cell["ci95"]
+        extra = f", distractor lifted {cell['wrong_object']}" if cell.get("wrong_object") else ""
+        if "failures" in cell:
+            f = cell["failures"]
+            extra += f"; failures: {f['never_grasped']} never grasped, {f['grasped_not_done']} grasped but not finished"
+        print(f"\nstep {step}: success {cell['successes']}/{cell['episodes']} = {cell['success_rate']:.2f} "
+              f"(95% CI {lo:.2f}-{hi:.2f}){extra}; records in {folder}")
+        return record
 
 
 __all__ = ["train", "resolve_device", "lr_factor", "NonFiniteLoss", "TrainResult", "CHECKPOINTS"]
