@@ -2,11 +2,18 @@
 
 Held-out sets differ from ``train`` by seed range (unseen toys of the same distribution) or by
 composition (part counts or kind mixes the train generator can never produce), so a set is
-configuration, not code. Extra folders of set files can be registered with :func:`add_search_path`.
+configuration, not code.
+
+Where sets are found: the built-in folder, after the folders in the environment variable
+``TOYLAND_TOY_SETS`` (``os.pathsep``-separated, first wins). The search path lives in the
+environment, not in this module, so worker processes (collection and evaluation spawn them)
+inherit it; :func:`add_search_path` prepends a folder to that variable. An env config can also
+name a single set file directly: ``toy_set: path/to/my_set.yaml``.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +26,8 @@ from toyland.sim.mesh_objects import MeshSet, mesh_set_from_config
 from toyland.sim.toys import ToyGenerator, ToySpec
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "configs" / "toy_set"
-_SEARCH_PATH: list[Path] = [BUILTIN_DIR]
+ENV_VAR = "TOYLAND_TOY_SETS"
+SUFFIXES = (".yaml", ".yml")
 KEYS = {"name", "description", "seeds", "num_toys", "generator", "meshes"}
 
 
@@ -63,32 +71,64 @@ class ToySet:
         )
 
 
+def search_path() -> tuple[Path, ...]:
+    """Folders searched for set files, first wins: those in ``TOYLAND_TOY_SETS``, then the built-in one."""
+    extra = [Path(p) for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
+    for folder in extra:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"toy set folder {folder} (from ${ENV_VAR}) does not exist; "
+                                    f"fix or unset ${ENV_VAR}")
+    return (*extra, BUILTIN_DIR)
+
+
 def add_search_path(folder: str | Path) -> None:
-    """Makes the ``*.yaml`` toy sets in ``folder`` loadable by name."""
-    folder = Path(folder)
+    """Makes the ``*.yaml`` toy sets in ``folder`` loadable by name, here and in processes started
+    from here afterwards: it prepends ``folder`` to ``$TOYLAND_TOY_SETS``, which children inherit."""
+    folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
         raise FileNotFoundError(f"toy set folder {folder} does not exist")
-    _SEARCH_PATH.insert(0, folder)
-    _load_all.cache_clear()
+    current = [p for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p and Path(p) != folder]
+    os.environ[ENV_VAR] = os.pathsep.join([str(folder), *current])
 
 
-@lru_cache(maxsize=None)
-def _load_all() -> dict[str, ToySet]:
+def load_toy_set_file(path: str | Path) -> ToySet:
+    """One set file: a procedural toy set, or a mesh set (``meshes:``). Its name defaults to the file's stem."""
+    path = Path(path).expanduser()
+    cfg = yaml.safe_load(path.read_text()) or {}
+    cfg.setdefault("name", path.stem)
+    try:
+        if "meshes" in cfg:  # a mesh object set (pybullet_data or a folder)
+            return mesh_set_from_config(cfg["name"], cfg["meshes"], cfg.get("num_toys"), cfg.get("description", ""))
+        return ToySet.from_config(cfg)
+    except (ValueError, TypeError, KeyError, FileNotFoundError) as err:
+        raise ValueError(f"toy set file {path}: {err}") from err
+
+
+def _set_files(folders: tuple[Path, ...]) -> tuple[tuple[str, int], ...]:
+    """Every set file of ``folders``, last folder first (so earlier folders override), with its mtime."""
+    return _set_files_of([p for folder in reversed(folders) for p in sorted(folder.iterdir()) if _is_set_file(p)])
+
+
+def _set_files_of(paths: list[Path]) -> tuple[tuple[str, int], ...]:
+    return tuple((str(p.resolve()), p.stat().st_mtime_ns) for p in paths)
+
+
+def _is_set_file(path: Path) -> bool:
+    return path.suffix in SUFFIXES and path.is_file()
+
+
+@lru_cache(maxsize=32)
+def _load_files(files: tuple[tuple[str, int], ...]) -> dict[str, ToySet]:
+    # keyed by the files and their mtimes: a changed search path or an edited file is read afresh
     sets: dict[str, ToySet] = {}
-    for folder in reversed(_SEARCH_PATH):
-        for path in sorted(folder.glob("*.yaml")):
-            cfg = yaml.safe_load(path.read_text()) or {}
-            cfg.setdefault("name", path.stem)
-            try:
-                if "meshes" in cfg:  # a mesh object set (pybullet_data or a folder)
-                    sets[cfg["name"]] = mesh_set_from_config(
-                        cfg["name"], cfg["meshes"], cfg.get("num_toys"), cfg.get("description", "")
-                    )
-                    continue
-                sets[cfg["name"]] = ToySet.from_config(cfg)
-            except (ValueError, TypeError, KeyError, FileNotFoundError) as err:
-                raise ValueError(f"toy set file {path}: {err}") from err
+    for path, _ in files:
+        toy_set = load_toy_set_file(path)
+        sets[toy_set.name] = toy_set
     return sets
+
+
+def _load_all() -> dict[str, ToySet]:
+    return _load_files(_set_files(search_path()))
 
 
 def toy_set_names() -> list[str]:
@@ -96,15 +136,22 @@ def toy_set_names() -> list[str]:
 
 
 def get_toy_set(name: str, num_toys: int | None = None) -> ToySet:
-    """A toy set or mesh set by name; a folder path gives a mesh set of its OBJ/STL files."""
+    """A toy set or mesh set by name, or from the path of one set file (``*.yaml``); a folder path
+    gives a mesh set of its OBJ/STL files."""
     sets = _load_all()
-    if name not in sets and Path(name).expanduser().is_dir():
+    path = Path(name).expanduser()
+    if name in sets:
+        toy_set = sets[name]
+    elif _is_set_file(path):
+        (toy_set,) = _load_files(_set_files_of([path])).values()
+    elif path.is_dir():
         return mesh_set_from_config(name, {"source": name}, num_toys)
-    if name not in sets:
+    else:
         raise KeyError(
-            f"unknown toy set '{name}'; valid toy sets: {', '.join(sorted(sets))} (or a folder of OBJ/STL meshes)"
+            f"unknown toy set '{name}'; valid toy sets: {', '.join(sorted(sets))}, or the path of a set file "
+            f"(*.yaml), or a folder of OBJ/STL meshes; add folders of set files with "
+            f"toyland.sim.toy_sets.add_search_path or ${ENV_VAR}"
         )
-    toy_set = sets[name]
     if isinstance(toy_set, MeshSet):
         return toy_set.with_num_toys(num_toys) if num_toys is not None else toy_set
     if num_toys is not None:

@@ -1,0 +1,70 @@
+"""Issue 24's bugs and structure: toy sets in spawned workers, lerobot diffusion's chunk, select_action
+per env of a batch, and the import layering (sim below data and policies; no policy import cycle)."""
+
+import ast
+import multiprocessing as mp
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from toyland.policies.base import Policy, PolicyConfig
+from toyland.policies.features import STATE, PolicyFeatures
+from toyland.sim.toy_sets import BUILTIN_DIR, add_search_path, get_toy_set, toy_set_names
+
+PACKAGE = Path(__file__).resolve().parent.parent / "toyland"
+
+
+# --- bug 1: toy sets added at run time reach spawned workers -------------------------------------
+def write_toy_set(folder: Path, name: str, seeds=(5, 10)) -> Path:
+    cfg = yaml.safe_load((BUILTIN_DIR / "train.yaml").read_text())
+    cfg.update(name=name, seeds=list(seeds), description="a test set")
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_a_toy_set_added_with_add_search_path_loads_in_a_spawned_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOYLAND_TOY_SETS", "")  # monkeypatch restores the variable afterwards
+    write_toy_set(tmp_path, "issue24_set")
+    add_search_path(tmp_path)
+    assert get_toy_set("issue24_set").seeds == (5, 10)
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        assert "issue24_set" in pool.submit(toy_set_names).result()
+        assert pool.submit(get_toy_set, "issue24_set").result().seeds == (5, 10)
+
+
+def test_search_path_is_read_afresh_and_earlier_folders_win(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOYLAND_TOY_SETS", "")
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    assert "issue24_other" not in toy_set_names()
+    write_toy_set(second, "issue24_other", seeds=(0, 3))
+    add_search_path(second)
+    assert get_toy_set("issue24_other").seeds == (0, 3)  # no stale cache from before the folder was added
+    write_toy_set(first, "issue24_other", seeds=(7, 9))
+    add_search_path(first)
+    assert get_toy_set("issue24_other").seeds == (7, 9)
+    assert get_toy_set("train").seeds[0] == 0  # the built-in sets stay
+    monkeypatch.setenv("TOYLAND_TOY_SETS", str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="TOYLAND_TOY_SETS"):
+        toy_set_names()
+
+
+def test_an_env_config_can_name_a_toy_set_file(tmp_path):
+    from toyland.sim import make_env
+
+    path = write_toy_set(tmp_path, "from_a_file", seeds=(40, 42))
+    assert get_toy_set(str(path)).name == "from_a_file"
+    assert get_toy_set(str(path), num_toys=1).size == 1
+    env = make_env(toy_set=str(path), cameras=[])
+    env.reset(seed=0)
+    assert env.unwrapped.toy_set.seeds == (40, 42)
+    env.close()
+    with pytest.raises(KeyError, match="path of a set file"):
+        get_toy_set(str(tmp_path / "no_such_set.yaml"))
