@@ -68,3 +68,53 @@ def test_an_env_config_can_name_a_toy_set_file(tmp_path):
     env.close()
     with pytest.raises(KeyError, match="path of a set file"):
         get_toy_set(str(tmp_path / "no_such_set.yaml"))
+
+
+# --- bug 2: lerobot diffusion returns its whole chunk from the current step ---------------------
+LEROBOT_FEATURES = PolicyFeatures(cameras={"observation.images.front": (3, 32, 32)}, state_dim=4, action_dim=3, fps=20)
+LEROBOT_TINY = {"down_dims": [16, 32], "num_inference_steps": 2, "diffusion_step_embed_dim": 16}
+
+
+def lerobot_obs(step: int) -> dict:
+    rng = np.random.default_rng(step)
+    return {"observation.images.front": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
+            "observation.state": rng.uniform(-1, 1, 4).astype(np.float32), "task": ""}
+
+
+def test_lerobot_diffusion_returns_its_chunk_from_the_current_step_and_runs_n_action_steps():
+    from toyland.policies import make_policy
+
+    torch.manual_seed(0)
+    cfg = {"name": "lerobot_diffusion", "n_obs_steps": 2, "horizon": 32, "n_action_steps": 8, "overrides": LEROBOT_TINY}
+    policy = make_policy(cfg, LEROBOT_FEATURES, None).eval()
+    batch = {"observation.images.front": torch.rand(1, 2, 3, 32, 32), STATE: torch.rand(1, 2, 4), "task": [""]}
+    assert policy.predict_action_chunk(batch).shape == (1, 32 - 2 + 1, 3)
+
+    calls = []
+    predict = policy.predict_action_chunk
+    policy.predict_action_chunk = lambda batch, *a, **k: calls.append(1) or predict(batch, *a, **k)
+    policy.config.n_action_steps = 16  # as `toyland eval n_action_steps=16` sets it on a loaded checkpoint
+    policy.reset()
+    for step in range(17):
+        policy.select_action(lerobot_obs(step))
+    assert len(calls) == 2  # 16 actions executed from the first chunk, the 17th from a new one
+
+    policy.config.n_action_steps = 32  # more than a chunk holds: refused, not silently fewer
+    policy.reset()
+    with pytest.raises(ValueError, match="n_action_steps=32"):
+        policy.select_action(lerobot_obs(0))
+    with pytest.raises(ValueError, match="horizon - n_obs_steps"):
+        make_policy({**cfg, "horizon": 16, "n_action_steps": 16}, LEROBOT_FEATURES, None)
+
+
+def test_lerobot_diffusion_chunks_follow_the_generator():
+    from toyland.policies import make_policy
+
+    torch.manual_seed(0)
+    cfg = {"name": "lerobot_diffusion", "n_obs_steps": 2, "horizon": 8, "n_action_steps": 4, "overrides": LEROBOT_TINY}
+    policy = make_policy(cfg, LEROBOT_FEATURES, None).eval()
+    batch = {"observation.images.front": torch.rand(2, 2, 3, 32, 32), STATE: torch.rand(2, 2, 4), "task": ["", ""]}
+    chunks = [policy.predict_action_chunk(batch, torch.Generator().manual_seed(s)) for s in (1, 1, 2)]
+    assert chunks[0].shape == (2, 7, 3)
+    torch.testing.assert_close(chunks[0], chunks[1])
+    assert not torch.allclose(chunks[0], chunks[2])

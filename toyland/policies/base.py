@@ -1,7 +1,9 @@
 """The policy API every policy implements (lerobot's shape):
 
 - ``forward(batch) -> (loss, metrics)`` on a training batch of observation history and action chunk;
-- ``predict_action_chunk(batch) -> [B, horizon, action_dim]`` in env units;
+- ``predict_action_chunk(batch) -> [B, H, action_dim]`` in env units, from the current step on
+  (H = ``horizon``, or less for a policy whose window also covers past steps: lerobot diffusion's
+  holds ``horizon - n_obs_steps + 1``), at least ``n_action_steps``;
 - ``select_action(obs)`` for env observations, through an action queue refilled every
   ``n_action_steps``; ``reset()`` at episode start.
 
@@ -98,7 +100,8 @@ class Policy(nn.Module, ABC):
     # --- acting -------------------------------------------------------------------------------
     @abstractmethod
     def predict_action_chunk(self, batch: dict) -> torch.Tensor:
-        """Observation history in ``batch`` ([B, T, ...] tensors, ``task`` strings) -> [B, horizon, A]."""
+        """Observation history in ``batch`` ([B, T, ...] tensors, ``task`` strings) -> [B, H, A] from the
+        current step on (H = horizon, see the module docstring)."""
 
     def reset(self) -> None:
         self._obs_queue, self._action_queue = None, deque()
@@ -133,7 +136,11 @@ class Policy(nn.Module, ABC):
         if not self._action_queue:
             history = {k: torch.stack([f[k] for f in self._obs_queue], dim=1) for k in keys}
             history["task"] = frame["task"]
-            chunk = self.predict_action_chunk(history)[:, : self.config.n_action_steps]
+            chunk = self.predict_action_chunk(history)
+            if chunk.shape[1] < self.config.n_action_steps:
+                raise ValueError(f"policy '{self.name}' predicted {chunk.shape[1]} actions per chunk, fewer than "
+                                 f"n_action_steps={self.config.n_action_steps}; lower n_action_steps")
+            chunk = chunk[:, : self.config.n_action_steps]
             self._action_queue.extend(chunk.transpose(0, 1).cpu().numpy())
         action = self._action_queue.popleft()
         single = np.asarray(obs["observation.state"]).ndim == 1

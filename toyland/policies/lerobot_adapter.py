@@ -5,6 +5,11 @@ VLAs included, through ``lerobot`` with ``lerobot_type`` and a local ``pretraine
 0.4 policies expect normalized inputs (its processors do that); here the adapter normalizes state,
 action and images with the dataset statistics, kept as buffers so they travel with the checkpoint.
 Observation and action windows come from lerobot's own config (its delta indices).
+
+A lerobot diffusion chunk spans lerobot's action window, which starts ``n_obs_steps - 1`` steps in
+the past; ``predict_action_chunk`` returns its part from the current observation on,
+``horizon - n_obs_steps + 1`` actions (lerobot's own ``generate_actions`` would cut it further to
+lerobot's ``n_action_steps``; toyland's ``select_action`` decides how many to execute).
 """
 
 from __future__ import annotations
@@ -55,6 +60,12 @@ class LeRobotPolicy(Policy):
             options = {**CPU_DEFAULTS.get(kind, {}), **self._window_options(kind, config, features), **config.overrides}
             lr_config = make_policy_config(kind, device="cpu", input_features=inputs, output_features=outputs, **options)
             self.inner = get_policy_class(kind)(lr_config)
+        if config.n_action_steps > self.chunk_length:
+            raise ValueError(
+                f"policy '{self.name}': n_action_steps={config.n_action_steps} exceeds the {self.chunk_length} actions "
+                f"a lerobot {kind} chunk holds from the current step; lower n_action_steps or raise horizon"
+                + (" (a diffusion chunk holds horizon - n_obs_steps + 1)" if kind == "diffusion" else "")
+            )
         for key, (c, _, _) in features.cameras.items():
             mean, std = torch.zeros(c, 1, 1), torch.ones(c, 1, 1)
             if stats is not None:
@@ -91,6 +102,12 @@ class LeRobotPolicy(Policy):
         return deltas
 
     @property
+    def chunk_length(self) -> int:
+        """Actions ``predict_action_chunk`` returns, from the current step on."""
+        actions = self.inner.config.action_delta_indices or [0]
+        return sum(1 for i in actions if i >= 0)
+
+    @property
     def _history(self) -> int:
         return len(self.inner.config.observation_delta_indices or [0])
 
@@ -114,15 +131,25 @@ class LeRobotPolicy(Policy):
 
     @torch.no_grad()
     def predict_action_chunk(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        """[B, chunk_length, A] from the current step on."""
         inputs = self._inputs(batch)
-        if self.kind == "diffusion":  # lerobot's own entry point reads its internal observation queues
-            from lerobot.utils.constants import OBS_IMAGES
-
-            inputs[OBS_IMAGES] = torch.stack([inputs[k] for k in self.features.cameras], dim=-4)
-            chunk = self.inner.diffusion.generate_actions(inputs)
+        if self.kind == "diffusion":
+            chunk = self._sample_diffusion(inputs, generator)
         else:
             chunk = self.inner.predict_action_chunk(inputs)
         return self.normalizer.unnormalize(ACTION, chunk)
+
+    def _sample_diffusion(self, inputs: dict, generator: torch.Generator | None) -> torch.Tensor:
+        # lerobot's select_action reads its own observation queues and its generate_actions keeps only
+        # lerobot's n_action_steps; sample the whole window (lerobot 0.4's DiffusionModel) and drop its past
+        from lerobot.utils.constants import OBS_IMAGES
+
+        inputs[OBS_IMAGES] = torch.stack([inputs[k] for k in self.features.cameras], dim=-4)
+        model = self.inner.diffusion
+        cond = model._prepare_global_conditioning(inputs)
+        window = model.conditional_sample(cond.shape[0], global_cond=cond, generator=generator)
+        past = sum(1 for i in self.inner.config.action_delta_indices if i < 0)
+        return window[:, past:]
 
 
 def _adapter(kind: str):
