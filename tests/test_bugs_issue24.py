@@ -118,3 +118,68 @@ def test_lerobot_diffusion_chunks_follow_the_generator():
     assert chunks[0].shape == (2, 7, 3)
     torch.testing.assert_close(chunks[0], chunks[1])
     assert not torch.allclose(chunks[0], chunks[2])
+
+
+# --- bug 4: select_action keeps a history and a chunk per env -----------------------------------
+class EchoPolicy(Policy):
+    """Action k of a chunk: (current state, oldest state of the history, k, prediction count)."""
+
+    name = "echo"
+
+    def __init__(self, n_obs_steps=2, horizon=4, n_action_steps=3):
+        features = PolicyFeatures(cameras={}, state_dim=1, action_dim=4, fps=20)
+        super().__init__(PolicyConfig(n_obs_steps, horizon, n_action_steps), features, None)
+        self.calls = 0
+
+    def forward(self, batch):
+        raise NotImplementedError
+
+    def predict_action_chunk(self, batch):
+        self.calls += 1
+        state = batch[STATE][..., 0]  # [B, T]
+        steps = torch.arange(self.config.horizon, dtype=torch.float32)
+        b, h = state.shape[0], self.config.horizon
+        return torch.stack([state[:, -1, None].expand(b, h), state[:, 0, None].expand(b, h), steps.expand(b, h),
+                            torch.full((b, h), float(self.calls))], dim=-1)
+
+
+def batch_obs(states) -> dict:
+    return {"observation.state": np.asarray(states, dtype=np.float32)[:, None], "task": [""] * len(states)}
+
+
+def test_select_action_keeps_a_queue_per_env_and_resets_the_listed_ones():
+    policy = EchoPolicy()
+    policy.reset()
+    out = [policy.select_action(batch_obs([10, 20])), policy.select_action(batch_obs([11, 21]))]
+    policy.reset([1])  # env 1 starts a new episode, env 0 goes on
+    out += [policy.select_action(batch_obs([12, 22])), policy.select_action(batch_obs([13, 23]))]
+    np.testing.assert_array_equal(np.stack(out), [
+        [[10, 10, 0, 1], [20, 20, 0, 1]],
+        [[10, 10, 1, 1], [20, 20, 1, 1]],
+        [[10, 10, 2, 1], [22, 22, 0, 2]],  # env 1: a fresh history (its first frame repeated) and chunk
+        [[13, 12, 0, 3], [22, 22, 1, 2]],  # env 0: its own chunk ran out; its history went on
+    ])
+    with pytest.raises(IndexError, match="env 2"):
+        policy.reset([2])
+    with pytest.raises(ValueError, match="call reset"):
+        policy.select_action(batch_obs([1, 2, 3]))
+    policy.reset()
+    assert policy.select_action(batch_obs([1, 2, 3])).shape == (3, 4)
+
+
+def test_each_env_of_a_batch_acts_as_it_would_alone():
+    rng = np.random.default_rng(0)
+    states = rng.uniform(-1, 1, (12, 3))
+    episode_starts = {0: [0, 1, 2], 4: [1], 7: [0, 2], 9: [1]}  # staggered resets, as in a vector env
+    batched, alone = EchoPolicy(n_action_steps=2), [EchoPolicy(n_action_steps=2) for _ in range(3)]
+    rows = []
+    for t, state in enumerate(states):
+        if t in episode_starts:
+            batched.reset(None if t == 0 else episode_starts[t])
+        rows.append(batched.select_action(batch_obs(state))[:, :3])  # the prediction count differs
+    for env, policy in enumerate(alone):
+        for t, state in enumerate(states):
+            if env in episode_starts.get(t, []):
+                policy.reset()
+            single = policy.select_action({"observation.state": np.float32([state[env]]), "task": ""})
+            np.testing.assert_array_equal(rows[t][env], single[:3])

@@ -4,8 +4,9 @@
 - ``predict_action_chunk(batch) -> [B, H, action_dim]`` in env units, from the current step on
   (H = ``horizon``, or less for a policy whose window also covers past steps: lerobot diffusion's
   holds ``horizon - n_obs_steps + 1``), at least ``n_action_steps``;
-- ``select_action(obs)`` for env observations, through an action queue refilled every
-  ``n_action_steps``; ``reset()`` at episode start.
+- ``select_action(obs)`` for one env's observation or a vector env's batch, through an observation
+  history and an action queue per env, refilled every ``n_action_steps``; ``reset()`` at episode
+  start, ``reset(env_ids)`` when only some envs of a batch start a new episode.
 
 A policy is built from its config dataclass, the ``PolicyFeatures`` it acts on and the dataset
 statistics; ``toyland.policies.checkpoint`` saves and restores all three.
@@ -76,8 +77,10 @@ class Policy(nn.Module, ABC):
         config.validate()
         self.config, self.features = config, features
         self.normalizer = Normalizer(features, stats, self.normalization)
-        self._obs_queue: deque | None = None
-        self._action_queue: deque = deque()
+        # per env of the batch select_action serves: its observation history (None: at episode
+        # start) and the actions left of its chunk; [] until the first call sets the batch size
+        self._obs_queues: list[deque | None] = []
+        self._action_queues: list[deque] = []
 
     # --- what the policy needs from data ------------------------------------------------------
     def delta_timestamps(self) -> dict[str, list[float]]:
@@ -103,8 +106,16 @@ class Policy(nn.Module, ABC):
         """Observation history in ``batch`` ([B, T, ...] tensors, ``task`` strings) -> [B, H, A] from the
         current step on (H = horizon, see the module docstring)."""
 
-    def reset(self) -> None:
-        self._obs_queue, self._action_queue = None, deque()
+    def reset(self, env_ids=None) -> None:
+        """Episode start for every env (``None``; the next call may bring another batch size) or for
+        the env indices listed: their history and action queue restart, the others' continue."""
+        if env_ids is None:
+            self._obs_queues, self._action_queues = [], []
+            return
+        for i in env_ids:
+            if not 0 <= i < len(self._obs_queues):
+                raise IndexError(f"reset(env_ids) names env {i}; select_action serves {len(self._obs_queues)} envs")
+            self._obs_queues[i], self._action_queues[i] = None, deque()
 
     @property
     def device(self) -> torch.device:
@@ -126,22 +137,34 @@ class Policy(nn.Module, ABC):
 
     @torch.no_grad()
     def select_action(self, obs: dict) -> np.ndarray:
-        """The next action for ``obs``: [A] for one env, [B, A] for a vector env's batch."""
+        """The next action for ``obs``: [A] for one env, [B, A] for a vector env's batch. Each env keeps
+        its own history and chunk; one prediction serves every env whose chunk has run out."""
         frame = self.observation_batch(obs)
         keys = [k for k in frame if k != "task"]
-        if self._obs_queue is None:  # episode start: the history is the first frame repeated, as in training
-            self._obs_queue = deque([frame] * self.config.n_obs_steps, maxlen=self.config.n_obs_steps)
-        else:
-            self._obs_queue.append(frame)
-        if not self._action_queue:
-            history = {k: torch.stack([f[k] for f in self._obs_queue], dim=1) for k in keys}
-            history["task"] = frame["task"]
+        size = len(frame["task"])
+        if not self._obs_queues:
+            self._obs_queues, self._action_queues = [None] * size, [deque() for _ in range(size)]
+        elif size != len(self._obs_queues):
+            raise ValueError(f"select_action got a batch of {size} envs after {len(self._obs_queues)}; "
+                             "call reset() before changing the number of envs")
+        n = self.config.n_obs_steps
+        for i, queue in enumerate(self._obs_queues):
+            row = {k: frame[k][i] for k in keys}
+            if queue is None:  # episode start: the history is the first frame repeated, as in training
+                self._obs_queues[i] = deque([row] * n, maxlen=n)
+            else:
+                queue.append(row)
+        due = [i for i, actions in enumerate(self._action_queues) if not actions]
+        if due:
+            history = {k: torch.stack([torch.stack([f[k] for f in self._obs_queues[i]]) for i in due]) for k in keys}
+            history["task"] = [frame["task"][i] for i in due]
             chunk = self.predict_action_chunk(history)
             if chunk.shape[1] < self.config.n_action_steps:
                 raise ValueError(f"policy '{self.name}' predicted {chunk.shape[1]} actions per chunk, fewer than "
                                  f"n_action_steps={self.config.n_action_steps}; lower n_action_steps")
-            chunk = chunk[:, : self.config.n_action_steps]
-            self._action_queue.extend(chunk.transpose(0, 1).cpu().numpy())
-        action = self._action_queue.popleft()
+            chunk = chunk[:, : self.config.n_action_steps].cpu().numpy()
+            for row, i in zip(chunk, due):
+                self._action_queues[i].extend(row)
+        action = np.stack([actions.popleft() for actions in self._action_queues])
         single = np.asarray(obs["observation.state"]).ndim == 1
         return action[0] if single else action
