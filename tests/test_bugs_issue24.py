@@ -183,3 +183,40 @@ def test_each_env_of_a_batch_acts_as_it_would_alone():
                 policy.reset()
             single = policy.select_action({"observation.state": np.float32([state[env]]), "task": ""})
             np.testing.assert_array_equal(rows[t][env], single[:3])
+
+
+# --- structure ----------------------------------------------------------------------------------
+def imported_modules(path: Path, package: str) -> set[str]:
+    """Every module ``path`` imports, at module level or inside functions, relative imports resolved;
+    ``from a import b`` counts ``a.b`` too (b may be a submodule)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, *([base] if base else [])])
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}
+    return found
+
+
+def module_name(path: Path) -> tuple[str, str]:
+    """(module, package it lives in) of a file under toyland/."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    if parts[-1] == "__init__":
+        return ".".join(parts[:-1]), ".".join(parts[:-1])
+    return ".".join(parts), ".".join(parts[:-1])
+
+
+def test_sim_imports_no_higher_layer():
+    higher = ("toyland.data", "toyland.policies", "toyland.eval", "toyland.train", "toyland.cli")
+    offenders = {}
+    for path in sorted((PACKAGE / "sim").rglob("*.py")):
+        name, package = module_name(path)
+        bad = sorted(m for m in imported_modules(path, package) if m.startswith(higher))
+        if bad:
+            offenders[name] = bad
+    assert not offenders, f"toyland.sim must not import higher layers: {offenders}"

@@ -9,10 +9,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-# The grasp a scripted expert is executing, recorded beside each demo frame (a target for auxiliary losses):
-# the tcp target position and the jaw yaw as (cos 2 yaw, sin 2 yaw), the jaw being symmetric under a half turn.
-GRASP_ANNOTATION = "annotation.grasp"
-GRASP_NAMES = ("x", "y", "z", "cos2yaw", "sin2yaw")
+from toyland.sim.annotations import GRASP_ANNOTATION, GRASP_NAMES  # noqa: F401  (the experts' grasp annotation)
+
 MAX_LABEL = 255  # segmentation labels are stored as uint8: 0 background, 1 arena, 2 robot, 3+ objects
 
 

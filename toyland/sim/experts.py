@@ -18,9 +18,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from toyland.data.features import GRASP_ANNOTATION, GRASP_NAMES
 from toyland.registry import Registry
 from toyland.sim import geometry as geo
+from toyland.sim.annotations import GRASP_ANNOTATION, GRASP_NAMES
 from toyland.sim.embodiments.gripper import FINGER_HALF, FINGER_TRAVEL, TCP_Z, TIP_BELOW_TCP
 from toyland.sim.scene import TABLE_TOP_Z, Scene
 from toyland.sim.tasks.pick_place import RIM_Z
