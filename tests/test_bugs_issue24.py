@@ -220,3 +220,37 @@ def test_sim_imports_no_higher_layer():
         if bad:
             offenders[name] = bad
     assert not offenders, f"toyland.sim must not import higher layers: {offenders}"
+
+
+def test_policy_modules_import_no_cycle():
+    modules = {module_name(p)[0]: p for p in (PACKAGE / "policies").rglob("*.py")}
+    edges = {}
+    for name, path in modules.items():
+        imports = imported_modules(path, module_name(path)[1])
+        edges[name] = {m for m in imports if m in modules and m != name}
+
+    def cycle_from(start, stack):
+        for nxt in edges[stack[-1]]:
+            if nxt == start:
+                return [*stack, nxt]
+            if nxt not in stack and (found := cycle_from(start, [*stack, nxt])):
+                return found
+        return None
+
+    cycles = [c for name in modules if (c := cycle_from(name, [name]))]
+    assert not cycles, f"import cycles among toyland.policies modules: {cycles[0]}"
+
+
+def test_the_policy_registry_alone_builds_a_config_and_imports_only_what_it_names():
+    code = """
+import sys
+from toyland.policies.registry import POLICIES, policy_config
+cls, config = policy_config({"name": "diffusion", "horizon": 16})
+assert cls.__name__ == "DiffusionPolicy" and config.horizon == 16, (cls, config)
+assert "toyland.policies.lerobot_adapter" not in sys.modules and "toyland.policies.vla" not in sys.modules
+assert POLICIES.names() == ["diffusion", "lerobot", "lerobot_act", "lerobot_diffusion", "vla"], POLICIES.names()
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=PACKAGE.parent)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
