@@ -6,6 +6,7 @@ Commands and their configs (toyland/configs/<command>.yaml):
   train     train a policy on LeRobotDatasets, evaluate it in the env, print success
   eval      score a policy on a suite of factor cells: paired seeds, Wilson intervals, report
   report    `toyland report RUN [RUN ...] [--out DIR]`: rebuild and compare evaluation reports
+  study     `toyland study NAME [key=value ...]`: collect, train over seeds, evaluate, report (configs/study/)
   data      dataset utilities: `toyland data stats PATH [PATH ...]` (factor diversity, fragmentation)
 """
 
@@ -172,7 +173,13 @@ def report(argv: list[str]) -> None:
 
 
 COMMANDS = {"demo": demo, "collect": collect, "train": train, "eval": evaluate}
-PLAIN_COMMANDS = {"data": data, "report": report}
+def study(argv: list[str]) -> None:
+    from toyland.study.driver import main as run
+
+    run(argv)
+
+
+PLAIN_COMMANDS = {"data": data, "report": report, "study": study}
 
 
 def main(argv: list[str] | None = None) -> None:

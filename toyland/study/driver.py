@@ -1,0 +1,261 @@
+"""``toyland study NAME``: one experiment from a config, run to its report.
+
+A study (``configs/study/NAME.yaml``) names
+
+- ``datasets``: demonstrations to collect, each a ``toyland collect`` (Hydra overrides of
+  ``configs/collect.yaml``: env, scenario, DART noise, ...) with its episode count and first seed;
+- ``arms``: policies to train, each a ``toyland train`` (overrides of ``configs/train.yaml``) on
+  some of those datasets, for several training seeds; an arm trains and is evaluated in the env its
+  first dataset was collected in;
+- ``suites``: evaluations of every trained arm and seed (``configs/suite/`` by name, or inline).
+
+Everything lives under ``outputs/studies/NAME/`` in folders named for what they hold:
+``data/<dataset>``, ``arms/<arm>/seed_<k>`` (the training run) and ``arms/<arm>/seed_<k>/eval/<suite>``.
+The driver runs what is missing and skips what is done: collection, training and evaluation each
+resume from what they wrote, so a killed study continues where it stopped. A part whose config
+changed since it was run is refused rather than mixed with the old one. Then ``report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+
+from toyland.config_keys import reject_unknown_keys
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+STUDY_KEYS = {"description", "datasets", "arms", "suites", "workers", "seed_start"}
+DATASET_KEYS = {"overrides", "episodes", "seed"}
+ARM_KEYS = {"data", "overrides", "seeds", "description"}
+SUITE_KEYS = {"suite", "episodes", "env"}
+
+
+class StudyConfigError(ValueError):
+    pass
+
+
+@dataclass
+class Study:
+    name: str
+    cfg: dict
+    out: Path
+    command: str = ""
+    only: list[str] | None = None
+    log: list[str] = field(default_factory=list)
+
+    # --- config ---------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, name: str, overrides: list[str] | None = None, out: str | Path | None = None,
+             only: list[str] | None = None) -> "Study":
+        path = Path(name) if name.endswith(".yaml") else CONFIG_DIR / "study" / f"{name}.yaml"
+        if not path.is_file():
+            raise StudyConfigError(f"no study {name!r}; studies: {', '.join(study_names())} (configs/study/), "
+                                   "or a path to a study .yaml")
+        cfg = OmegaConf.merge(OmegaConf.create(yaml.safe_load(path.read_text())),
+                              OmegaConf.from_dotlist(list(overrides or [])))
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+        study = cls(path.stem, cfg, Path(out) if out else Path("outputs") / "studies" / path.stem,
+                    command=" ".join(["toyland study", name, *(overrides or [])]), only=only)
+        study.validate()
+        return study
+
+    def validate(self) -> None:
+        cfg = self.cfg
+        reject_unknown_keys(cfg, STUDY_KEYS, f"study '{self.name}'")
+        for key in ("datasets", "arms", "suites"):
+            if not cfg.get(key):
+                raise StudyConfigError(f"study '{self.name}' needs at least one entry under `{key}`")
+        for name, d in cfg["datasets"].items():
+            reject_unknown_keys(d, DATASET_KEYS, f"study '{self.name}' dataset '{name}'")
+        for name, arm in cfg["arms"].items():
+            reject_unknown_keys(arm, ARM_KEYS, f"study '{self.name}' arm '{name}'")
+            unknown = [d for d in self.arm_data(name) if d not in cfg["datasets"]]
+            if unknown:
+                raise StudyConfigError(f"arm '{name}' trains on {unknown}, not datasets of this study "
+                                       f"({', '.join(cfg['datasets'])})")
+            if not arm.get("seeds"):
+                raise StudyConfigError(f"arm '{name}' needs `seeds`, a list of training seeds")
+        for name, s in cfg["suites"].items():
+            reject_unknown_keys(s, SUITE_KEYS, f"study '{self.name}' suite '{name}'")
+        for arm in self.only or []:
+            if arm not in cfg["arms"]:
+                raise StudyConfigError(f"--only {arm}: no such arm; arms: {', '.join(cfg['arms'])}")
+
+    def arm_data(self, arm: str) -> dict[str, float]:
+        data = self.cfg["arms"][arm].get("data")
+        if isinstance(data, str):
+            data = [data]
+        if not data:
+            raise StudyConfigError(f"arm '{arm}' needs `data`: the datasets it trains on")
+        return {d: 1.0 for d in data} if isinstance(data, list) else {k: float(v) for k, v in data.items()}
+
+    @property
+    def arms(self) -> list[str]:
+        return [a for a in self.cfg["arms"] if not self.only or a in self.only]
+
+    def run_dir(self, arm: str, seed: int) -> Path:
+        return self.out / "arms" / arm / f"seed_{seed}"
+
+    def data_dir(self, dataset: str) -> Path:
+        return self.out / "data" / dataset
+
+    # --- the parts ------------------------------------------------------------------------------
+    def collect_config(self, dataset: str) -> dict:
+        from hydra import compose, initialize_config_module
+
+        d = self.cfg["datasets"][dataset]
+        with initialize_config_module("toyland.configs", version_base="1.3"):
+            cfg = compose("collect", overrides=[*d.get("overrides", []), f"episodes={int(d.get('episodes', 100))}",
+                                                f"seed={int(d.get('seed', 0))}",
+                                                f"output_dir={self.data_dir(dataset)}"])
+        return cfg
+
+    def dataset_env(self, dataset: str) -> dict:
+        from toyland.cli import env_config
+
+        return env_config(self.collect_config(dataset))
+
+    def train_config(self, arm: str, seed: int) -> dict:
+        from hydra import compose, initialize_config_module
+
+        spec = self.cfg["arms"][arm]
+        sources = ",".join(f"{{name: {d}, path: '{self.data_dir(d)}', weight: {w}}}" for d, w in self.arm_data(arm).items())
+        with initialize_config_module("toyland.configs", version_base="1.3"):
+            cfg = compose("train", overrides=[*spec.get("overrides", []), f"seed={seed}",
+                                              f"output_dir={self.run_dir(arm, seed)}", f"data.sources=[{sources}]",
+                                              "eval.final_episodes=0", "resume=true"])
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+        cfg.pop("experiment", None)
+        cfg["env"] = self.dataset_env(next(iter(self.arm_data(arm))))  # trained and evaluated where its data came from
+        return cfg
+
+    def suite_config(self, suite: str) -> tuple[dict, int, dict]:
+        spec = self.cfg["suites"][suite]
+        cells = spec.get("suite", "id_only")
+        if isinstance(cells, str):
+            path = CONFIG_DIR / "suite" / f"{cells}.yaml"
+            if not path.is_file():
+                names = sorted(p.stem for p in (CONFIG_DIR / "suite").glob("*.yaml"))
+                raise StudyConfigError(f"suite '{suite}': no suite config {cells!r}; valid: {', '.join(names)}")
+            cells = yaml.safe_load(path.read_text()) or {}
+        cells = {k: v for k, v in cells.items() if k != "description"}
+        return cells, int(spec.get("episodes", 100)), dict(spec.get("env") or {})
+
+    def collect(self, dataset: str) -> None:
+        from toyland.cli import collect as collect_command
+
+        self.say(f"dataset {dataset}: {self.data_dir(dataset)}")
+        collect_command(self.collect_config(dataset))
+
+    def train(self, arm: str, seed: int) -> None:
+        from toyland.train.state import latest_checkpoint
+        from toyland.train.trainer import train
+
+        cfg = self.train_config(arm, seed)
+        run = self.run_dir(arm, seed)
+        stored = run / "config.json"
+        if stored.is_file():
+            old = json.loads(stored.read_text())
+            changed = sorted(k for k in set(old) | set(cfg) if json.dumps(old.get(k), sort_keys=True, default=str)
+                             != json.dumps(cfg.get(k), sort_keys=True, default=str))
+            if changed:
+                raise StudyConfigError(f"{run} was trained with a different config ({changed} differ); delete that "
+                                       "folder to train it again, or run the study into a new --out")
+        last = latest_checkpoint(run)
+        if last is not None and int(last.name.split("_")[-1]) >= int(cfg["steps"]):
+            self.say(f"arm {arm} seed {seed}: trained ({last})")
+            return
+        self.say(f"arm {arm} seed {seed}: training {cfg['steps']} steps into {run}")
+        train(cfg)
+
+    def evaluate(self, arm: str, seed: int, suite: str) -> dict:
+        from toyland.eval.harness import evaluate_suite
+        from toyland.eval.records import RESULTS
+
+        cells, episodes, env_overrides = self.suite_config(suite)
+        out = self.run_dir(arm, seed) / "eval" / suite
+        if (out / RESULTS).is_file():
+            results = json.loads((out / RESULTS).read_text())
+            if results.get("episodes_per_cell") == episodes and all(c["episodes"] == episodes
+                                                                     for c in results["cells"].values()):
+                return results
+        env = {**self.train_config(arm, seed)["env"], **env_overrides}
+        self.say(f"arm {arm} seed {seed}: suite {suite}, {episodes} episodes per cell")
+        return evaluate_suite(str(self.run_dir(arm, seed)), env, cells, out, episodes=episodes,
+                              seed_start=int(self.cfg.get("seed_start", 1_000_000)),
+                              workers=int(self.cfg.get("workers", 2)), progress=True)
+
+    def run(self) -> Path:
+        """Collects, trains and evaluates what is missing, then writes the report."""
+        from toyland.study.report import write_study_report
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "study.json").write_text(json.dumps({"name": self.name, "config": self.cfg}, indent=2))
+        needed = {d for arm in self.arms for d in self.arm_data(arm)}
+        for dataset in self.cfg["datasets"]:
+            if dataset in needed:
+                self._timed(f"collect {dataset}", lambda: self.collect(dataset))
+        for arm in self.arms:
+            for seed in self.cfg["arms"][arm]["seeds"]:
+                self._timed(f"train {arm} {seed}", lambda: self.train(arm, seed))
+                for suite in self.cfg["suites"]:
+                    self._timed(f"eval {arm} {seed} {suite}", lambda: self.evaluate(arm, seed, suite))
+        return write_study_report(self)
+
+    # --- helpers --------------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        print(f"[study {self.name}] {text}", flush=True)
+
+    def _timed(self, what: str, work) -> None:
+        """Runs ``work`` and adds its wall time to ``timing.json`` (a resumed study adds the rest)."""
+        path = self.out / "timing.json"
+        t0 = time.perf_counter()
+        work()
+        timing = json.loads(path.read_text()) if path.is_file() else {}
+        timing[what] = round(timing.get(what, 0.0) + time.perf_counter() - t0, 1)
+        path.write_text(json.dumps(timing, indent=2))
+
+
+def study_names() -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / "study").glob("*.yaml"))
+
+
+def main(argv: list[str]) -> None:
+    """``toyland study NAME [key=value ...] [--out DIR] [--only ARM[,ARM]] [--report-only]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="toyland study", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", nargs="?", help=f"a study of configs/study/ ({', '.join(study_names())}) or a .yaml path")
+    parser.add_argument("overrides", nargs="*", help="study config overrides, e.g. arms.diffusion.seeds=[0] "
+                                                     "suites.id.episodes=20")
+    parser.add_argument("--out", default=None, help="study folder (default outputs/studies/NAME)")
+    parser.add_argument("--only", default=None, help="comma-separated arms to run (the report covers what exists)")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from what has finished")
+    args = parser.parse_args(argv)
+    if not args.name:
+        for name in study_names():
+            description = (yaml.safe_load((CONFIG_DIR / "study" / f"{name}.yaml").read_text()) or {}).get("description", "")
+            print(f"{name:16s} {description.strip().splitlines()[0] if description else ''}")
+        return
+    try:
+        study = Study.load(args.name, args.overrides, args.out, args.only.split(",") if args.only else None)
+    except StudyConfigError as exc:
+        parser.exit(2, f"toyland study: {exc}\n")
+    if args.report_only:
+        from toyland.study.report import write_study_report
+
+        path = write_study_report(study)
+    else:
+        path = study.run()
+    print(f"report: {path}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

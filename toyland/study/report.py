@@ -1,0 +1,199 @@
+"""A study's report, rebuilt from the episode records of its evaluations: ``report.md`` and
+``report.json`` in the study folder, plots under ``plots/``.
+
+- arms by cells: successes pooled over the arm's training seeds with a Wilson interval, and each
+  seed's own count (the spread between seeds is the part of the error the pooled interval omits);
+- paired differences between each arm and the first (the baseline), cell by cell, on the episodes
+  both ran: the same training seed and the same episode seed (every arm sees the same scenes),
+  with McNemar's exact test and a paired bootstrap interval;
+- learning curves (success against optimization time) and the CPU cost of every part;
+- the command, the commit and the date that produced it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from toyland.eval.records import RUN, read_records
+from toyland.eval.stats import paired_comparison, wilson_interval
+
+
+def commit() -> str:
+    """The toyland checkout's commit (``+dirty`` with uncommitted changes), or ``unknown``."""
+    root = Path(__file__).resolve().parent.parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def gather(study) -> dict:
+    """arm -> suite -> cell -> {(train seed, episode seed): record}, over what has finished."""
+    table: dict = {}
+    for arm in study.cfg["arms"]:
+        for seed in study.cfg["arms"][arm]["seeds"]:
+            for suite in study.cfg["suites"]:
+                folder = study.run_dir(arm, seed) / "eval" / suite
+                if not (folder / RUN).is_file():
+                    continue
+                meta = json.loads((folder / RUN).read_text())
+                wanted = set(range(meta["seed_start"], meta["seed_start"] + meta["episodes"]))
+                for r in read_records(folder):
+                    if r["seed"] in wanted:
+                        table.setdefault(arm, {}).setdefault(suite, {}).setdefault(r["cell"], {})[(seed, r["seed"])] = r
+    return table
+
+
+def summarize_study(study) -> dict:
+    table = gather(study)
+    arms = [a for a in study.cfg["arms"] if a in table]
+    rows = []
+    for arm in arms:
+        for suite, cells in table[arm].items():
+            for cell, records in cells.items():
+                k, n = sum(r["success"] for r in records.values()), len(records)
+                per_seed = {}
+                for (seed, _), r in records.items():
+                    s = per_seed.setdefault(seed, [0, 0])
+                    s[0] += r["success"]
+                    s[1] += 1
+                row = {"arm": arm, "suite": suite, "cell": cell, "successes": k, "episodes": n,
+                       "success_rate": k / n, "ci95": list(wilson_interval(k, n)), "per_seed": per_seed,
+                       "training_seeds": len(per_seed)}
+                wrong = sum(bool(r["outcome"].get("wrong_object")) for r in records.values())
+                if any("wrong_object" in r["outcome"] for r in records.values()):
+                    row.update(wrong_object=wrong, wrong_object_ci95=list(wilson_interval(wrong, n)))
+                if any(r.get("cue_index") is not None for r in records.values()):
+                    cue = sum(bool(r["outcome"].get("cue_success")) for r in records.values())
+                    row.update(shortcut=cue, shortcut_ci95=list(wilson_interval(cue, n)))
+                rows.append(row)
+    comparisons = []
+    if arms:
+        base = arms[0]
+        for arm in arms[1:]:
+            for suite, cells in table[arm].items():
+                for cell, records in cells.items():
+                    ref = table[base].get(suite, {}).get(cell)
+                    if not ref:
+                        continue
+                    a = {key: r["success"] for key, r in records.items()}
+                    b = {key: r["success"] for key, r in ref.items()}
+                    comparisons.append({"arm": arm, "baseline": base, "suite": suite, "cell": cell,
+                                        **paired_comparison(a, b)})
+    return {"rows": rows, "comparisons": comparisons, "curves": curves(study, arms), "cost": cost(study)}
+
+
+def curves(study, arms: list[str]) -> dict:
+    """arm -> seed -> [(train minutes, success rate, step)] from the trainer's periodic evaluations."""
+    out = {}
+    for arm in arms:
+        for seed in study.cfg["arms"][arm]["seeds"]:
+            log = study.run_dir(arm, seed) / "train_log.jsonl"
+            if log.is_file():
+                points = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+                out.setdefault(arm, {})[seed] = [(p["train_s"] / 60, p["success_rate"], p["step"]) for p in points]
+    return out
+
+
+def cost(study) -> dict:
+    path = study.out / "timing.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _fmt(k: int, n: int, ci: list[float]) -> str:
+    return f"{k}/{n} = {k / n:.2f} ({ci[0]:.2f}-{ci[1]:.2f})"
+
+
+def plot(summary: dict, folder: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    rows = summary["rows"]
+    if rows:
+        cells = list(dict.fromkeys(f"{r['suite']}:{r['cell']}" for r in rows))
+        arms = list(dict.fromkeys(r["arm"] for r in rows))
+        fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(cells) * max(1, len(arms)) ** 0.5 + 2), 3.4))
+        width = 0.8 / len(arms)
+        for i, arm in enumerate(arms):
+            by = {f"{r['suite']}:{r['cell']}": r for r in rows if r["arm"] == arm}
+            x = np.arange(len(cells)) + i * width
+            y = [by[c]["success_rate"] if c in by else np.nan for c in cells]
+            lo = [by[c]["success_rate"] - by[c]["ci95"][0] if c in by else 0 for c in cells]
+            hi = [by[c]["ci95"][1] - by[c]["success_rate"] if c in by else 0 for c in cells]
+            ax.bar(x, y, width, yerr=[lo, hi], capsize=3, label=arm)
+        ax.set_xticks(np.arange(len(cells)) + 0.4 - width / 2, cells, rotation=20, ha="right")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("success (pooled over seeds, 95% CI)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / "success.png", dpi=110)
+        plt.close(fig)
+        made.append("plots/success.png")
+    if summary["curves"]:
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        for arm, seeds in summary["curves"].items():
+            for seed, points in seeds.items():
+                if points:
+                    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{arm} seed {seed}")
+        ax.set_xlabel("optimization time (min)")
+        ax.set_ylabel("success (periodic evaluation)")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(folder / "curves.png", dpi=110)
+        plt.close(fig)
+        made.append("plots/curves.png")
+    return made
+
+
+def write_study_report(study) -> Path:
+    summary = summarize_study(study)
+    summary.update(study=study.name, command=study.command, commit=commit(), date=time.strftime("%Y-%m-%d"))
+    plots = plot(summary, study.out / "plots")
+    lines = [f"# Study `{study.name}`", ""]
+    if study.cfg.get("description"):
+        lines += [study.cfg["description"].strip(), ""]
+    lines += [f"Command: `{study.command}`  ", f"Commit: `{summary['commit']}`, {summary['date']}", ""]
+    lines += ["## Success, pooled over training seeds", "",
+              "| arm | suite | cell | training seeds | success (95% CI) | per seed | distractor or cue |",
+              "|---|---|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        per_seed = ", ".join(f"{k}/{n}" for k, n in r["per_seed"].values())
+        extra = []
+        if "wrong_object" in r:
+            extra.append(f"wrong object {r['wrong_object']}/{r['episodes']}")
+        if "shortcut" in r:
+            extra.append(f"shortcut {_fmt(r['shortcut'], r['episodes'], r['shortcut_ci95'])}")
+        lines.append(f"| {r['arm']} | {r['suite']} | {r['cell']} | {r['training_seeds']} | "
+                     f"{_fmt(r['successes'], r['episodes'], r['ci95'])} | {per_seed} | {'; '.join(extra)} |")
+    if summary["comparisons"]:
+        lines += ["", "## Paired differences against the first arm",
+                  "", "Pairs: the same training seed and episode seed. Difference = arm minus baseline.", "",
+                  "| arm | baseline | suite | cell | pairs | difference (95% CI) | arm only / baseline only | McNemar p |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for c in summary["comparisons"]:
+            if not c.get("n"):
+                continue
+            lines.append(f"| {c['arm']} | {c['baseline']} | {c['suite']} | {c['cell']} | {c['n']} | "
+                         f"{c['difference']:+.2f} ({c['ci95'][0]:+.2f} to {c['ci95'][1]:+.2f}) | "
+                         f"{c['a_only']} / {c['b_only']} | {c['mcnemar_p']:.3f} |")
+    if summary["cost"]:
+        lines += ["", "## CPU cost (wall time of each part on this machine)", "", "| part | minutes |", "|---|---|"]
+        lines += [f"| {part} | {seconds / 60:.1f} |" for part, seconds in summary["cost"].items()]
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
+    (study.out / "report.md").write_text("\n".join(lines) + "\n")
+    (study.out / "report.json").write_text(json.dumps(summary, indent=2, default=str))
+    return study.out / "report.md"
