@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from toyland.data.features import GRASP_ANNOTATION, GRASP_NAMES
 from toyland.policies import POLICIES, make_policy, policy_config
 from toyland.policies.checkpoint import IncompatibleCheckpoint, load_policy, save_policy
 from toyland.policies.features import ACTION, STATE, FeatureMismatch, PolicyFeatures
@@ -37,17 +36,15 @@ TINY = {
                         "crop_coords": True},
     "diffusion-keypoints-jitter": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "keypoints": 8,
                                    "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3,
-                                   "pool": "flatten_keypoints", "colour_jitter": [0.2, 0.2, 0.2, 0.05],
-                                   "state_noise": 0.1, "relative_actions": True, "symmetric_yaw": True},
-    "diffusion-grasp_aux": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "image_feature_dim": 16,
-                            "horizon": 8, "n_action_steps": 4, "inference_steps": 3, "grasp_aux": 0.5,
-                            "episode_noise": True},
-    "vla-flow": {**TINY_VLA, "head": "flow"},
+                                   "pool": "spatial_softmax", "colour_jitter": [0.2, 0.2, 0.2, 0.05],
+                                   "prediction": "epsilon", "mask_padding": True},
+    "vla-flow": {**TINY_VLA, "head": "flow"},  # the default recipe: conv stem, 4 slots, geometry, pixel coordinates
     "vla-discrete_diffusion": {**TINY_VLA, "head": "discrete_diffusion"},
-    "vla-flow-convstem-slots": {**TINY_VLA, "head": "flow", "stem": "conv", "det_pool_slots": 3},
-    "vla-flow-depth-geometry": {**TINY_VLA, "head": "flow", "depth": True, "det_pool_geometry": True,
-                                "symmetric_yaw": True, "crop_coords": True},
-    "vla-autoregressive-patches": {**TINY_VLA, "head": "autoregressive", "det_pool": False, "use_language": False},
+    "vla-flow-linear-one-slot": {**TINY_VLA, "head": "flow", "stem": "linear", "det_pool_slots": 1,
+                                 "det_pool_geometry": False, "crop_coords": False},
+    "vla-flow-depth": {**TINY_VLA, "head": "flow", "depth": True},
+    "vla-autoregressive-patches": {**TINY_VLA, "head": "autoregressive", "det_pool": False, "det_pool_geometry": False,
+                                   "use_language": False},
     "lerobot_diffusion": {"horizon": 8, "n_action_steps": 4,
                           "overrides": {"down_dims": [16, 32], "num_inference_steps": 3, "diffusion_step_embed_dim": 16}},
     "lerobot_act": {"horizon": 8, "n_action_steps": 4,
@@ -96,8 +93,6 @@ def fake_stats(features: PolicyFeatures) -> dict:
                      "mean": np.zeros(features.state_dim), "std": np.ones(features.state_dim)},
              ACTION: {"min": -np.ones(features.action_dim), "max": np.ones(features.action_dim),
                       "mean": np.zeros(features.action_dim), "std": np.ones(features.action_dim)}}
-    stats[GRASP_ANNOTATION] = {"mean": np.zeros(len(GRASP_NAMES)), "std": np.ones(len(GRASP_NAMES)),
-                               "min": -np.ones(len(GRASP_NAMES)), "max": np.ones(len(GRASP_NAMES))}
     for key, (c, _, _) in features.cameras.items():
         stats[key] = {"mean": np.full((c, 1, 1), 0.5), "std": np.full((c, 1, 1), 0.25),
                       "min": np.zeros((c, 1, 1)), "max": np.ones((c, 1, 1))}
@@ -118,8 +113,6 @@ def fake_batch(policy, batch_size: int = 4, seed: int = 0) -> dict:
             batch[key] = 0.1 + 1.9 * torch.rand(batch_size, len(times), *policy.features.depths[key], generator=g)
         elif key == STATE:
             batch[key] = torch.rand(batch_size, len(times), policy.features.state_dim, generator=g) * 2 - 1
-        elif key == GRASP_ANNOTATION:
-            batch[key] = torch.randn(batch_size, len(times), len(GRASP_NAMES), generator=g)
         else:
             batch[key] = torch.rand(batch_size, len(times), policy.features.action_dim, generator=g) * 2 - 1
         batch[f"{key}_is_pad"] = torch.zeros(batch_size, len(times), dtype=torch.bool)
@@ -191,26 +184,6 @@ def test_same_seed_same_actions(policy):
         torch.manual_seed(7)
         out.append(policy.select_action(fake_obs(1)))
     np.testing.assert_array_equal(out[0], out[1])
-
-
-def test_episode_noise_starts_every_chunk_of_an_episode_from_one_draw():
-    policy = tiny_policy("diffusion-grasp_aux").eval()
-    batch = {k: v[:1] for k, v in fake_batch(policy, seed=5).items()}
-
-    def two_chunks() -> tuple[torch.Tensor, torch.Tensor]:
-        first = policy.predict_action_chunk(batch)
-        torch.manual_seed(int(torch.randint(1 << 30, ())))  # the global stream moves on between chunks
-        return first, policy.predict_action_chunk(batch)
-
-    policy.reset()
-    first, second = two_chunks()
-    torch.testing.assert_close(first, second)  # same input, same episode: the same chunk
-    policy.reset()
-    assert not torch.allclose(policy.predict_action_chunk(batch), first)  # a new episode draws anew
-    policy.config.episode_noise = False
-    policy.reset()
-    first, second = two_chunks()
-    assert not torch.allclose(first, second)  # off: each chunk is a fresh draw
 
 
 def test_a_checkpoint_of_another_config_is_refused(tmp_path):
@@ -372,7 +345,7 @@ def test_training_augmentations_are_off_when_acting():
         policy.train()
         torch.manual_seed(0)
         first = policy.condition(batch)
-        assert not torch.allclose(first, policy.condition(batch))  # crop, colours and state noise redrawn
+        assert not torch.allclose(first, policy.condition(batch))  # crop and colours redrawn
         policy.eval()
         torch.manual_seed(0)
         acting = policy.condition(batch)
@@ -380,29 +353,6 @@ def test_training_augmentations_are_off_when_acting():
         torch.testing.assert_close(policy.condition(batch), acting)
         state_dims = slice(acting.shape[1] - 15, None)  # the state is the last part of the condition
         torch.testing.assert_close(acting[:, state_dims], policy.normalizer.normalize(STATE, batch[STATE]).flatten(1)[:, -15:])
-
-
-def test_relative_actions_are_offsets_from_the_tool_and_round_trip():
-    policy = tiny_policy("diffusion-keypoints-jitter")
-    policy.yaw = None  # this case also codes the yaw symmetrically; that coding has its own test below
-    batch = fake_batch(policy, batch_size=8, seed=3)
-    actions, state = batch[ACTION] * 0.5, batch[STATE] * 0.5
-    target = policy.to_target(actions, state)
-    torch.testing.assert_close(policy.from_target(target, state), actions)
-    # the same move from another place is the same target (fake stats: state and action share units)
-    shift = torch.tensor([0.3, -0.2, 0.1])
-    moved_state, moved_actions = state.clone(), actions.clone()
-    moved_state[..., 8:11] += shift
-    moved_actions[..., :3] += shift
-    torch.testing.assert_close(policy.to_target(moved_actions, moved_state), target)
-    # the fitted scale makes the chunks it was fitted on fill [-1, 1] with headroom
-    fitted = torch.cat([policy.to_target(b[ACTION], b[STATE]) for b in (FakeSampler(policy).sample(2**40 + i) for i in range(8))])
-    assert 0.7 < fitted[..., :3].abs().amax() <= 1.0
-    # the gripper and the rotation stay absolute
-    torch.testing.assert_close(target[..., 3:], policy.normalizer.normalize(ACTION, actions)[..., 3:])
-    nameless = PolicyFeatures(cameras=FEATURES.cameras, state_dim=15, action_dim=7, fps=20)
-    with pytest.raises(ValueError, match="relative_actions needs the tool position"):
-        make_policy({**tiny_config("diffusion-keypoints-jitter"), "symmetric_yaw": False}, nameless, fake_stats(nameless))
 
 
 def test_the_depth_channel_reaches_the_encoder_in_metres_up_to_its_range():
@@ -421,66 +371,38 @@ def test_the_depth_channel_reaches_the_encoder_in_metres_up_to_its_range():
         make_policy(tiny_config("diffusion-depth"), FEATURES, fake_stats(FEATURES))
 
 
-def test_grasp_aux_learns_the_expert_grasp_from_the_images_and_needs_the_label():
-    policy = tiny_policy("diffusion-grasp_aux")
-    batch = fake_batch(policy, batch_size=16)
-    # a label the images determine: the brightness of the front camera's left and right halves
-    image = batch["observation.images.front"][:, -1]
-    halves = torch.stack([image[..., :24].mean((1, 2, 3)), image[..., 24:].mean((1, 2, 3))], 1)
-    label = torch.cat([halves, halves.sum(1, keepdim=True), halves], 1)
-    batch[GRASP_ANNOTATION] = ((label - label.mean(0)) / label.std(0))[:, None]
-    optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(60):
-        loss, metrics = policy(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(metrics["grasp_mse"])
-    assert losses[-1] < 0.3 * losses[0]
-    assert GRASP_ANNOTATION not in tiny_policy("diffusion").delta_timestamps()  # off: the data need not have it
-    stats = fake_stats(FEATURES)
-    del stats[GRASP_ANNOTATION]
-    with pytest.raises(FeatureMismatch, match="grasp_aux needs 'annotation.grasp'"):
-        make_policy(tiny_config("diffusion-grasp_aux"), FEATURES, stats)
+@pytest.mark.parametrize("extra", ["mask", "depth"])
+def test_each_camera_input_is_read_checked_and_stored_through_one_table(extra):
+    from toyland.policies.features import CAMERA_INPUTS, DEPTH_RANGE
 
-
-def test_symmetric_yaw_learns_one_target_for_both_ends_of_the_jaw_turn_and_acts_nearest_the_tool():
-    import mujoco
-
-    from toyland.policies.symmetric_yaw import SymmetricYaw
-    from toyland.sim.geometry import top_down_mat
-
-    yaw = SymmetricYaw(FEATURES)
-    reference = -1.58  # the world yaw that rz = 0 means (about a Panda home jaw's, just past -90 degrees)
-
-    def state_at(world_yaw: float) -> torch.Tensor:
-        quat = np.empty(4)
-        mujoco.mju_mat2Quat(quat, top_down_mat(world_yaw).reshape(-1))
-        state = torch.zeros(1, 1, FEATURES.state_dim)
-        state[0, 0, -4:] = torch.as_tensor(quat)
-        return state
-
-    rng = np.random.default_rng(0)
-    rz = rng.uniform(-0.5, 0.5, 64)
-    actions = torch.zeros(64, 4, FEATURES.action_dim)
-    actions[..., 5] = torch.as_tensor(rz, dtype=torch.float32)[:, None]
-    states = torch.cat([state_at(reference + np.pi * r + rng.normal(0, 0.03)) for r in rz])
-    yaw.fit([actions], [states])
-    assert abs(float(yaw.reference) - reference) < 0.02  # not half a turn off: that would turn the arm around
-    # every chunk comes back as it went in when the tool is where its first action points
-    torch.testing.assert_close(yaw.decode(yaw.encode(actions), states), actions, atol=1e-5, rtol=0)
-    ends = torch.zeros(2, 1, FEATURES.action_dim)
-    ends[0, :, 5], ends[1, :, 5] = 0.45, -0.55  # 81 and -99 degrees: one jaw pose
-    coded = yaw.encode(ends)
-    assert coded.shape[-1] == FEATURES.action_dim + 1
-    torch.testing.assert_close(coded[0], coded[1])
-    # decoded to whichever is nearer the tool's current yaw: no quarter turn the wrong way
-    near_plus = yaw.decode(coded[:1], state_at(reference + 1.2))[0, 0, 5]
-    near_minus = yaw.decode(coded[:1], state_at(reference - 1.2))[0, 0, 5]
-    assert abs(float(near_plus) - 0.45) < 1e-5 and abs(float(near_minus) + 0.55) < 1e-5
-    # a chunk that turns steadily past the cut stays continuous
-    turning = torch.zeros(1, 8, FEATURES.action_dim)
-    turning[0, :, 5] = torch.linspace(0.3, 0.65, 8)
-    decoded = yaw.decode(yaw.encode(turning), state_at(reference + np.pi * 0.3))[0, :, 5]
-    torch.testing.assert_close(decoded, turning[0, :, 5], atol=1e-5, rtol=0)
+    row = {e.modality: e for e in CAMERA_INPUTS}[extra]
+    key = row.key("observation.images.front")
+    assert key == {"mask": "observation.masks.front", "depth": "observation.depth.front"}[extra]
+    info = {"fps": 20, "features": {"observation.state": {"shape": [15]}, "action": {"shape": [7]},
+                                    "observation.images.front": {"dtype": "image", "shape": [48, 48, 3]}}}
+    wanted = {"masks": extra == "mask", "depth": extra == "depth"}
+    with pytest.raises(FeatureMismatch, match=f"'{extra}' modality"):
+        PolicyFeatures.from_dataset_info(info, **wanted)
+    info["features"][key] = {"dtype": "uint8", "shape": [40, 40]}
+    with pytest.raises(FeatureMismatch, match=f"'{key}' is \\(40, 40\\), its image \\(48, 48\\)"):
+        PolicyFeatures.from_dataset_info(info, **wanted)
+    info["features"][key]["shape"] = [48, 48]
+    features = PolicyFeatures.from_dataset_info(info, **wanted)
+    assert row.shapes(features) == {key: (48, 48)}
+    assert all(other.shapes(features) == {} for other in CAMERA_INPUTS if other is not row)
+    row.check(features, "some_option")
+    with pytest.raises(FeatureMismatch, match=f"some_option needs the .*'{extra}' modality.*policy.some_option=false"):
+        row.check(FEATURES, "some_option")
+    # stored in a checkpoint and read back; a record from before this input existed simply lacks it
+    assert PolicyFeatures.from_dict(json.loads(json.dumps(features.to_dict()))) == features
+    older = features.to_dict()
+    del older[row.field]
+    assert row.shapes(PolicyFeatures.from_dict(older)) == {}
+    # a batch value becomes one channel of the image's size: masks as they are, depth over its range
+    images = torch.rand(2, 3, 3, 48, 48)
+    value = torch.rand(2, 3, 48, 48) * 3
+    channel = row.channel({key: value}, "observation.images.front", images)
+    assert channel.shape == (2, 3, 1, 48, 48)
+    torch.testing.assert_close(channel[:, :, 0], value if extra == "mask" else (value / DEPTH_RANGE).clamp(0, 1))
+    with pytest.raises(ValueError, match="must have the camera image's size"):
+        row.channel({key: value[..., :40, :40]}, "observation.images.front", images)

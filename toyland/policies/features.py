@@ -2,10 +2,16 @@
 
 A policy is built for a ``PolicyFeatures``; training checks it against the datasets, evaluation
 against the env, and both fail before any step with the mismatch named.
+
+Besides its RGB image a camera can bring further per-pixel inputs (``CAMERA_INPUTS``: the target's
+mask, metric depth), each under its own key per camera; one table row says how each is named,
+where ``PolicyFeatures`` lists it and how a batch value becomes an image channel, and every check
+below reads that table.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -14,57 +20,56 @@ if TYPE_CHECKING:
 
 STATE, ACTION = "observation.state", "action"
 IMAGE_PREFIX = "observation.images."
-MASK_PREFIX = "observation.masks."
-DEPTH_PREFIX = "observation.depth."
 DEPTH_RANGE = 1.5  # metres; a depth channel is the distance clipped to this, over it: [0, 1] like the RGB
-
-
-def mask_key(camera_key: str) -> str:
-    """``observation.images.<cam>`` -> ``observation.masks.<cam>`` (the target's mask in that view)."""
-    return MASK_PREFIX + camera_key[len(IMAGE_PREFIX):]
-
-
-def depth_key(camera_key: str) -> str:
-    """``observation.images.<cam>`` -> ``observation.depth.<cam>`` (metric depth in that view)."""
-    return DEPTH_PREFIX + camera_key[len(IMAGE_PREFIX):]
 
 
 class FeatureMismatch(ValueError):
     pass
 
 
-def check_masks(features: "PolicyFeatures", option: str) -> None:
-    """Raises unless every camera of ``features`` comes with its target mask."""
-    lacking = [mask_key(k) for k in features.cameras if mask_key(k) not in features.masks]
-    if lacking:
-        raise FeatureMismatch(f"{option} needs the target masks {lacking}; collect with the 'mask' modality on those "
-                              f"cameras (env.cameras=[front:rgb+mask]), or set policy.{option}=false")
+@dataclass(frozen=True)
+class CameraInput:
+    """A per-camera input beside the RGB image: ``<prefix><camera>`` holds an [H, W] map of the
+    camera image's size, which a policy takes as one more image channel."""
+
+    modality: str  # the env camera modality that renders it (env.cameras=[front:rgb+<modality>])
+    field: str  # the PolicyFeatures field listing its keys and [H, W] sizes
+    prefix: str
+    what: str  # what one map is, for errors ("target mask")
+    to_channel: Callable[["torch.Tensor"], "torch.Tensor"]  # batch value [B, T, H, W] -> float [B, T, H, W]
+
+    def key(self, camera_key: str) -> str:
+        """``observation.images.<cam>`` -> ``<prefix><cam>``."""
+        return self.prefix + camera_key[len(IMAGE_PREFIX):]
+
+    def shapes(self, features: "PolicyFeatures") -> dict[str, tuple[int, int]]:
+        return getattr(features, self.field)
+
+    def check(self, features: "PolicyFeatures", option: str) -> None:
+        """Raises unless every camera of ``features`` comes with this input (``option``: the policy option needing it)."""
+        lacking = [self.key(k) for k in features.cameras if self.key(k) not in self.shapes(features)]
+        if lacking:
+            raise FeatureMismatch(f"{option} needs the {self.what}s {lacking}; collect with the '{self.modality}' "
+                                  f"modality on those cameras (env.cameras=[front:rgb+{self.modality}]), or set "
+                                  f"policy.{option}=false")
+
+    def channel(self, batch: dict, camera_key: str, images: "torch.Tensor") -> "torch.Tensor":
+        """The [B, T, 1, H, W] channel of a camera in a batch, checked against its images [B, T, C, H, W]."""
+        key = self.key(camera_key)
+        value = batch[key]
+        if value.shape[-2:] != images.shape[-2:]:
+            raise ValueError(f"'{key}' is {tuple(value.shape[-2:])}, its image {tuple(images.shape[-2:])}; "
+                             f"a {self.what} must have the camera image's size")
+        return self.to_channel(value)[:, :, None]
 
 
-def check_depth(features: "PolicyFeatures") -> None:
-    """Raises unless every camera of ``features`` comes with its depth map."""
-    lacking = [depth_key(k) for k in features.cameras if depth_key(k) not in features.depths]
-    if lacking:
-        raise FeatureMismatch(f"depth needs the depth maps {lacking}; collect with the 'depth' modality on those "
-                              "cameras (env.cameras=[wrist:rgb+depth]), or set policy.depth=false")
-
-
-def batch_mask(batch: dict, camera_key: str, images: torch.Tensor) -> torch.Tensor:
-    """The [B, T, 1, H, W] float target mask of a camera in a batch, checked against its images."""
-    mask = batch[mask_key(camera_key)].float()
-    if mask.shape[-2:] != images.shape[-2:]:
-        raise ValueError(f"'{mask_key(camera_key)}' is {tuple(mask.shape[-2:])}, its image {tuple(images.shape[-2:])}; "
-                         "a detector's mask must have the camera image's size")
-    return mask[:, :, None]
-
-
-def batch_depth(batch: dict, camera_key: str, images: torch.Tensor) -> torch.Tensor:
-    """The [B, T, 1, H, W] depth channel of a camera in a batch (metres / DEPTH_RANGE, clipped to [0, 1])."""
-    depth = batch[depth_key(camera_key)].float()
-    if depth.shape[-2:] != images.shape[-2:]:
-        raise ValueError(f"'{depth_key(camera_key)}' is {tuple(depth.shape[-2:])}, its image {tuple(images.shape[-2:])}; "
-                         "a depth map must have the camera image's size")
-    return (depth / DEPTH_RANGE).clamp(0.0, 1.0)[:, :, None]
+# the instructed object's mask per camera, for object-centric policies: in sim from segmentation, on a
+# robot from any detector that fills the same key
+MASK = CameraInput("mask", "masks", "observation.masks.", "target mask", lambda m: m.float())
+# metric depth per camera, in metres / DEPTH_RANGE, clipped to [0, 1]
+DEPTH = CameraInput("depth", "depths", "observation.depth.", "depth map",
+                    lambda d: (d.float() / DEPTH_RANGE).clamp(0.0, 1.0))
+CAMERA_INPUTS = (MASK, DEPTH)
 
 
 @dataclass(frozen=True)
@@ -75,27 +80,25 @@ class PolicyFeatures:
     fps: int
     state_names: tuple[str, ...] = field(default=())
     action_names: tuple[str, ...] = field(default=())
-    # observation.masks.<cam> -> (H, W): the instructed object's mask per camera, for object-centric
-    # policies; in sim from segmentation, on a robot from any detector that fills the same key
+    # one field per CAMERA_INPUTS row, <prefix><cam> -> (H, W): the target masks, the depth maps
     masks: dict[str, tuple[int, int]] = field(default_factory=dict)
-    # observation.depth.<cam> -> (H, W): metric depth per camera, for policies that take it
     depths: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["cameras"] = {k: list(v) for k, v in self.cameras.items()}
         d["state_names"], d["action_names"] = list(self.state_names), list(self.action_names)
-        d["masks"] = {k: list(v) for k, v in self.masks.items()}
-        d["depths"] = {k: list(v) for k, v in self.depths.items()}
+        for extra in CAMERA_INPUTS:
+            d[extra.field] = {k: list(v) for k, v in extra.shapes(self).items()}
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "PolicyFeatures":
+        # a field a checkpoint lacks (written before that input existed) is an input it did not take
+        extras = {e.field: {k: tuple(v) for k, v in d.get(e.field, {}).items()} for e in CAMERA_INPUTS}
         return cls(cameras={k: tuple(v) for k, v in d["cameras"].items()}, state_dim=int(d["state_dim"]),
                    action_dim=int(d["action_dim"]), fps=int(d["fps"]), state_names=tuple(d.get("state_names", ())),
-                   action_names=tuple(d.get("action_names", ())),
-                   masks={k: tuple(v) for k, v in d.get("masks", {}).items()},
-                   depths={k: tuple(v) for k, v in d.get("depths", {}).items()})
+                   action_names=tuple(d.get("action_names", ())), **extras)
 
     @classmethod
     def from_dataset_info(cls, info: dict, cameras: list[str] | None = None, masks: bool = False,
@@ -116,31 +119,11 @@ class PolicyFeatures:
             names = features[k].get("names") or []
             h, w, c = (shape[1], shape[2], shape[0]) if names[:1] == ["channels"] else shape
             cams[k] = (c, h, w)
-        mask_shapes = {}
-        if masks:
-            lacking = [mask_key(k) for k in keys if mask_key(k) not in features]
-            if lacking:
-                raise FeatureMismatch(
-                    f"the policy needs the target masks {lacking}, which the dataset lacks; collect with the 'mask' "
-                    "modality, e.g. env.cameras='{front: {modalities: [rgb, mask]}}'")
-            for k in keys:
-                mask_shapes[mask_key(k)] = tuple(features[mask_key(k)]["shape"][:2])
-                if mask_shapes[mask_key(k)] != cams[k][1:]:
-                    raise FeatureMismatch(f"'{mask_key(k)}' is {mask_shapes[mask_key(k)]}, its image {cams[k][1:]}")
-        depth_shapes = {}
-        if depth:
-            lacking = [depth_key(k) for k in keys if depth_key(k) not in features]
-            if lacking:
-                raise FeatureMismatch(
-                    f"the policy needs the depth maps {lacking}, which the dataset lacks; collect with the 'depth' "
-                    "modality, e.g. env.cameras=[front:rgb+depth,wrist:rgb+depth]")
-            for k in keys:
-                depth_shapes[depth_key(k)] = tuple(features[depth_key(k)]["shape"][:2])
-                if depth_shapes[depth_key(k)] != cams[k][1:]:
-                    raise FeatureMismatch(f"'{depth_key(k)}' is {depth_shapes[depth_key(k)]}, its image {cams[k][1:]}")
-        return cls(cameras=cams, masks=mask_shapes, depths=depth_shapes, state_dim=int(features[STATE]["shape"][0]), action_dim=int(features[ACTION]["shape"][0]),
+        wanted = {MASK: masks, DEPTH: depth}
+        extras = {e.field: dataset_shapes(features, e, cams) if wanted[e] else {} for e in CAMERA_INPUTS}
+        return cls(cameras=cams, state_dim=int(features[STATE]["shape"][0]), action_dim=int(features[ACTION]["shape"][0]),
                    fps=int(info["fps"]), state_names=tuple(features[STATE].get("names") or ()),
-                   action_names=tuple(features[ACTION].get("names") or ()))
+                   action_names=tuple(features[ACTION].get("names") or ()), **extras)
 
     def check_env(self, env) -> None:
         """Raises before any episode if ``env`` cannot feed this policy or take its actions."""
@@ -152,16 +135,12 @@ class PolicyFeatures:
                 problems.append(f"camera '{key}' missing (env has {[k for k in spaces if k.startswith(IMAGE_PREFIX)]})")
             elif tuple(spaces[key].shape) != (h, w, c):
                 problems.append(f"camera '{key}' is {tuple(spaces[key].shape)} in the env, the policy takes {(h, w, c)}")
-        for key, hw in self.masks.items():
-            if key not in spaces:
-                problems.append(f"target mask '{key}' missing (add the 'mask' modality to that camera)")
-            elif tuple(spaces[key].shape) != hw:
-                problems.append(f"target mask '{key}' is {tuple(spaces[key].shape)} in the env, the policy takes {hw}")
-        for key, hw in self.depths.items():
-            if key not in spaces:
-                problems.append(f"depth '{key}' missing (add the 'depth' modality to that camera)")
-            elif tuple(spaces[key].shape[:2]) != hw:
-                problems.append(f"depth '{key}' is {tuple(spaces[key].shape[:2])} in the env, the policy takes {hw}")
+        for extra in CAMERA_INPUTS:
+            for key, hw in extra.shapes(self).items():
+                if key not in spaces:
+                    problems.append(f"{extra.what} '{key}' missing (add the '{extra.modality}' modality to that camera)")
+                elif tuple(spaces[key].shape[:2]) != hw:  # (the env's depth is H x W x 1)
+                    problems.append(f"{extra.what} '{key}' is {tuple(spaces[key].shape[:2])} in the env, the policy takes {hw}")
         if spaces[STATE].shape[0] != self.state_dim:
             problems.append(f"state has {spaces[STATE].shape[0]} dims in the env, the policy takes {self.state_dim}")
         if base.action_space.shape[0] != self.action_dim:
@@ -174,3 +153,18 @@ class PolicyFeatures:
             problems.append(f"the env runs at {base.control_cfg.rate_hz} Hz, the policy was trained at {self.fps}")
         if problems:
             raise FeatureMismatch("the policy cannot act in this env: " + "; ".join(problems))
+
+
+def dataset_shapes(features: dict, extra: CameraInput, cameras: dict) -> dict[str, tuple[int, int]]:
+    """``extra``'s [H, W] per camera of ``cameras`` from a dataset's features; raises if one lacks it
+    or its size is not its image's."""
+    lacking = [extra.key(k) for k in cameras if extra.key(k) not in features]
+    if lacking:
+        raise FeatureMismatch(f"the policy needs the {extra.what}s {lacking}, which the dataset lacks; collect with the "
+                              f"'{extra.modality}' modality, e.g. env.cameras=[front:rgb+{extra.modality}]")
+    shapes = {}
+    for k, (_, h, w) in cameras.items():
+        shapes[extra.key(k)] = tuple(features[extra.key(k)]["shape"][:2])
+        if shapes[extra.key(k)] != (h, w):
+            raise FeatureMismatch(f"'{extra.key(k)}' is {shapes[extra.key(k)]}, its image {(h, w)}")
+    return shapes

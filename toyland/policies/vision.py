@@ -60,20 +60,7 @@ class FlattenPool(nn.Module):
         return self.project(x.flatten(1))
 
 
-class FlattenAndKeypoints(nn.Module):
-    """Both: the flattened map's position-specific weights learn fast, the keypoints' expected
-    positions move with the object (translation-equivariant), which a linear map of pixels is not."""
-
-    def __init__(self, channels: int, size: tuple[int, int], out_dim: int, keypoints: int):
-        super().__init__()
-        self.flatten = FlattenPool(channels, size, out_dim)
-        self.keypoints = SpatialSoftmax(channels, keypoints)
-
-    def forward(self, x):
-        return torch.cat([self.flatten(x), self.keypoints(x)], -1)
-
-
-POOLS = ("flatten", "spatial_softmax", "flatten_keypoints")
+POOLS = ("flatten", "spatial_softmax")
 
 
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
@@ -108,15 +95,12 @@ class ConvEncoder(nn.Module):
         if pool == "spatial_softmax":
             self.pool = SpatialSoftmax(channels[-1], keypoints)
             width = 2 * keypoints
-        elif pool in ("flatten", "flatten_keypoints"):
+        elif pool == "flatten":
             if image_size is None:
                 raise ValueError(f"pool='{pool}' needs the image size")
             with torch.no_grad():
                 size = tuple(self.trunk(torch.zeros(1, in_channels, *image_size)).shape[2:])
-            if pool == "flatten":
-                self.pool, width = FlattenPool(channels[-1], size, out_dim), out_dim
-            else:
-                self.pool, width = FlattenAndKeypoints(channels[-1], size, out_dim, keypoints), out_dim + 2 * keypoints
+            self.pool, width = FlattenPool(channels[-1], size, out_dim), out_dim
         else:
             raise ValueError(f"pool={pool!r}; valid: {', '.join(POOLS)}")
         self.out = nn.Sequential(nn.Linear(width, out_dim), nn.LayerNorm(out_dim))

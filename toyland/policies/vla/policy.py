@@ -18,10 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from toyland.policies.base import Policy, PolicyConfig, check_steps, fit_draws
-from toyland.policies.features import ACTION, STATE, PolicyFeatures, batch_depth, batch_mask, check_depth, check_masks
+from toyland.policies.base import Policy, PolicyConfig, check_steps
+from toyland.policies.features import ACTION, DEPTH, MASK, STATE, PolicyFeatures
 from toyland.policies.registry import POLICIES
-from toyland.policies.symmetric_yaw import SymmetricYaw
 from toyland.policies.vision import crop, cropped_size, with_pixel_coords
 from toyland.policies.vla.heads import HEADS
 from toyland.policies.vla.vision import STEMS, DetPool, PatchEncoder, transformer_layer
@@ -38,8 +37,6 @@ class VLAConfig(PolicyConfig):
     # each camera's metric depth as a fourth input channel of its patches (masked with the RGB under
     # DetPool): how far the target is below the jaw, which one RGB view leaves to the toy's unknown size
     depth: bool = False
-    # the jaw's yaw learnt as (cos 2 psi, sin 2 psi), acted on nearest the tool's yaw (symmetric_yaw.py); flow head
-    symmetric_yaw: bool = False
     crop: float = 0.875  # random crop in training, centre crop when acting; 64 px -> 56 = 7 patches of 8
     # pixel-position channels cropped with the image (vision.with_pixel_coords), and the mask's geometry
     # measured on the uncropped mask: the random crop then no longer hides where in the camera's frame
@@ -74,10 +71,9 @@ class VLAConfig(PolicyConfig):
             raise ValueError(f"head={self.head!r}; registered heads: {', '.join(HEADS.names())}")
         if self.stem not in STEMS:
             raise ValueError(f"stem={self.stem!r}; valid: {', '.join(STEMS)}")
-        if self.symmetric_yaw and self.head != "flow":
-            raise ValueError(f"symmetric_yaw=true works with head=flow (the {self.head} head bins raw actions)")
         if self.det_pool_geometry and not self.det_pool:
-            raise ValueError("det_pool_geometry=true needs det_pool=true (the geometry is the target mask's)")
+            raise ValueError("det_pool_geometry=true needs det_pool=true (the geometry is the target mask's); "
+                             "with det_pool=false set det_pool_geometry=false too")
         if self.det_pool_slots < 1:
             raise ValueError(f"det_pool_slots={self.det_pool_slots} must be at least 1")
         if self.dim % self.heads:
@@ -96,9 +92,9 @@ class VLAPolicy(Policy):
         super().__init__(config, features, stats)
         c = config
         if c.det_pool:
-            check_masks(features, "det_pool")
+            MASK.check(features, "det_pool")
         if c.depth:
-            check_depth(features)
+            DEPTH.check(features, "depth")
         self.keys = list(features.cameras)
         self.vision = nn.ModuleDict({
             self._name(k): PatchEncoder(cropped_size(shape[1:], c.crop), c.patch_size, c.dim, c.heads, c.vision_layers,
@@ -113,8 +109,7 @@ class VLAPolicy(Policy):
         self.language_in = nn.Linear(384, c.dim) if c.use_language else None
         self.blocks = nn.ModuleList(transformer_layer(c.dim, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.policy_layers))
         self.norm = nn.LayerNorm(c.dim)
-        self.yaw = SymmetricYaw(features) if c.symmetric_yaw else None
-        self.head = HEADS.get(c.head)(c, features.action_dim + int(c.symmetric_yaw))
+        self.head = HEADS.get(c.head)(c, features.action_dim)
 
     @staticmethod
     def _name(key: str) -> str:
@@ -123,20 +118,17 @@ class VLAPolicy(Policy):
     def fit(self, sampler) -> None:
         if self.head.uses_bins:
             self.head.bins.fit(sampler.values(ACTION))
-        if self.yaw is not None:
-            draws = fit_draws(sampler)
-            self.yaw.fit([d[ACTION] for d in draws], [d[STATE] for d in draws])
 
     # --- observation tokens, once per chunk ----------------------------------------------------
     def _camera_tokens(self, i: int, key: str, batch: dict) -> torch.Tensor:
         images = batch[key]  # [B, T, C, H, W]
         b, t = images.shape[:2]
         if self.config.depth:
-            images = torch.cat([images, batch_depth(batch, key, images)], 2)
+            images = torch.cat([images, DEPTH.channel(batch, key, images)], 2)
         if self.config.crop_coords:
             images = with_pixel_coords(images)
         if self.pool is not None:  # crop image and mask with the same window
-            full = batch_mask(batch, key, images)
+            full = MASK.channel(batch, key, images)
             both = crop(torch.cat([images, full], 2), self.config.crop, random=self.training)
             images, mask = both[:, :, :-1], both[:, :, -1]
             tokens, touched = self.vision[self._name(key)](images.flatten(0, 1), mask.flatten(0, 1))
@@ -174,14 +166,10 @@ class VLAPolicy(Policy):
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         memory, pad = self.encode(batch)
         actions = batch[ACTION] if self.head.uses_bins else self.normalizer.normalize(ACTION, batch[ACTION])
-        if self.yaw is not None:
-            actions = self.yaw.to_target(actions, batch[ACTION])
         return self.head.loss(memory, pad, actions)
 
     @torch.no_grad()
     def predict_action_chunk(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         memory, pad = self.encode(batch)
         chunk = self.head.sample(memory, pad, generator)
-        if self.yaw is not None:
-            chunk = self.yaw.from_target(chunk, batch[STATE], self.normalizer)
         return chunk if self.head.uses_bins else self.normalizer.unnormalize(ACTION, chunk)

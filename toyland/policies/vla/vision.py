@@ -75,7 +75,7 @@ class PatchEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None):
-        if mask is not None:  # (its size is checked against the image where batches are read: batch_mask)
+        if mask is not None:  # (its size is checked against the image where batches are read: MASK.channel)
             images = images * (mask[:, None] > 0.5)
         tokens = self.embed(images * 2.0 - 1.0).flatten(2).transpose(1, 2) + self.fixed_position + self.position
         touched = None
