@@ -8,7 +8,9 @@ memory-map. It reads any LeRobotDataset v3 on local disk: toyland's own or a rea
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +18,13 @@ from typing import Iterable
 
 import numpy as np
 
-from toyland.data.episode_log import EpisodeLog, read_episode_log
+from toyland.data.episode_log import LOG_PATH, DatasetError, EpisodeLog, read_episode_log
 
 BOOKKEEPING = ("timestamp", "frame_index", "episode_index", "index", "task_index")
 DECODE_CHUNK = 1024  # frames decoded at a time (bounds the memory of a pass)
+OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
-
-class DatasetError(ValueError):
-    """A dataset that is missing, malformed or lacks what is asked of it."""
+__all__ = ["DatasetError", "FrameStore", "check_dataset_path", "hub_offline", "open_local_dataset", "require_readable"]
 
 
 def check_dataset_path(path: str | Path) -> Path:
@@ -33,6 +34,123 @@ def check_dataset_path(path: str | Path) -> Path:
     if not (root / "meta" / "info.json").is_file():
         raise DatasetError(f"{root} is not a LeRobotDataset (no meta/info.json); give the dataset's root folder")
     return root
+
+
+@contextlib.contextmanager
+def hub_offline():
+    """The hub libraries offline while a local dataset is opened: lerobot falls back to downloading a
+    dataset whose local files it cannot load, and a local dataset must fail here, not go online.
+    Sets the switches the libraries read at import (environment) and at call time (their constants),
+    and restores them after, so that the rest of the process keeps its own setting."""
+    saved_env = {key: os.environ.get(key) for key in OFFLINE_ENV}
+    os.environ.update({key: "1" for key in OFFLINE_ENV})
+    import datasets.config
+    import huggingface_hub.constants
+    from huggingface_hub.utils import reset_sessions
+
+    flags = [(huggingface_hub.constants, "HF_HUB_OFFLINE"), (datasets.config, "HF_HUB_OFFLINE"),
+             (datasets.config, "HF_DATASETS_OFFLINE")]
+    saved_flags = [getattr(module, name) for module, name in flags]
+    for module, name in flags:
+        setattr(module, name, True)
+    reset_sessions()  # sessions made before carry no offline adapter
+    try:
+        yield
+    finally:
+        for (module, name), value in zip(flags, saved_flags):
+            setattr(module, name, value)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_sessions()
+
+
+def _repair_hint(root: Path) -> str:
+    try:
+        log = read_episode_log(root)
+    except DatasetError as exc:  # a broken log: its own message says what to do
+        return str(exc)
+    if log is not None and log.checkpoint is not None:
+        return (f"resume it with the same `toyland collect` command, or run `toyland data check {root} --repair` to roll "
+                f"it back to its last checkpoint, or delete {root} and collect it again")
+    return (f"it has no toyland checkpoint to roll back to: run `toyland data check {root}` for the details, "
+            f"and delete it and collect (or download) it again")
+
+
+def require_readable(path: str | Path) -> Path:
+    """Checks, from file metadata only, that lerobot can load the dataset at ``path`` from local disk:
+    readable info.json, tasks, episode metadata and data files that agree on the episode and frame
+    counts, and every video file they refer to. Raises a DatasetError naming the first bad file."""
+    import pyarrow.parquet as pq
+
+    root = check_dataset_path(path)
+
+    def bad(file: Path, what: str) -> DatasetError:
+        return DatasetError(f"{file} {what}; {_repair_hint(root)}")
+
+    info_path = root / "meta" / "info.json"
+    try:
+        info = json.loads(info_path.read_text())
+        total_episodes, total_frames = int(info["total_episodes"]), int(info["total_frames"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise bad(info_path, f"is not a readable lerobot info file ({type(exc).__name__}: {exc})") from exc
+    if total_episodes == 0:
+        raise bad(info_path, "says the dataset holds no episodes")
+    tasks = root / "meta" / "tasks.parquet"
+    if not tasks.is_file():
+        raise bad(tasks, "is missing")
+    rows = {}
+    for folder in ("meta/episodes", "data", "meta/tasks.parquet"):
+        files = [root / folder] if folder.endswith(".parquet") else sorted((root / folder).glob("*/*.parquet"))
+        if not files:
+            raise bad(root / folder, "holds no parquet file")
+        rows[folder] = 0
+        for file in files:
+            try:
+                rows[folder] += pq.read_metadata(file).num_rows
+            except Exception as exc:  # pyarrow says ArrowInvalid, OSError or others for a torn file
+                raise bad(file, f"is not a complete parquet file ({exc}); it was being written when the "
+                                "process stopped") from exc
+    if rows["meta/episodes"] != total_episodes:
+        raise bad(root / "meta" / "episodes", f"lists {rows['meta/episodes']} episodes but {info_path} says {total_episodes}")
+    if rows["data"] != total_frames:
+        raise bad(root / "data", f"holds {rows['data']} frames but {info_path} says {total_frames}")
+    log = read_episode_log(root)
+    if log is not None and log.checkpoint is not None and log.checkpoint.episodes != total_episodes:
+        raise bad(root / LOG_PATH, f"made {log.checkpoint.episodes} episodes durable but {info_path} says "
+                                   f"{total_episodes}: the collection stopped between two checkpoints")
+    for key, ft in info.get("features", {}).items():
+        if ft.get("dtype") == "video":
+            for file in _video_files(root, info, key):
+                if not file.is_file():
+                    raise bad(file, f"is missing (episode metadata refers to it for {key})")
+    return root
+
+
+def _video_files(root: Path, info: dict, key: str) -> list[Path]:
+    import pyarrow.parquet as pq
+
+    columns = [f"videos/{key}/chunk_index", f"videos/{key}/file_index"]
+    files = set()
+    for path in sorted((root / "meta" / "episodes").glob("*/*.parquet")):
+        table = pq.read_table(path, columns=columns).to_pydict()
+        files.update(zip(*(table[c] for c in columns)))
+    return [root / info["video_path"].format(video_key=key, chunk_index=c, file_index=f) for c, f in sorted(files)]
+
+
+def open_local_dataset(path: str | Path, **kwargs):
+    """lerobot's LeRobotDataset of the folder at ``path``, checked first and opened with the hub offline,
+    so that it is read from local disk or refused with the name of the bad file, never downloaded."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from toyland.data.writer import _quiet_datasets
+
+    root = require_readable(path)
+    _quiet_datasets()
+    with hub_offline():
+        return LeRobotDataset(root.name, root=root, **kwargs)
 
 
 @dataclass
@@ -63,13 +181,8 @@ class FrameStore:
     @classmethod
     def load(cls, path: str | Path, keys: Iterable[str] | None = None, cache_dir: str | Path | None = None) -> "FrameStore":
         """Decodes ``keys`` (default: every feature) of the dataset at ``path``."""
-        from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-        from toyland.data.writer import _quiet_datasets
-
-        root = check_dataset_path(path)
-        _quiet_datasets()
-        ds = LeRobotDataset(root.name, root=root)
+        root = Path(path).expanduser()
+        ds = open_local_dataset(root)
         data_keys = [k for k in ds.meta.features if k not in BOOKKEEPING]
         keys = list(data_keys if keys is None else keys)
         missing = [k for k in keys if k not in ds.meta.features]

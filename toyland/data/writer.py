@@ -1,19 +1,42 @@
-"""Appends episodes to a LeRobotDataset on local disk with lerobot's own writer, durably.
+"""Appends episodes to a LeRobotDataset on local disk with lerobot's own writer, so that a SIGKILL at
+any moment loses at most the episodes since the last checkpoint.
 
-lerobot keeps parquet files open until ``finalize()``; a file without its footer cannot be read.
-The writer therefore finalizes every ``checkpoint_every`` episodes and reopens the dataset, which
-lerobot resumes into a new file. The episode log is saved just before each finalize and trimmed to
-the dataset on reopening, so the two always agree.
+lerobot keeps its current parquet files (frames, episode metadata) open between episodes and writes
+their footers only in ``finalize()``: until then the file cannot be read. It also rewrites
+``meta/info.json``, ``stats.json`` and ``tasks.parquet`` in place after every episode. Hence:
+
+- A checkpoint finalizes, copies the rewritable meta files into a backup folder, and commits by
+  atomically replacing the episode log, whose record lists every append-only file (``data/``,
+  ``videos/``, ``meta/episodes/``) with its size. A kill before that replace leaves the previous
+  record, and the files and backup it names, as they were.
+- After a checkpoint the dataset is reopened for appending, and lerobot then starts new files: no
+  file a record lists is written again.
+- Opening an existing collection rolls it back to its record (``rollback``): files the record does
+  not list are removed and the meta files restored from its backup. The collection then goes on
+  from the record's seeds, so the result equals an uninterrupted collection.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
 import json
 import logging
+import os
+import re
 import shutil
+import signal
+from dataclasses import dataclass
 from pathlib import Path
 
-from toyland.data.episode_log import LOG_PATH, EpisodeLog, read_episode_log
+from toyland.data.episode_log import (BACKUP_ROOT, LOG_PATH, Checkpoint, DatasetError, EpisodeLog, fsync_dir,
+                                      read_episode_log)
+
+TRACKED = ("data", "videos", "meta/episodes")  # append-only folders: a record lists their files
+SCRATCH = re.compile(r"^(images|tmp[A-Za-z0-9_]{8})$")  # lerobot's frames of unsaved episodes, its mkdtemp folders
+KILL_ENV = "TOYLAND_TEST_KILL_AT"
+KILL_POINTS = ("episode", "metadata", "finalize", "commit")
 
 
 def _quiet_datasets() -> None:
@@ -29,6 +52,175 @@ def is_lerobot_dataset(root: Path) -> bool:
     return (Path(root) / "meta" / "info.json").is_file()
 
 
+def tracked_files(root: Path) -> dict[str, int]:
+    """The append-only files of the dataset at ``root``: relative path -> size."""
+    root = Path(root)
+    return {str(p.relative_to(root)): p.stat().st_size
+            for folder in TRACKED for p in sorted((root / folder).rglob("*")) if p.is_file()}
+
+
+def rewritable_meta(root: Path) -> list[Path]:
+    """lerobot's meta files rewritten in place (info.json, stats.json, tasks.parquet, ...), not toyland's own."""
+    return sorted(p for p in (Path(root) / "meta").iterdir() if p.is_file() and not p.name.startswith("toyland_"))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _copy_durably(src: Path, dst: Path) -> None:
+    """``dst`` holds the old content or all of ``src``, never part of it."""
+    tmp = dst.with_name(dst.name + ".toyland-tmp")
+    shutil.copyfile(src, tmp)
+    _fsync(tmp)
+    os.replace(tmp, dst)
+
+
+def commit_checkpoint(root: Path, log: EpisodeLog, hit=lambda point: None) -> Checkpoint:
+    """Records the dataset as it is now as the collection's checkpoint (its files must be finalized).
+    Durable against power loss too: the new files and the backup are synced before the record is
+    written, and the record's replace is the commit."""
+    root = Path(root)
+    info = json.loads((root / "meta" / "info.json").read_text())
+    previous = log.checkpoint
+    index = previous.index + 1 if previous else 0
+    files = tracked_files(root)
+    for rel, size in files.items():
+        if previous is None or previous.files.get(rel) != size:
+            _fsync(root / rel)
+    for folder in {(root / rel).parent for rel in files} | {root / "meta"}:
+        fsync_dir(folder)
+    backup = root / BACKUP_ROOT / str(index)
+    if backup.exists():
+        shutil.rmtree(backup)  # half made by a commit that was killed
+    backup.mkdir(parents=True)
+    backups = {}
+    for path in rewritable_meta(root):
+        shutil.copyfile(path, backup / path.name)
+        _fsync(backup / path.name)
+        backups[path.name] = _sha256(backup / path.name)
+    fsync_dir(backup)
+    record = Checkpoint(index=index, episodes=int(info["total_episodes"]), frames=int(info["total_frames"]),
+                        files=files, backups=backups)
+    if record.episodes != len(log.episodes):
+        raise RuntimeError(f"{root}: the dataset holds {record.episodes} episodes but the episode log "
+                           f"{len(log.episodes)}; this is a bug in toyland's writer")
+    hit("commit")
+    dataclasses.replace(log, checkpoint=record).save(root)  # the commit
+    log.checkpoint = record
+    for old in (root / BACKUP_ROOT).iterdir():
+        if old.name != str(index):
+            shutil.rmtree(old)
+    return record
+
+
+def rollback(root: Path, log: EpisodeLog) -> list[str]:
+    """Returns the dataset at ``root`` to ``log``'s checkpoint; one line per file removed or restored.
+    Raises a DatasetError when a file the checkpoint made durable is gone or changed."""
+    root, record = Path(root), log.checkpoint
+    start_over = f"the collection cannot be rolled back; delete {root} and collect it again"
+    for rel, size in record.files.items():
+        path = root / rel
+        if not path.is_file():
+            raise DatasetError(f"{path} is missing but checkpoint {record.index} made it durable; {start_over}")
+        if path.stat().st_size != size:
+            raise DatasetError(f"{path} has {path.stat().st_size} bytes but checkpoint {record.index} made it "
+                               f"durable with {size}; {start_over}")
+    backup = root / record.backup_dir
+    for name, digest in record.backups.items():
+        if not (backup / name).is_file() or _sha256(backup / name) != digest:
+            raise DatasetError(f"{backup / name}, checkpoint {record.index}'s copy of meta/{name}, is missing or "
+                               f"changed; {start_over}")
+    actions = []
+    for rel in sorted(set(tracked_files(root)) - set(record.files)):
+        (root / rel).unlink()
+        actions.append(f"removed {rel} (written after checkpoint {record.index})")
+    for path in rewritable_meta(root):
+        if path.name not in record.backups:
+            path.unlink()
+            actions.append(f"removed meta/{path.name} (written after checkpoint {record.index})")
+    for name, digest in record.backups.items():
+        target = root / "meta" / name
+        if not target.is_file() or _sha256(target) != digest:
+            _copy_durably(backup / name, target)
+            actions.append(f"restored meta/{name} as checkpoint {record.index} left it")
+    for path in sorted(root.iterdir()):
+        if path.is_dir() and SCRATCH.match(path.name):
+            shutil.rmtree(path)
+            actions.append(f"removed {path.name}/ (lerobot's frames of an unsaved episode)")
+    for old in sorted((root / BACKUP_ROOT).iterdir()):
+        if old.name != str(record.index):
+            shutil.rmtree(old)
+            actions.append(f"removed {old.relative_to(root)}/ (the backup of an unfinished checkpoint)")
+    for folder in TRACKED:  # empty chunk folders of removed files, deepest first
+        for path in sorted((root / folder).rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+    fsync_dir(root / "meta")
+    return actions
+
+
+def _holds_files(root: Path) -> bool:
+    return any(p.is_file() for p in Path(root).rglob("*"))
+
+
+@dataclass
+class KillSwitch:
+    """Test hook: with ``TOYLAND_TEST_KILL_AT=point:n`` the process SIGKILLs itself the n-th time it
+    reaches ``point``, so that tests can kill a real collection at a chosen moment. Points: episode (an
+    episode saved, not yet checkpointed), metadata (lerobot has just rewritten info.json and stats.json
+    for a saved episode), finalize (inside lerobot's finalize: the frames file closed, the
+    episode-metadata file still without its footer), commit (a checkpoint finalized and backed up, its
+    record not yet written)."""
+
+    point: str | None = None
+    n: int = 1
+    seen: int = 0
+
+    @classmethod
+    def from_env(cls) -> "KillSwitch":
+        spec = os.environ.get(KILL_ENV, "")
+        if not spec:
+            return cls()
+        point, _, n = spec.partition(":")
+        if point not in KILL_POINTS:
+            raise ValueError(f"{KILL_ENV}={spec}: use one of {', '.join(KILL_POINTS)}, optionally with ':n'")
+        return cls(point, int(n or 1))
+
+    def hit(self, point: str) -> None:
+        if point == self.point:
+            self.seen += 1
+            if self.seen == self.n:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    @contextlib.contextmanager
+    def inside(self, obj, name: str, point: str, after: bool):
+        """While in the block, ``obj.name`` (a lerobot method) reaches ``point`` before or after it runs."""
+        if point != self.point:
+            yield
+            return
+        method = getattr(obj, name)
+
+        def wrapped(*args, **kwargs):
+            if not after:
+                self.hit(point)
+            result = method(*args, **kwargs)
+            if after:
+                self.hit(point)
+            return result
+
+        setattr(obj, name, wrapped)
+        try:
+            yield
+        finally:
+            delattr(obj, name)  # the class's method again (and no reference cycle through the wrapper)
+
+
 class DatasetWriter:
     def __init__(self, root: str | Path, repo_id: str, features: dict, fps: int, robot_type: str,
                  use_videos: bool, config: dict, checkpoint_every: int = 10, image_threads: int = 2):
@@ -37,32 +229,71 @@ class DatasetWriter:
         _quiet_datasets()
         self.root, self.repo_id = Path(root), repo_id
         self.checkpoint_every, self.image_threads = max(1, int(checkpoint_every)), image_threads
-        self._pending = 0
-        log = None
-        if self.root.exists() and any(self.root.iterdir()):
-            if not is_lerobot_dataset(self.root):
-                raise FileExistsError(f"{self.root} exists and is not a LeRobotDataset; choose a new or empty output_dir")
-            log = read_episode_log(self.root)
-            if log is None:
-                raise FileExistsError(f"{self.root} is a LeRobotDataset without {LOG_PATH}: not a toyland collection, "
-                                      "so it cannot be resumed; choose a new output_dir")
-            changed = sorted(k for k in set(log.config) | set(config) if log.config.get(k) != config.get(k))
-            if changed:
-                raise ValueError(f"{self.root} was collected with a different config (keys {changed} differ); "
-                                 "resume with the same config or choose a new output_dir")
-            if json.loads((self.root / "meta" / "info.json").read_text())["total_episodes"] == 0:
-                shutil.rmtree(self.root)  # nothing durable yet; lerobot cannot reopen an empty dataset
-            else:
-                self.dataset = LeRobotDataset(repo_id, root=self.root)
-                self._check_features(features)
-                log.trim(self.dataset.meta.total_episodes)
-        if not self.root.exists() or not any(self.root.iterdir()):
+        self._pending = 0  # episodes saved since the last checkpoint
+        self._discards_committed = 0
+        self._kill = KillSwitch.from_env()
+        self.rolled_back: list[str] = []  # what opening the collection removed or restored
+        log = self._resume(config) if self.root.exists() and _holds_files(self.root) else None
+        if log is not None and log.checkpoint.episodes > 0:
+            self.log, self._discards_committed = log, len(log.discarded)
+            self.dataset = self._open_for_append()
+            self._check_features(features)
+        else:  # nothing durable yet: lerobot cannot reopen a dataset without episodes, so start it afresh
+            if self.root.exists():
+                shutil.rmtree(self.root)
             self.dataset = LeRobotDataset.create(repo_id, fps=fps, features=features, root=self.root,
                                                  robot_type=robot_type, use_videos=use_videos)
-            log = EpisodeLog(config=config, discarded=log.discarded if log else [])
-            log.save(self.root)
-        self.log = log
+            self.log = EpisodeLog(config=config, discarded=log.discarded if log else [])
+            self._discards_committed = len(self.log.discarded)
+            commit_checkpoint(self.root, self.log)  # the empty record: a kill from here on rolls back to it
         self.dataset.start_image_writer(num_processes=0, num_threads=self.image_threads)
+
+    def _resume(self, config: dict) -> EpisodeLog | None:
+        """The log of the collection at ``root``, rolled back to its checkpoint; None when it holds nothing to keep."""
+        if not is_lerobot_dataset(self.root):
+            raise FileExistsError(f"{self.root} exists and is not a LeRobotDataset; choose a new or empty output_dir")
+        log = read_episode_log(self.root)
+        if log is None:
+            if not tracked_files(self.root):
+                return None  # stopped before its first record was written: no episode to lose
+            raise FileExistsError(f"{self.root} is a LeRobotDataset without {LOG_PATH}: not a toyland collection, "
+                                  "so it cannot be resumed; choose a new output_dir")
+        changed = sorted(k for k in set(log.config) | set(config) if log.config.get(k) != config.get(k))
+        if changed:
+            raise ValueError(f"{self.root} was collected with a different config (keys {changed} differ); "
+                             "resume with the same config or choose a new output_dir")
+        if log.checkpoint is None:  # by a toyland without checkpoint records
+            if not tracked_files(self.root):
+                return None
+            self._adopt(log)
+        self.rolled_back = rollback(self.root, log)
+        for line in self.rolled_back:
+            logging.getLogger(__name__).warning("resuming %s: %s", self.root, line)
+        return log
+
+    def _adopt(self, log: EpisodeLog) -> None:
+        """A collection by a toyland without checkpoint records: kept when complete, given a record."""
+        from toyland.data.frames import require_readable
+
+        try:
+            require_readable(self.root)
+        except DatasetError as exc:
+            raise DatasetError(f"{self.root} was collected by an older toyland, without checkpoint records, and "
+                               f"stopped mid-write, so it cannot be rolled back: {exc}") from exc
+        log.trim(json.loads((self.root / "meta" / "info.json").read_text())["total_episodes"])
+        commit_checkpoint(self.root, log)
+
+    def _open_for_append(self):
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        from toyland.data.frames import hub_offline, require_readable
+
+        require_readable(self.root)
+        _quiet_datasets()
+        with hub_offline():
+            # only the last episode's frames are loaded: loading them all would copy the whole dataset into
+            # the datasets cache at every checkpoint, in time and disk growing with the dataset
+            return LeRobotDataset(self.repo_id, root=self.root, episodes=[self.log.checkpoint.episodes - 1])
 
     def _check_features(self, features: dict) -> None:
         stored = {k: v for k, v in self.dataset.meta.features.items() if k in features}
@@ -78,30 +309,33 @@ class DatasetWriter:
         for frame in frames:
             self.dataset.add_frame({**frame, "task": task})
         _quiet_datasets()
-        self.dataset.save_episode()
+        with self._kill.inside(self.dataset.meta, "save_episode", "metadata", after=True):
+            self.dataset.save_episode()
         self.log.episodes.append({"episode_index": self.num_episodes, **record})
         self._pending += 1
+        self._kill.hit("episode")
         if self._pending >= self.checkpoint_every:
             self.checkpoint()
 
     def discard(self, record: dict) -> None:
         self.log.discarded.append(record)
 
-    def checkpoint(self) -> None:
-        """Make everything added so far durable: save the log, finalize, reopen for appending."""
-        from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-        self.log.save(self.root)
-        if not self._pending:
-            return
+    def _finalize_and_commit(self) -> None:
         self.dataset.stop_image_writer()
-        self.dataset.finalize()
-        self._pending = 0
-        _quiet_datasets()
-        self.dataset = LeRobotDataset(self.repo_id, root=self.root)
-        self.dataset.start_image_writer(num_processes=0, num_threads=self.image_threads)
+        if self._pending or len(self.log.discarded) != self._discards_committed:
+            with self._kill.inside(self.dataset.meta, "_close_writer", "finalize", after=False):
+                self.dataset.finalize()
+            commit_checkpoint(self.root, self.log, self._kill.hit)
+            self._discards_committed = len(self.log.discarded)
+
+    def checkpoint(self) -> None:
+        """Make everything added so far durable: finalize, commit the record, reopen for appending."""
+        self._finalize_and_commit()
+        if self._pending:  # a finalized lerobot dataset would overwrite its last files: reopen
+            self._pending = 0
+            self.dataset = self._open_for_append()
+            self.dataset.start_image_writer(num_processes=0, num_threads=self.image_threads)
 
     def close(self) -> None:
-        self.log.save(self.root)
-        self.dataset.stop_image_writer()
-        self.dataset.finalize()
+        self._finalize_and_commit()
+        self._pending = 0
