@@ -100,7 +100,8 @@ def collect(cfg: DictConfig):
 
 
 def data(argv: list[str]) -> None:
-    """``toyland data stats PATH [PATH ...] [--bins N] [--json FILE]`` (plain arguments, no Hydra)."""
+    """``toyland data stats PATH [PATH ...] [--bins N] [--json FILE]`` and ``toyland data check PATH [--repair]``
+    (plain arguments, no Hydra)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="toyland data")
@@ -109,8 +110,27 @@ def data(argv: list[str]) -> None:
     stats.add_argument("paths", nargs="+", help="LeRobotDataset root folders (sub-datasets of one mixture)")
     stats.add_argument("--bins", type=int, default=8, help="bins per continuous factor axis")
     stats.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
+    check = sub.add_parser("check", help="verify a LeRobotDataset: files complete, metadata and episode log "
+                                         "consistent, every episode readable (exit status 1 on a problem)")
+    check.add_argument("path", help="a LeRobotDataset root folder")
+    check.add_argument("--repair", action="store_true",
+                       help="roll a toyland collection back to its last checkpoint, saying what it removes")
     args = parser.parse_args(argv)
     from toyland.data.frames import DatasetError
+
+    if args.action == "check":
+        from toyland.data.check import check_dataset, repair_dataset
+
+        try:
+            if args.repair:
+                actions, report = repair_dataset(args.path)
+                print("\n".join(actions) or f"{args.path}: nothing to roll back")
+            else:
+                report = check_dataset(args.path)
+        except DatasetError as exc:
+            parser.exit(2, f"toyland data check: {exc}\n")
+        print(report.format())
+        raise SystemExit(0 if report.ok else 1)
     from toyland.data.stats import dataset_stats, format_report
 
     try:
