@@ -49,6 +49,25 @@ def test_a_format_1_checkpoint_loads_and_gives_the_actions_it_gave_when_saved(na
     assert not hasattr(policy.config, "symmetric_yaw")
 
 
+def test_an_old_vla_checkpoint_keeps_its_own_settings_where_the_defaults_changed():
+    policy = load_policy(V1 / "vla")
+    defaults = POLICIES.get("vla").config_class()
+    assert (defaults.stem, defaults.det_pool_slots, defaults.det_pool_geometry, defaults.crop_coords) == ("conv", 4, True, True)
+    c = policy.config
+    assert (c.stem, c.det_pool_slots, c.det_pool_geometry, c.crop_coords) == ("linear", 1, False, False)
+
+
+def test_a_format_1_record_without_a_field_whose_default_changed_means_the_old_default(tmp_path):
+    # (written before those fields existed: it took what were their defaults then)
+    def strip(config):
+        for key in ("stem", "det_pool_slots", "det_pool_geometry", "crop_coords"):
+            del config[key]
+
+    folder = copy_with(tmp_path, "vla", strip)
+    now, then = stored_chunk(V1 / "vla", load_policy(folder))
+    torch.testing.assert_close(now, then, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("name,option,value", [
     ("diffusion", "symmetric_yaw", True), ("diffusion", "relative_actions", True), ("diffusion", "state_noise", 0.1),
     ("diffusion", "episode_noise", True), ("diffusion", "grasp_aux", 0.1), ("diffusion", "pool", "flatten_keypoints"),

@@ -109,7 +109,7 @@ class Migration:
 
 # format N -> the migration to N + 1
 MIGRATIONS: Mapping[int, Migration] = MappingProxyType({
-    1: Migration(2, "a4d8614", "measured as no gain, README", (
+    1: Migration(2, "ff9bdd5", "measured as no gain, README", (
         Removed("diffusion", "state_noise", 0.0),
         Removed("diffusion", "relative_actions", False),
         Removed("diffusion", "symmetric_yaw", False),
@@ -117,6 +117,11 @@ MIGRATIONS: Mapping[int, Migration] = MappingProxyType({
         Removed("diffusion", "grasp_aux", 0.0),
         RemovedChoice("diffusion", "pool", "flatten_keypoints"),
         Removed("vla", "symmetric_yaw", False),
+        # the VLA's defaults became the measured recipe
+        OldDefault("vla", "stem", "linear"),
+        OldDefault("vla", "det_pool_slots", 1),
+        OldDefault("vla", "det_pool_geometry", False),
+        OldDefault("vla", "crop_coords", False),
     )),
 })
 

@@ -31,9 +31,12 @@ class VLAConfig(PolicyConfig):
     n_obs_steps: int = 1
     use_language: bool = True
     head: str = "flow"  # flow | discrete_diffusion | autoregressive
+    # The defaults are the measured best recipe on language_lift (README): conv stem, four DetPool slots,
+    # the mask's geometry and pixel coordinates, which need only the target masks DetPool reads anyway.
+    # Depth, the recipe's last part, stays off: it needs the 'depth' modality in the data.
     det_pool: bool = True  # object tokens pooled over the target's mask instead of every patch
-    det_pool_slots: int = 1  # object tokens per camera and frame: 1 the mean, more attention-pooled slots
-    det_pool_geometry: bool = False  # add the mask's centroid, extent and moments to the object tokens
+    det_pool_slots: int = 4  # object tokens per camera and frame: 1 the mean, more attention-pooled slots
+    det_pool_geometry: bool = True  # add the mask's centroid, extent and moments to the object tokens
     # each camera's metric depth as a fourth input channel of its patches (masked with the RGB under
     # DetPool): how far the target is below the jaw, which one RGB view leaves to the toy's unknown size
     depth: bool = False
@@ -41,9 +44,9 @@ class VLAConfig(PolicyConfig):
     # pixel-position channels cropped with the image (vision.with_pixel_coords), and the mask's geometry
     # measured on the uncropped mask: the random crop then no longer hides where in the camera's frame
     # a patch or the target is
-    crop_coords: bool = False
+    crop_coords: bool = True
     patch_size: int = 8
-    stem: str = "linear"  # patch embedding: linear (ViT) | conv (stride-2 convolutions, same token grid)
+    stem: str = "conv"  # patch embedding: linear (ViT) | conv (stride-2 convolutions, same token grid)
     dim: int = 128
     heads: int = 4
     vision_layers: int = 2
