@@ -439,3 +439,127 @@ def test_demo_frames_record_the_grasp_the_expert_is_executing(task):
     np.testing.assert_allclose(states[closing, tcp], grasps[closing, :3], atol=0.012)
     np.testing.assert_allclose(grasps[0], grasps[closing], atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(grasps[:, 3:], axis=1), 1.0, atol=1e-5)  # (cos, sin) of twice the yaw
+
+
+# --- local datasets, damage and repair (issue 31) ----------------------------------------------
+
+
+@pytest.fixture
+def network_attempts(monkeypatch):
+    """This process's network closed and every offline switch of the hub libraries off: attempts are recorded."""
+    import socket
+
+    import datasets.config
+    import huggingface_hub.constants
+
+    attempts = []
+
+    def refuse(what):
+        attempts.append(what)
+        raise OSError(f"network closed by the test: {what}")
+
+    connect = socket.socket.connect
+
+    def guarded(self, address, *args):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            refuse(address)
+        return connect(self, address, *args)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: refuse(host))
+    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+    return attempts
+
+
+def copy_dataset(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_local_dataset_is_read_without_the_network_and_broken_metadata_is_named(tmp_path, lift_dataset,
+                                                                                network_attempts):
+    import huggingface_hub.constants
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from toyland.data.frames import hub_offline
+
+    assert FrameStore.load(lift_dataset).num_episodes == 3
+    assert not network_attempts
+    broken = copy_dataset(lift_dataset, tmp_path / "no_tasks")
+    (broken / "meta" / "tasks.parquet").unlink()
+    # lerobot on its own goes looking for the dataset on the hub ...
+    with pytest.raises(Exception):
+        LeRobotDataset("toyland/no_tasks", root=broken)
+    assert network_attempts
+    network_attempts.clear()
+    # ... toyland names the file and says what to do, offline
+    with pytest.raises(DatasetError, match=r"meta/tasks.parquet is missing.*--repair.*delete"):
+        FrameStore.load(broken)
+    torn = copy_dataset(lift_dataset, tmp_path / "torn")
+    episodes = torn / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+    episodes.write_bytes(episodes.read_bytes()[:-100])  # a footer cut off by a kill
+    with pytest.raises(DatasetError, match=r"meta/episodes/chunk-000/file-000.parquet is not a complete parquet"):
+        FrameStore.load(torn)
+    (torn / "meta" / "info.json").write_text('{"total_episodes": 3, "total_fr')
+    with pytest.raises(DatasetError, match=r"meta/info.json is not a readable lerobot info file"):
+        FrameStore.load(torn)
+    assert not network_attempts
+    with hub_offline():  # the switch is on inside and off again after
+        assert huggingface_hub.constants.HF_HUB_OFFLINE and os.environ["HF_HUB_OFFLINE"] == "1"
+    assert not huggingface_hub.constants.HF_HUB_OFFLINE and "HF_HUB_OFFLINE" not in os.environ
+
+
+def test_data_check_finds_what_a_kill_leaves_and_repair_rolls_it_back(tmp_path, lift_dataset, capsys,
+                                                                      network_attempts):
+    from toyland.cli import main
+    from toyland.data.check import check_dataset, repair_dataset
+
+    assert check_dataset(lift_dataset).ok
+    root = copy_dataset(lift_dataset, tmp_path / "damaged")
+    frames = sorted((root / "data").glob("*/*.parquet"))[0]
+    (root / "data" / "chunk-000" / "file-009.parquet").write_bytes(frames.read_bytes()[:1000])  # no footer
+    (root / "meta" / "info.json").write_text((root / "meta" / "info.json").read_text()[:50])  # torn in place
+    (root / "meta" / "stats.json").unlink()
+    (root / "images" / "observation.images.front" / "episode-000003").mkdir(parents=True)
+    (root / "images" / "observation.images.front" / "episode-000003" / "frame-000000.png").write_bytes(b"png")
+    problems = "\n".join(check_dataset(root).problems)
+    assert "info.json is not a readable" in problems and "file-009.parquet" in problems
+    with pytest.raises(SystemExit) as stop:
+        main(["data", "check", str(root)])
+    assert stop.value.code == 1 and "--repair" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        main(["data", "check", str(root), "--repair"])
+    out = capsys.readouterr().out
+    assert stop.value.code == 0, out
+    for line in ("removed data/chunk-000/file-009.parquet", "restored meta/info.json", "restored meta/stats.json",
+                 "removed images/", "ok, 3 episodes"):
+        assert line in out, out
+    repaired, original = FrameStore.load(root), FrameStore.load(lift_dataset)
+    for key in ("action", "observation.images.front"):
+        np.testing.assert_array_equal(repaired.arrays[key], original.arrays[key])
+    # a file the checkpoint made durable, changed: no rollback can recover it, and it says so
+    frames.write_bytes(frames.read_bytes()[:-10])
+    with pytest.raises(DatasetError, match=r"file-000.parquet has .* bytes but checkpoint .* delete .* collect it again"):
+        repair_dataset(root)
+    assert not network_attempts
+
+
+def test_collection_from_before_checkpoint_records_is_adopted_on_resume(tmp_path, lift_dataset):
+    import shutil
+
+    root = copy_dataset(lift_dataset, tmp_path / "old")
+    log = json.loads((root / "meta" / "toyland_episodes.json").read_text())
+    log.update(version=1)
+    del log["checkpoint"]
+    (root / "meta" / "toyland_episodes.json").write_text(json.dumps(log))
+    shutil.rmtree(root / "meta" / "toyland_checkpoint")
+    summary = collect({"task": "lift", **SMALL}, root, episodes=3, seed=0, workers=1, progress=False)
+    assert summary.kept == 3 and summary.kept_now == 0
+    record = read_episode_log(root).checkpoint
+    assert record is not None and record.episodes == 3

@@ -151,8 +151,9 @@ def rollback(root: Path, log: EpisodeLog) -> list[str]:
             actions.append(f"restored meta/{name} as checkpoint {record.index} left it")
     for path in sorted(root.iterdir()):
         if path.is_dir() and SCRATCH.match(path.name):
+            if _holds_files(path):  # lerobot leaves the empty folders of saved episodes' frames behind
+                actions.append(f"removed {path.name}/ (lerobot's frames of an unsaved episode)")
             shutil.rmtree(path)
-            actions.append(f"removed {path.name}/ (lerobot's frames of an unsaved episode)")
     for old in sorted((root / BACKUP_ROOT).iterdir()):
         if old.name != str(record.index):
             shutil.rmtree(old)
