@@ -53,18 +53,18 @@ KILLS = [
 ]
 
 
-def start(tmp_path, root, name, kill_at=None):
+def start(tmp_path, root, name, kill_at=None, args=COLLECT):
     env = {k: v for k, v in os.environ.items() if k not in OFFLINE_SWITCHES and k != KILL_ENV}
     env["TOYLAND_TEST_NETWORK_LOG"] = str(tmp_path / "network.log")
     if kill_at:
         env[KILL_ENV] = kill_at
-    cmd = [sys.executable, "-c", NO_NETWORK, *COLLECT, f"output_dir={root}", f"hydra.run.dir={tmp_path / name}"]
+    cmd = [sys.executable, "-c", NO_NETWORK, *args, f"output_dir={root}", f"hydra.run.dir={tmp_path / name}"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(proc, timeout=120):
     out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, err
+    return proc.returncode, out + err
 
 
 def kill_between_checkpoints(proc, root, timeout=120):
@@ -155,3 +155,21 @@ def test_sigkilled_collection_resumes_to_the_uninterrupted_dataset(tmp_path, no_
     assert report.ok and report.episodes == EPISODES, report.format()
     assert not (tmp_path / "network.log").exists(), (tmp_path / "network.log").read_text()
     assert not no_network
+
+
+def test_sigkilled_video_collection_resumes_to_the_uninterrupted_dataset(tmp_path, no_network):
+    """Video storage: lerobot appends each episode to an mp4 it rewrites; the kill lands after an episode
+    beyond the checkpoint went into a new video file."""
+    args = [a if not a.startswith("episodes=") else "episodes=4" for a in COLLECT] + ["video=true"]
+    base, root = tmp_path / "uninterrupted", tmp_path / "killed"
+    uninterrupted = start(tmp_path, base, "hydra-base", args=args)
+    rc, err = finish(start(tmp_path, root, "hydra-killed", "metadata:3", args=args))
+    assert rc == -signal.SIGKILL, err[-3000:]
+    assert any("videos/" in p for p in check_dataset(root).problems)
+    rc, err = finish(start(tmp_path, root, "hydra-resumed", args=args))
+    assert rc == 0, err[-3000:]
+    assert "removed videos/" in err
+    assert finish(uninterrupted)[0] == 0
+    assert_same(frames(root), frames(base))
+    assert check_dataset(root).ok
+    assert not (tmp_path / "network.log").exists() and not no_network
