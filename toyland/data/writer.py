@@ -157,7 +157,7 @@ def rollback(root: Path, log: EpisodeLog) -> list[str]:
     for old in sorted((root / BACKUP_ROOT).iterdir()):
         if old.name != str(record.index):
             shutil.rmtree(old)
-            actions.append(f"removed {old.relative_to(root)}/ (the backup of an unfinished checkpoint)")
+            actions.append(f"removed {old.relative_to(root)}/ (a backup that checkpoint {record.index} does not use)")
     for folder in TRACKED:  # empty chunk folders of removed files, deepest first
         for path in sorted((root / folder).rglob("*"), key=lambda p: len(p.parts), reverse=True):
             if path.is_dir() and not any(path.iterdir()):
