@@ -201,6 +201,20 @@ class StopRequest:
             signal.signal(s, handler)
 
 
+class ExpertFailing(RuntimeError):
+    pass
+
+
+def check_yield(kept: int, discarded: int, patience: int = 20) -> None:
+    """Stops a collection whose expert almost never succeeds (an episode limit too short for the task,
+    factors beyond what it can do), which would otherwise discard episodes forever."""
+    if discarded >= patience and discarded > 9 * kept:
+        raise ExpertFailing(
+            f"the scripted expert succeeded in {kept} of {kept + discarded} episodes; under 10% means this env cannot "
+            "be demonstrated as configured (check env.max_episode_steps, the factor levels and the toy set), or "
+            "record failures too with keep=all")
+
+
 @dataclass
 class CollectSummary:
     root: Path
@@ -255,6 +269,7 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
                         bar.update(1)
                     else:
                         writer.discard({"seed": episode.seed, "outcome": episode.record["outcome"]})
+                        check_yield(writer.num_episodes - start_kept, len(writer.log.discarded) - start_discarded)
                     bar.set_postfix(discarded=len(writer.log.discarded))
                     if writer.num_episodes >= episodes or stop.signal is not None:
                         interrupted = stop.signal is not None and writer.num_episodes < episodes

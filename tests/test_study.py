@@ -1,0 +1,132 @@
+"""The one runner and the study driver: the trainer's evaluation equals ``toyland eval``, worker
+errors arrive as themselves, every registered study is valid, and a study runs, skips what is done
+and refuses a changed arm."""
+
+import json
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from toyland.eval.harness import evaluate_suite
+from toyland.eval.records import read_records
+from toyland.study.driver import Study, StudyConfigError, study_names
+from toyland.train.trainer import train
+
+TINY = ["policy.channels=[4,8]", "policy.down_dims=[8,16]", "policy.image_feature_dim=8", "policy.horizon=8",
+        "policy.n_action_steps=4", "policy.inference_steps=2"]
+
+
+def strip(records):
+    """Records without the cell-independent bookkeeping, in seed order."""
+    return sorted(records, key=lambda r: (r["cell"], r["seed"]))
+
+
+def test_the_trainers_evaluation_and_toyland_eval_give_identical_records(tmp_path, lift_demos):
+    with initialize_config_module("toyland.configs", version_base="1.3"):
+        cfg = compose("train", overrides=[f"output_dir={tmp_path / 'run'}", f"data.sources=[{{path: {lift_demos}}}]",
+                                          "env.image_size=48", "env.max_episode_steps=30", "batch_size=4", "steps=4",
+                                          "save_every=2", "eval.every=0", "eval.final_episodes=3", "eval.workers=1",
+                                          "eval.videos=false", *TINY])
+    cfg = OmegaConf.to_container(cfg, resolve=True)
+    cfg.pop("experiment", None)
+    result = train(cfg)
+    trainer_records = read_records(tmp_path / "run" / result.final_eval["eval_dir"])
+    assert len(trainer_records) == 3 and result.final_eval["episodes"] == 3
+    # toyland eval of the run folder (its newest checkpoint), on two workers instead of one
+    evaluate_suite(str(tmp_path / "run"), cfg["env"], {"base": {}}, tmp_path / "eval", episodes=3, workers=2,
+                   videos=False, progress=False)
+    assert strip(read_records(tmp_path / "eval")) == strip(trainer_records)
+
+
+def test_an_error_in_a_worker_reaches_the_caller_as_that_error():
+    from toyland.parallel import WorkerError, worker_pool
+    from toyland.sim.toy_sets import get_toy_set
+
+    with worker_pool(1, get_toy_set, "no_such_toy_set") as pool:  # the worker's object cannot be built
+        with pytest.raises(KeyError, match="unknown toy set 'no_such_toy_set'"):
+            pool.submit("toy", 0).result()
+    with worker_pool(1, get_toy_set, "train") as pool:  # built, then a call fails
+        with pytest.raises(ValueError, match="toy seed -1 is not in toy set 'train'"):
+            pool.submit("toy", -1).result()
+    assert issubclass(WorkerError, RuntimeError)
+
+
+@pytest.mark.parametrize("name", study_names())
+def test_every_study_config_composes(name, tmp_path):
+    from toyland.eval.suite import build_suite
+    from toyland.policies import policy_config
+    from toyland.sim import resolved_env_config
+
+    study = Study.load(name, out=tmp_path)
+    assert study.cfg.get("description"), f"study {name} needs a description for its report"
+    for dataset in study.cfg["datasets"]:
+        resolved_env_config(study.dataset_env(dataset))
+    for arm in study.arms:
+        seeds = study.cfg["arms"][arm]["seeds"]
+        assert len(seeds) >= 2, f"arm {arm}: report intervals over at least two training seeds"
+        cfg = study.train_config(arm, seeds[0])
+        policy_config(cfg["policy"])
+        assert cfg["eval"]["final_episodes"] == 0  # the suites evaluate, once
+    for suite in study.cfg["suites"]:
+        cells, episodes, _ = study.suite_config(suite)
+        assert build_suite(cells).cells and episodes >= 1
+
+
+def write_study(tmp_path, steps=4) -> str:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({
+        "description": "a tiny study",
+        "workers": 1,
+        "datasets": {"demos": {"episodes": 2, "overrides": ["env.image_size=32", "workers=1"]}},
+        "arms": {"small": {"data": ["demos"], "seeds": [0, 1],
+                           "overrides": [f"steps={steps}", "batch_size=4", "save_every=2", *TINY]},
+                 "one_frame": {"data": "demos", "seeds": [0, 1],
+                               "overrides": [f"steps={steps}", "batch_size=4", "save_every=2", "policy.n_obs_steps=1", *TINY]}},
+        "suites": {"id": {"suite": "id_only", "episodes": 2}},
+    }))
+    return str(path)
+
+
+def test_a_study_runs_skips_what_is_done_and_refuses_a_changed_arm(tmp_path, monkeypatch):
+    from toyland.train import trainer
+
+    out = tmp_path / "out"
+    report = Study.load(write_study(tmp_path), out=out).run()
+    text = report.read_text()
+    assert "| small | id | id | 2 | " in text and "| one_frame | id | id | 2 | " in text
+    assert "Paired differences" in text and "Commit: `" in text
+    summary = json.loads((out / "report.json").read_text())
+    assert {r["episodes"] for r in summary["rows"]} == {4}  # two training seeds x two episodes
+    records = read_records(out / "arms" / "small" / "seed_1" / "eval" / "id")
+    assert len(records) == 2
+
+    def no_training(cfg):
+        raise AssertionError("a finished arm was trained again")
+
+    monkeypatch.setattr(trainer, "train", no_training)
+    Study.load(write_study(tmp_path), out=out).run()  # everything done: nothing runs again
+    assert read_records(out / "arms" / "small" / "seed_1" / "eval" / "id") == records
+    with pytest.raises(StudyConfigError, match="different config"):
+        Study.load(write_study(tmp_path, steps=6), out=out).run()
+
+
+def test_bad_study_configs_are_named(tmp_path):
+    path = write_study(tmp_path)
+    with pytest.raises(ValueError, match="seedz"):
+        Study.load(path, ["arms.small.seedz=[0]"], out=tmp_path)
+    with pytest.raises(StudyConfigError, match="not datasets of this study"):
+        Study.load(path, ["arms.small.data=[other]"], out=tmp_path)
+    with pytest.raises(StudyConfigError, match="no study 'nope'"):
+        Study.load("nope")
+    with pytest.raises(StudyConfigError, match="no such arm"):
+        Study.load(path, out=tmp_path, only=["big"])
+
+
+def test_a_collection_whose_expert_never_succeeds_stops_with_the_reason(tmp_path):
+    from toyland.data.collect import ExpertFailing, collect
+
+    with pytest.raises(ExpertFailing, match="succeeded in 0 of 20 episodes.*max_episode_steps"):
+        collect({"task": "lift", "image_size": 32, "max_episode_steps": 5}, tmp_path / "d", episodes=2, workers=1,
+                progress=False)
