@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"
-DEMOS = OUT / "learn_lift" / "data"  # the learn_lift benchmark's 100 Lift demonstrations
-ENV = {"task": "lift", "image_size": 64, "cameras": ["front", "wrist"]}  # as configs/experiment/learn_lift.yaml
+DEMOS = OUT / "lift_demos"  # 100 Lift demonstrations the speed benchmarks train on
+ENV = {"task": "lift", "image_size": 64, "cameras": ["front", "wrist"]}
 
 
 def demos(episodes: int = 100) -> Path:

@@ -4,7 +4,7 @@ runs produced the same per-episode records.
 
     .venv/bin/python benchmarks/eval_throughput.py [--actor expert|CHECKPOINT] [--episodes 60]
 
-The default actor is the learn_lift benchmark's trained policy when it exists, else the expert.
+The default actor is the `toyland study lift` policy (training seed 0) when it exists, else the expert.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ENV, OUT
+from common import ENV
 
 
 def main():
@@ -24,11 +24,12 @@ def main():
     parser.add_argument("--actor", default=None)
     parser.add_argument("--episodes", type=int, default=60)
     args = parser.parse_args()
-    from toyland.eval.harness import evaluate_suite, read_records
+    from toyland.eval.harness import evaluate_suite
+    from toyland.eval.records import read_records
 
-    run = OUT / "learn_lift" / "run"
+    run = Path("outputs/studies/lift/arms/diffusion/seed_0")
     actor = args.actor or (str(run) if (run / "checkpoints" / "last").is_file() else "expert")
-    env = dict(ENV)
+    env = json.loads((run / "config.json").read_text())["env"] if actor == str(run) else dict(ENV)
     rates, records = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for workers in (1, 2):
@@ -39,7 +40,7 @@ def main():
             rates[workers] = 3600 * args.episodes / (time.perf_counter() - t)
             records[workers] = sorted(json.dumps(r, sort_keys=True) for r in read_records(out))
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"actor: {actor}; {args.episodes} Lift episodes per run (front and wrist cameras, 64x64)")
+    print(f"actor: {actor}; {args.episodes} Lift episodes per run (cameras {env['cameras']}, {env['image_size']} px)")
     print(f"  1 worker : {rates[1]:7.0f} episodes/hour")
     print(f"  2 workers: {rates[2]:7.0f} episodes/hour")
     print(f"  parallel efficiency {rates[2] / (2 * rates[1]):.2f} (goal >= 0.85); records identical: {records[1] == records[2]}")

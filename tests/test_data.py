@@ -331,35 +331,6 @@ def test_mixture_refuses_actions_that_mean_different_things(lift_dataset):
     BatchSampler([Source("pose", full), Source("again", full)], keys, 8)  # same meaning mixes
 
 
-@pytest.mark.parametrize("task", TASKS.names())
-def test_recovery_demos_start_where_the_aimed_off_grasp_missed(task):
-    from toyland.data.collect import EpisodeRecorder
-
-    recorder = EpisodeRecorder({"task": task, "cameras": []}, 10, recovery=1.0)
-    names = recorder.env.unwrapped.state_names
-    tcp_z = names.index("tcp.z")
-    recovered = []
-    for seed in range(5):
-        episode = recorder(seed)
-        if "recorded_from_step" not in episode.record or not episode.success:
-            continue  # every aimed-off grasp held (a plain demo), or the toy was knocked out of reach (discarded)
-        plain = recorder._run(seed)
-        first = episode.frames[0]
-        assert episode.record["recorded_from_step"] > 0
-        assert len(episode.frames) <= recorder.limit  # the task's time limit, counted from the first frame
-        assert first["action"][-1] < 0  # it opens the jaw: the miss itself is not in the data
-        # it starts low over the table where the miss happened, not at the arm's home pose
-        assert first["observation.state"][tcp_z] < plain.frames[0]["observation.state"][tcp_z] - 0.05
-        again = recorder(seed)
-        np.testing.assert_array_equal(np.stack([f["action"] for f in episode.frames]),
-                                      np.stack([f["action"] for f in again.frames]))  # the seed fixes the fumble
-        recovered.append(seed)
-    assert len(recovered) >= 2, f"only seeds {recovered} of 5 gave a successful recovery demo"
-    assert "recorded_from_step" not in EpisodeRecorder({"task": task, "cameras": []}, 10)(recovered[0]).record
-    with pytest.raises(ValueError, match="recovery"):
-        collect({"task": task, **SMALL}, "unused", episodes=1, recovery=1.5, progress=False)
-
-
 def test_dart_noise_perturbs_executed_arm_actions_and_records_the_experts(monkeypatch):
     from toyland.data.collect import EpisodeRecorder
 
@@ -398,9 +369,9 @@ def test_correlated_noise_holds_its_offset_and_gated_noise_acts_only_where_the_e
 
     def record_step(a):
         tcp, _ = recorder.env.unwrapped.scene.tcp_pose()
-        misses.append(np.linalg.norm(tcp[:2] - recorder.expert.grasp.pos[:2]))
+        misses.append(np.linalg.norm(tcp[:2] - recorder.actor.expert.grasp.pos[:2]))
         executed.append(np.array(a))
-        phases.append(recorder.expert.phase)
+        phases.append(recorder.actor.expert.phase)
         return step(a)
 
     monkeypatch.setattr(recorder.env, "step", record_step)

@@ -11,7 +11,6 @@ uses), and re-plans if the toy is not in the hand.
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -181,7 +180,6 @@ class LiftExpert(Expert):
     MIN_CLOSE_STEPS, MAX_CLOSE_STEPS = 6, 20
     SETTLED = 0.0005  # fingers that moved less than this in one step have stalled on the toy (or met)
     LIFT_PATIENCE = 20  # lift steps without the toy in the hand before giving up on a grasp
-    FUMBLE_SHIFT, FUMBLE_TURN, FUMBLE_PATIENCE = (0.015, 0.04), np.deg2rad(40), 6  # m; rad; steps (see fumble)
 
     @property
     def target_index(self) -> int:
@@ -190,7 +188,6 @@ class LiftExpert(Expert):
 
     def reset(self) -> None:
         self.attempts = 0
-        self.patience = self.LIFT_PATIENCE
         self.missed: tuple[Grasp, ...] = ()
         self._plan()
 
@@ -210,17 +207,6 @@ class LiftExpert(Expert):
     def annotation(self) -> dict[str, np.ndarray]:
         g = self.grasp
         return {GRASP_ANNOTATION: np.array([*g.pos, np.cos(2 * g.yaw), np.sin(2 * g.yaw)], dtype=np.float32)}
-
-    def fumble(self, rng: np.random.Generator) -> None:
-        """Aim the current grasp off by 1.5 to 4 cm sideways and up to 40 degrees of yaw, for recovery
-        demonstrations: the grasp misses about half the time, and the expert then retreats and re-plans
-        as after any miss, a little sooner (so that the episode has time left to show the re-grasp)."""
-        self.patience = self.FUMBLE_PATIENCE
-        angle = rng.uniform(0.0, 2 * np.pi)
-        shift = rng.uniform(*self.FUMBLE_SHIFT) * np.array([np.cos(angle), np.sin(angle), 0.0])
-        turn = rng.uniform(-self.FUMBLE_TURN, self.FUMBLE_TURN)
-        self.grasp = dataclasses.replace(self.grasp, pos=self.grasp.pos + shift, yaw=self.grasp.yaw + turn)
-        self.goal_rot = geo.top_down_mat(np.arctan2(self.goal_rot[1, 1], self.goal_rot[0, 1]) + turn)
 
     def _plan(self) -> None:
         scene, target = self.env.scene, self.target_index
@@ -266,7 +252,7 @@ class LiftExpert(Expert):
         elif self.phase == "lift":
             goal, grip = g + [0, 0, self.LIFT_HEIGHT], 1.0
             empty = scene.finger_opening() < 0.002  # closed on nothing
-            if (empty or self.phase_steps > self.patience) and not self._grasped() and self.attempts < 3:
+            if (empty or self.phase_steps > self.LIFT_PATIENCE) and not self._grasped() and self.attempts < 3:
                 self.missed += (self.grasp,)
                 self._retreat(tcp)
         if self.phase == "retreat":  # open, back off, and re-plan once the toy has come to rest
