@@ -110,6 +110,8 @@ def test_a_study_runs_skips_what_is_done_and_refuses_a_changed_arm(tmp_path, mon
     assert read_records(out / "arms" / "small" / "seed_1" / "eval" / "id") == records
     with pytest.raises(StudyConfigError, match="different config"):
         Study.load(write_study(tmp_path, steps=6), out=out).run()
+    with pytest.raises(StudyConfigError, match=r"evaluated with a different \['suite'\]"):
+        Study.load(write_study(tmp_path), ["suites.id.suite={factors: [lighting], levels: [ood_1]}"], out=out).run()
 
 
 def test_bad_study_configs_are_named(tmp_path):

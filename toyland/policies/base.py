@@ -33,15 +33,6 @@ def check_steps(inference_steps: int, train_timesteps: int) -> None:
         raise ValueError(f"inference_steps={inference_steps} must lie in [1, train_timesteps={train_timesteps}]")
 
 
-FIT_STEP, FIT_BATCHES = 2**40, 8
-
-
-def fit_draws(sampler) -> list[dict]:
-    """Training batches for ``Policy.fit`` to fit target transforms on, drawn at steps training never
-    reaches, so fitting does not change the batches training sees."""
-    return [sampler.sample(FIT_STEP + i) for i in range(FIT_BATCHES)]
-
-
 @dataclass
 class PolicyConfig:
     n_obs_steps: int = 2  # observation history (current frame and n_obs_steps - 1 before it)

@@ -176,16 +176,24 @@ class Study:
 
     def evaluate(self, arm: str, seed: int, suite: str) -> dict:
         from toyland.eval.harness import evaluate_suite
-        from toyland.eval.records import RESULTS
+        from toyland.eval.records import RESULTS, RUN
+
+        from toyland.sim import resolved_env_config
 
         cells, episodes, env_overrides = self.suite_config(suite)
         out = self.run_dir(arm, seed) / "eval" / suite
-        if (out / RESULTS).is_file():
+        env = {**self.train_config(arm, seed)["env"], **env_overrides}
+        if (out / RESULTS).is_file() and (out / RUN).is_file():
+            before = json.loads((out / RUN).read_text())
+            now = json.loads(json.dumps({"suite": cells, "env": resolved_env_config(env)}))
+            changed = sorted(k for k in now if before.get(k) != now[k])
+            if changed:
+                raise StudyConfigError(f"{out} was evaluated with a different {changed}; rename the suite, delete "
+                                       "that folder, or run the study into a new --out")
             results = json.loads((out / RESULTS).read_text())
             if results.get("episodes_per_cell") == episodes and all(c["episodes"] == episodes
                                                                      for c in results["cells"].values()):
                 return results
-        env = {**self.train_config(arm, seed)["env"], **env_overrides}
         self.say(f"arm {arm} seed {seed}: suite {suite}, {episodes} episodes per cell")
         return evaluate_suite(str(self.run_dir(arm, seed)), env, cells, out, episodes=episodes,
                               seed_start=int(self.cfg.get("seed_start", 1_000_000)),
