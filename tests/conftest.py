@@ -29,3 +29,34 @@ def language_lift_demos(tmp_path_factory):
     env = {"task": "language_lift", "image_size": 48, "cameras": {"front": {"modalities": ["rgb", "mask"]}}}
     collect(env, root, episodes=2, seed=0, workers=1, progress=False)
     return root
+
+
+@pytest.fixture
+def network_attempts(monkeypatch):
+    """This process's network closed and every offline switch of the hub libraries off: attempts are recorded."""
+    import socket
+
+    import datasets.config
+    import huggingface_hub.constants
+
+    attempts = []
+
+    def refuse(what):
+        attempts.append(what)
+        raise OSError(f"network closed by the test: {what}")
+
+    connect = socket.socket.connect
+
+    def guarded(self, address, *args):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            refuse(address)
+        return connect(self, address, *args)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: refuse(host))
+    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+    return attempts

@@ -5,13 +5,11 @@ hub's offline switch unset, no connection is attempted."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
-import pytest
 
 from toyland.data.check import check_dataset, repair_dataset
 from toyland.data.episode_log import read_episode_log
@@ -102,30 +100,7 @@ def assert_same(got, want):
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    """This process's network closed, and the hub's offline switches unset: attempts are recorded."""
-    attempts = []
-
-    def refuse(what):
-        attempts.append(what)
-        raise OSError(f"network closed by the test: {what}")
-
-    connect = socket.socket.connect
-
-    def guarded(self, address, *args):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            refuse(address)
-        return connect(self, address, *args)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
-    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: refuse(host))
-    for key in OFFLINE_SWITCHES:
-        monkeypatch.delenv(key, raising=False)
-    return attempts
-
-
-def test_sigkilled_collection_resumes_to_the_uninterrupted_dataset(tmp_path, no_network):
+def test_sigkilled_collection_resumes_to_the_uninterrupted_dataset(tmp_path, network_attempts):
     base, root = tmp_path / "uninterrupted", tmp_path / "killed"
     uninterrupted = start(tmp_path, base, "hydra-base")  # alongside the first killed run
     for i, (moment, kill_at, durable) in enumerate(KILLS):
@@ -154,10 +129,10 @@ def test_sigkilled_collection_resumes_to_the_uninterrupted_dataset(tmp_path, no_
     report = check_dataset(root)
     assert report.ok and report.episodes == EPISODES, report.format()
     assert not (tmp_path / "network.log").exists(), (tmp_path / "network.log").read_text()
-    assert not no_network
+    assert not network_attempts
 
 
-def test_sigkilled_video_collection_resumes_to_the_uninterrupted_dataset(tmp_path, no_network):
+def test_sigkilled_video_collection_resumes_to_the_uninterrupted_dataset(tmp_path, network_attempts):
     """Video storage: lerobot appends each episode to an mp4 it rewrites; the kill lands after an episode
     beyond the checkpoint went into a new video file."""
     args = [a if not a.startswith("episodes=") else "episodes=4" for a in COLLECT] + ["video=true"]
@@ -172,4 +147,4 @@ def test_sigkilled_video_collection_resumes_to_the_uninterrupted_dataset(tmp_pat
     assert finish(uninterrupted)[0] == 0
     assert_same(frames(root), frames(base))
     assert check_dataset(root).ok
-    assert not (tmp_path / "network.log").exists() and not no_network
+    assert not (tmp_path / "network.log").exists() and not network_attempts

@@ -395,7 +395,7 @@ def test_correlated_noise_holds_its_offset_and_gated_noise_acts_only_where_the_e
 @pytest.mark.parametrize("task", TASKS.names())
 def test_demo_frames_record_the_grasp_the_expert_is_executing(task):
     from toyland.data.collect import EpisodeRecorder
-    from toyland.data.features import GRASP_ANNOTATION
+    from toyland.sim.annotations import GRASP_ANNOTATION
 
     recorder = EpisodeRecorder({"task": task, "cameras": []}, 10)
     names = recorder.env.unwrapped.state_names
@@ -413,37 +413,6 @@ def test_demo_frames_record_the_grasp_the_expert_is_executing(task):
 
 
 # --- local datasets, damage and repair (issue 31) ----------------------------------------------
-
-
-@pytest.fixture
-def network_attempts(monkeypatch):
-    """This process's network closed and every offline switch of the hub libraries off: attempts are recorded."""
-    import socket
-
-    import datasets.config
-    import huggingface_hub.constants
-
-    attempts = []
-
-    def refuse(what):
-        attempts.append(what)
-        raise OSError(f"network closed by the test: {what}")
-
-    connect = socket.socket.connect
-
-    def guarded(self, address, *args):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            refuse(address)
-        return connect(self, address, *args)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
-    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: refuse(host))
-    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
-    return attempts
 
 
 def copy_dataset(src, dst):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from toyland.sim.annotations import GRASP_ANNOTATION, GRASP_NAMES  # noqa: F401  (the experts' grasp annotation)
 
 MAX_LABEL = 255  # segmentation labels are stored as uint8: 0 background, 1 arena, 2 robot, 3+ objects
 
