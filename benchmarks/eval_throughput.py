@@ -27,9 +27,10 @@ def main():
     from toyland.eval.harness import evaluate_suite
     from toyland.eval.records import read_records
 
-    run = Path("outputs/studies/lift/arms/diffusion/seed_0")
+    run = Path(__file__).resolve().parent.parent / "outputs/studies/lift/arms/diffusion/seed_0"
     actor = args.actor or (str(run) if (run / "checkpoints" / "last").is_file() else "expert")
-    env = json.loads((run / "config.json").read_text())["env"] if actor == str(run) else dict(ENV)
+    trained = Path(actor) / "config.json"  # a training run folder: evaluate in the env it was trained for
+    env = json.loads(trained.read_text())["env"] if trained.is_file() else dict(ENV)
     rates, records = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for workers in (1, 2):

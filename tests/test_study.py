@@ -110,8 +110,10 @@ def test_a_study_runs_skips_what_is_done_and_refuses_a_changed_arm(tmp_path, mon
     assert read_records(out / "arms" / "small" / "seed_1" / "eval" / "id") == records
     with pytest.raises(StudyConfigError, match="different config"):
         Study.load(write_study(tmp_path, steps=6), out=out).run()
-    with pytest.raises(StudyConfigError, match=r"evaluated with a different \['suite'\]"):
+    with pytest.raises(StudyConfigError, match=r"holds an evaluation with a different \['suite'\]"):
         Study.load(write_study(tmp_path), ["suites.id.suite={factors: [lighting], levels: [ood_1]}"], out=out).run()
+    with pytest.raises(StudyConfigError, match="trained on other datasets"):  # one more demo: not the same arm
+        Study.load(write_study(tmp_path), ["datasets.demos.episodes=3"], out=out).run()
 
 
 def test_bad_study_configs_are_named(tmp_path):
@@ -132,3 +134,39 @@ def test_a_collection_whose_expert_never_succeeds_stops_with_the_reason(tmp_path
     with pytest.raises(ExpertFailing, match="succeeded in 0 of 20 episodes.*max_episode_steps"):
         collect({"task": "lift", "image_size": 32, "max_episode_steps": 5}, tmp_path / "d", episodes=2, workers=1,
                 progress=False)
+
+
+def test_a_checkpoint_pointer_left_dangling_by_a_kill_falls_back_to_a_complete_checkpoint(tmp_path):
+    from toyland.train.state import latest_checkpoint
+
+    root = tmp_path / "checkpoints"
+    for step in (2, 4):
+        (root / f"step_000000{step}").mkdir(parents=True)
+        (root / f"step_000000{step}" / "policy.json").write_text("{}")
+    (root / "last").write_text("step_0000004")
+    assert latest_checkpoint(tmp_path) == root / "step_0000004"
+    (root / "step_0000004").rename(root / ".step_0000004.old")  # killed between the two renames of a re-save
+    assert latest_checkpoint(tmp_path) == root / "step_0000004" and (root / "step_0000004" / "policy.json").is_file()
+    (root / "step_0000004" / "policy.json").unlink()  # a folder without its record is not a checkpoint
+    assert latest_checkpoint(tmp_path) == root / "step_0000002"
+
+
+def test_an_evaluation_folder_refuses_records_of_other_weights(tmp_path, lift_demos):
+    """Training again into the same folder gives new weights at the same step: their evaluation starts
+    afresh instead of reusing the old run's records (and toyland eval refuses to mix them)."""
+    with initialize_config_module("toyland.configs", version_base="1.3"):
+        base = ["env.image_size=48", "env.max_episode_steps=20", "batch_size=4", "steps=2", "save_every=2",
+                "eval.every=0", "eval.final_episodes=1", "eval.workers=1", "eval.videos=false",
+                f"output_dir={tmp_path / 'run'}", f"data.sources=[{{path: {lift_demos}}}]", *TINY]
+        first = OmegaConf.to_container(compose("train", overrides=[*base, "seed=0"]), resolve=True)
+        second = OmegaConf.to_container(compose("train", overrides=[*base, "seed=1"]), resolve=True)
+    for cfg in (first, second):
+        cfg.pop("experiment", None)
+    train(first)
+    folder = tmp_path / "run" / "eval" / "step_0000002"
+    before = json.loads((folder / "run.json").read_text())["weights_sha256"]
+    with pytest.raises(ValueError, match="weights_sha256"):  # other weights into a finished evaluation's folder
+        evaluate_suite(str(tmp_path / "run" / "checkpoints" / "step_0000002"), first["env"], {"base": {}}, folder,
+                       episodes=1, weights="model", workers=1, videos=False, progress=False)
+    train(second)
+    assert json.loads((folder / "run.json").read_text())["weights_sha256"] != before

@@ -79,16 +79,20 @@ def env_config(cfg: DictConfig) -> dict:
 
 
 def collect(cfg: DictConfig):
-    from toyland.data.collect import ActionNoise, collect as run
+    from toyland.data.collect import ActionNoise, ExpertFailing, collect as run
 
     env_cfg = env_config(cfg)
     provenance = {"split": cfg.split} if cfg.get("scenario") else {}
-    summary = run(
-        env_cfg, cfg.output_dir, cfg.episodes, seed=cfg.seed, workers=cfg.workers, keep=cfg.keep,
-        post_success_steps=cfg.post_success_steps, checkpoint_every=cfg.checkpoint_every, video=cfg.video,
-        repo_id=cfg.repo_id, provenance=provenance,
-        action_noise=ActionNoise(cfg.action_noise, cfg.noise_correlation, cfg.noise_entries, cfg.noise_gated),
-    )
+    try:
+        summary = run(
+            env_cfg, cfg.output_dir, cfg.episodes, seed=cfg.seed, workers=cfg.workers, keep=cfg.keep,
+            post_success_steps=cfg.post_success_steps, checkpoint_every=cfg.checkpoint_every, video=cfg.video,
+            repo_id=cfg.repo_id, provenance=provenance,
+            action_noise=ActionNoise(cfg.action_noise, cfg.noise_correlation, cfg.noise_entries, cfg.noise_gated),
+        )
+    except ExpertFailing as exc:
+        print(f"toyland collect: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(
         f"dataset {summary.root}: {summary.kept} episodes kept, {summary.discarded} discarded "
         f"(this run: {summary.kept_now} kept, {summary.discarded_now} discarded)"

@@ -63,15 +63,15 @@ class PolicyActor(Actor):
     def __init__(self, path: str | Path, weights: str = "ema", device: str = "cpu", n_action_steps: int | None = None):
         from toyland.policies.checkpoint import load_policy
 
-        folder = Path(path)
-        if (folder / "checkpoints" / "last").is_file():  # a training run folder: its newest checkpoint
-            folder = folder / "checkpoints" / (folder / "checkpoints" / "last").read_text().strip()
-        if weights == "ema" and not (folder / "ema.safetensors").is_file():
-            weights = "model"
+        folder, weights = resolve_checkpoint(path, weights)
         self.policy = load_policy(folder, weights=weights, device=device)
         if n_action_steps is not None:  # the execution horizon is an acting choice: no retraining needed
             self.policy.config.n_action_steps = int(n_action_steps)
             self.policy.config.validate()
+            most = getattr(self.policy, "chunk_length", self.policy.config.horizon)
+            if self.policy.config.n_action_steps > most:  # before any worker starts, not at the first action
+                raise ValueError(f"n_action_steps={n_action_steps} must lie in [1, {most}]: this policy's chunks "
+                                 f"hold {most} actions")
         self.label = f"{self.policy.name} ({folder})"
         self.folder = folder
 
@@ -143,6 +143,44 @@ class LeRobotPretrainedActor(Actor):
             batch[key] = x.permute(2, 0, 1).float().div(255.0) if key.startswith("observation.images.") else x.float()
         action = self.post(self.policy.select_action(self.pre(batch)))
         return np.asarray(action, dtype=np.float32).reshape(-1)
+
+
+def resolve_checkpoint(path: str | Path, weights: str = "ema") -> tuple[Path, str]:
+    """(checkpoint folder, weights name): a training run folder gives its newest checkpoint, and
+    ``ema`` falls back to ``model`` for a checkpoint saved without EMA weights."""
+    from toyland.train.state import latest_checkpoint
+
+    folder = Path(path)
+    if (folder / "checkpoints").is_dir():
+        newest = latest_checkpoint(folder)
+        if newest is None:
+            raise FileNotFoundError(f"{folder} is a training run with no complete checkpoint yet")
+        folder = newest
+    if weights == "ema" and not (folder / "ema.safetensors").is_file():
+        weights = "model"
+    return folder, weights
+
+
+def actor_fingerprint(spec: str, weights: str = "ema") -> str | None:
+    """sha256 of the weights file ``spec`` acts with (None for a scripted actor), so that records of
+    different weights are never mixed under one evaluation folder."""
+    import hashlib
+
+    if spec in SCRIPTED:
+        return None
+    path = Path(spec).expanduser()
+    if (path / "policy.json").is_file() or (path / "checkpoints").is_dir():
+        folder, weights = resolve_checkpoint(path, weights)
+        file = folder / ("model.safetensors" if weights == "model" else f"{weights}.safetensors")
+    else:
+        file = path / "model.safetensors"  # a lerobot pretrained folder
+    if not file.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def make_actor(spec: str, weights: str = "ema", device: str = "cpu", n_action_steps: int | None = None) -> Actor:

@@ -21,6 +21,7 @@ from toyland.eval.report import write_report
 from toyland.eval.records import RECORDS, RESULTS, RESULTS_VERSION, RUN, read_records, summarize
 from toyland.eval.runner import run_episode
 from toyland.eval.suite import ID, Suite, build_suite
+from toyland.files import write_json_atomic
 CHUNK = 5  # episodes per work item: small enough to balance, large enough to amortize
 EVAL_SEED_START = 1_000_000  # far from the collection seeds (0, 1, 2, ...): never scored on a training episode
 
@@ -79,26 +80,48 @@ def evaluate_suite(actor: str, env_cfg: dict, suite_cfg: dict, out: str | Path, 
     cells = {c.name: c.env for c in suite.cells}
     for cell in suite.cells:  # unknown env keys, factors or levels: before any episode
         resolved_env_config(cell_env(env_cfg, cell.env))
-    run = {"actor": str(actor), "weights": weights, "n_action_steps": n_action_steps, "env": resolved_env_config(env_cfg),
-           "suite": suite_cfg, "seed_start": seed_start, "episodes": episodes}
+    run = run_record(actor, env_cfg, suite_cfg, episodes, seed_start, weights, n_action_steps)
     out.mkdir(parents=True, exist_ok=True)
-    if (out / RUN).is_file():  # resuming (more episodes per cell is allowed)
-        previous = json.loads((out / RUN).read_text())
-        changed = sorted(k for k in run if k != "episodes" and json.loads(json.dumps(run[k])) != previous.get(k))
-        if changed:
-            raise ValueError(f"{out} holds an evaluation with a different {changed}; resume with the same "
-                             "settings or use a new output_dir")
-    (out / RUN).write_text(json.dumps(run, indent=2))
+    check_same_run(out, run)  # resuming (more episodes per cell is allowed)
+    write_json_atomic(out / RUN, run)
     import torch
 
+    from toyland.policies.language import isolated_encoders
+
     # One torch thread everywhere: float results depend on the thread count, and an episode's
-    # record must not depend on how many workers ran the evaluation.
+    # record must not depend on how many workers ran the evaluation. For the same reason the
+    # instruction embeddings are computed afresh here, not taken from a training process's cache.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_start, workers, videos, progress)
+        with isolated_encoders():
+            return _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_start, workers, videos,
+                             progress)
     finally:
         torch.set_num_threads(threads)
+
+
+def run_record(actor: str, env_cfg: dict, suite_cfg: dict, episodes: int, seed_start: int = EVAL_SEED_START,
+               weights: str = "ema", n_action_steps: int | None = None) -> dict:
+    """What an evaluation folder holds, as ``run.json`` records it."""
+    from toyland.eval.actors import actor_fingerprint
+    from toyland.sim import resolved_env_config
+
+    return json.loads(json.dumps({
+        "actor": str(actor), "weights": weights, "weights_sha256": actor_fingerprint(str(actor), weights),
+        "n_action_steps": n_action_steps, "env": resolved_env_config(env_cfg), "suite": suite_cfg,
+        "seed_start": seed_start, "episodes": episodes, "records_version": RESULTS_VERSION}))
+
+
+def check_same_run(out: Path, run: dict) -> None:
+    """Raises unless ``out`` is empty or holds an evaluation of ``run``'s settings (the episode count may grow)."""
+    if not (Path(out) / RUN).is_file():
+        return
+    previous = json.loads((Path(out) / RUN).read_text())
+    changed = sorted(k for k in run if k != "episodes" and run[k] != previous.get(k))
+    if changed:
+        raise ValueError(f"{out} holds an evaluation with a different {changed}; resume with the same "
+                         "settings or use a new output_dir")
 
 
 def _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_start, workers, videos, progress):
@@ -146,7 +169,7 @@ def _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_
     if videos:
         results["videos"] = record_videos(runner, records, suite, out)
     runner.close()
-    (out / RESULTS).write_text(json.dumps(results, indent=2))
+    write_json_atomic(out / RESULTS, results)
     write_report([out], out)
     return results
 

@@ -122,8 +122,11 @@ class Policy(nn.Module, ABC):
             if key in self.features.depths:
                 x = x[..., 0]  # the env's HxWx1 -> the dataset's HxW
             out[key] = x.permute(0, 3, 1, 2).float().div_(255.0) if key in self.features.cameras else x.float()
+        size = out[STATE].shape[0]
         task = obs.get("task", "")
-        out["task"] = list(task) if batched else [task]
+        out["task"] = [task] * size if isinstance(task, str) else list(task)  # one instruction may serve the batch
+        if len(out["task"]) != size:
+            raise ValueError(f"obs['task'] holds {len(out['task'])} instructions for a batch of {size} envs")
         return out
 
     @torch.no_grad()

@@ -5,6 +5,7 @@ outputs feed the VLA. Embeddings are cached per instruction: a task suite has fe
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 
 import torch
 
@@ -61,6 +62,20 @@ class SentenceEncoder:
 
 
 _ENCODERS: dict[str, SentenceEncoder] = {}
+
+
+@contextmanager
+def isolated_encoders():
+    """Inside, this process's encoders (and their embedding caches) start empty; outside, the old ones
+    are back. An evaluation computes its instruction embeddings as its workers do, with its own
+    thread count, while a training process keeps the embeddings it trains on."""
+    saved = dict(_ENCODERS)
+    _ENCODERS.clear()
+    try:
+        yield
+    finally:
+        _ENCODERS.clear()
+        _ENCODERS.update(saved)
 
 
 def sentence_encoder() -> SentenceEncoder:

@@ -28,6 +28,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from toyland.config_keys import reject_unknown_keys
+from toyland.files import write_json_atomic
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 STUDY_KEYS = {"description", "datasets", "arms", "suites", "workers", "seed_start"}
@@ -147,6 +148,11 @@ class Study:
         cells = {k: v for k, v in cells.items() if k != "description"}
         return cells, int(spec.get("episodes", 100)), dict(spec.get("env") or {})
 
+    def dataset_episodes(self, dataset: str) -> int:
+        from toyland.data.episode_log import read_episode_log
+
+        return len(read_episode_log(self.data_dir(dataset)).episodes)
+
     def collect(self, dataset: str) -> None:
         from toyland.cli import collect as collect_command
 
@@ -167,6 +173,12 @@ class Study:
             if changed:
                 raise StudyConfigError(f"{run} was trained with a different config ({changed} differ); delete that "
                                        "folder to train it again, or run the study into a new --out")
+        data = {d: self.dataset_episodes(d) for d in self.arm_data(arm)}
+        if (run / "data.json").is_file() and json.loads((run / "data.json").read_text()) != data:
+            raise StudyConfigError(f"{run} was trained on other datasets ({json.loads((run / 'data.json').read_text())}, "
+                                   f"now {data}); delete that folder to train it again, or run the study into a new --out")
+        run.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run / "data.json", data)
         last = latest_checkpoint(run)
         if last is not None and int(last.name.split("_")[-1]) >= int(cfg["steps"]):
             self.say(f"arm {arm} seed {seed}: trained ({last})")
@@ -175,28 +187,24 @@ class Study:
         train(cfg)
 
     def evaluate(self, arm: str, seed: int, suite: str) -> dict:
-        from toyland.eval.harness import evaluate_suite
-        from toyland.eval.records import RESULTS, RUN
-
-        from toyland.sim import resolved_env_config
+        from toyland.eval.harness import EVAL_SEED_START, check_same_run, evaluate_suite, run_record
+        from toyland.eval.records import RESULTS
 
         cells, episodes, env_overrides = self.suite_config(suite)
         out = self.run_dir(arm, seed) / "eval" / suite
         env = {**self.train_config(arm, seed)["env"], **env_overrides}
-        if (out / RESULTS).is_file() and (out / RUN).is_file():
-            before = json.loads((out / RUN).read_text())
-            now = json.loads(json.dumps({"suite": cells, "env": resolved_env_config(env)}))
-            changed = sorted(k for k in now if before.get(k) != now[k])
-            if changed:
-                raise StudyConfigError(f"{out} was evaluated with a different {changed}; rename the suite, delete "
-                                       "that folder, or run the study into a new --out")
+        seed_start = int(self.cfg.get("seed_start", EVAL_SEED_START))
+        try:  # the same weights, env, cells and seeds, or a clear refusal (never old records under new settings)
+            check_same_run(out, run_record(str(self.run_dir(arm, seed)), env, cells, episodes, seed_start))
+        except ValueError as exc:
+            raise StudyConfigError(f"{exc} (rename the suite, delete that folder, or run the study into a new --out)")
+        if (out / RESULTS).is_file():
             results = json.loads((out / RESULTS).read_text())
             if results.get("episodes_per_cell") == episodes and all(c["episodes"] == episodes
                                                                      for c in results["cells"].values()):
                 return results
         self.say(f"arm {arm} seed {seed}: suite {suite}, {episodes} episodes per cell")
-        return evaluate_suite(str(self.run_dir(arm, seed)), env, cells, out, episodes=episodes,
-                              seed_start=int(self.cfg.get("seed_start", 1_000_000)),
+        return evaluate_suite(str(self.run_dir(arm, seed)), env, cells, out, episodes=episodes, seed_start=seed_start,
                               workers=int(self.cfg.get("workers", 2)), progress=True)
 
     def run(self) -> Path:
@@ -204,7 +212,7 @@ class Study:
         from toyland.study.report import write_study_report
 
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "study.json").write_text(json.dumps({"name": self.name, "config": self.cfg}, indent=2))
+        write_json_atomic(self.out / "study.json", {"name": self.name, "config": self.cfg})
         needed = {d for arm in self.arms for d in self.arm_data(arm)}
         for dataset in self.cfg["datasets"]:
             if dataset in needed:
@@ -227,7 +235,7 @@ class Study:
         work()
         timing = json.loads(path.read_text()) if path.is_file() else {}
         timing[what] = round(timing.get(what, 0.0) + time.perf_counter() - t0, 1)
-        path.write_text(json.dumps(timing, indent=2))
+        write_json_atomic(path, timing)
 
 
 def study_names() -> list[str]:

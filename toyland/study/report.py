@@ -5,7 +5,8 @@
   seed's own count (the spread between seeds is the part of the error the pooled interval omits);
 - paired differences between each arm and the first (the baseline), cell by cell, on the episodes
   both ran: the same training seed and the same episode seed (every arm sees the same scenes),
-  with McNemar's exact test and a paired bootstrap interval;
+  with McNemar's exact test and a paired bootstrap interval, and each training seed's own
+  difference beside them (the pooled test takes the episodes of one model as independent);
 - learning curves (success against optimization time) and the CPU cost of every part;
 - the command, the commit and the date that produced it.
 """
@@ -85,8 +86,14 @@ def summarize_study(study) -> dict:
                         continue
                     a = {key: r["success"] for key, r in records.items()}
                     b = {key: r["success"] for key, r in ref.items()}
+                    # Pairs within one training seed share that seed's model: the pooled test treats them as
+                    # independent, so each seed's own difference is reported beside it.
+                    per_seed = {}
+                    for seed in sorted({s for s, _ in a} & {s for s, _ in b}):
+                        both = [k for k in a if k[0] == seed and k in b]
+                        per_seed[seed] = sum(a[k] - b[k] for k in both) / len(both)
                     comparisons.append({"arm": arm, "baseline": base, "suite": suite, "cell": cell,
-                                        **paired_comparison(a, b)})
+                                        **paired_comparison(a, b), "per_seed": per_seed})
     return {"rows": rows, "comparisons": comparisons, "curves": curves(study, arms), "cost": cost(study)}
 
 
@@ -181,13 +188,14 @@ def write_study_report(study) -> Path:
     if summary["comparisons"]:
         lines += ["", "## Paired differences against the first arm",
                   "", "Pairs: the same training seed and episode seed. Difference = arm minus baseline.", "",
-                  "| arm | baseline | suite | cell | pairs | difference (95% CI) | arm only / baseline only | McNemar p |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| arm | baseline | suite | cell | pairs | difference (95% CI) | per training seed | arm only / baseline only | McNemar p |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for c in summary["comparisons"]:
             if not c.get("n"):
                 continue
             lines.append(f"| {c['arm']} | {c['baseline']} | {c['suite']} | {c['cell']} | {c['n']} | "
                          f"{c['difference']:+.2f} ({c['ci95'][0]:+.2f} to {c['ci95'][1]:+.2f}) | "
+                         f"{', '.join(f'{d:+.2f}' for d in c['per_seed'].values())} | "
                          f"{c['a_only']} / {c['b_only']} | {c['mcnemar_p']:.3f} |")
     if summary["cost"]:
         lines += ["", "## CPU cost (wall time of each part on this machine)", "", "| part | minutes |", "|---|---|"]

@@ -68,11 +68,21 @@ def save_training(out: Path, step: int, policy, optimizer, scheduler, ema, cfg: 
 
 
 def latest_checkpoint(out: Path) -> Path | None:
-    pointer = Path(out) / CHECKPOINTS / "last"
-    if not pointer.is_file():
-        return None
-    folder = pointer.parent / pointer.read_text().strip()
-    return folder if folder.is_dir() else None
+    """The folder ``checkpoints/last`` names; when a kill fell between the two renames of replacing it,
+    the newest complete ``step_*`` folder (or the previous copy of the named one), never None while a
+    complete checkpoint exists."""
+    root = Path(out) / CHECKPOINTS
+    pointer = root / "last"
+    if pointer.is_file():
+        folder = root / pointer.read_text().strip()
+        if (folder / "policy.json").is_file():
+            return folder
+        old = root / f".{folder.name}.old"  # replaced in place and killed before the new copy was renamed in
+        if (old / "policy.json").is_file():
+            os.replace(old, folder)
+            return folder
+    complete = sorted(p for p in root.glob("step_*") if (p / "policy.json").is_file())
+    return complete[-1] if complete else None
 
 
 def restore_training(folder: Path, policy, optimizer, scheduler, ema, cfg: dict) -> tuple[int, list]:

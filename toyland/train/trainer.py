@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from toyland.config_keys import reject_unknown_keys
+from toyland.files import write_json_atomic
 from toyland.train.state import (
     CHECKPOINTS, latest_checkpoint, restore_training, save_training,
 )
@@ -119,7 +120,7 @@ def train(cfg: dict) -> TrainResult:
         policy.features.check_env(env)
         env.close()
     writer = SummaryWriter(str(out / "tensorboard"))
-    (out / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
+    write_json_atomic(out / "config.json", cfg, default=str)
     log_path = out / "train_log.jsonl"
     evaluate = Evaluation(cfg, out, writer, log_path, started=time.perf_counter() - (history[-1]["time_s"] if history else 0.0))
     if evaluating and eval_cfg["every"] and step and step % int(eval_cfg["every"]) == 0 and step < total \
@@ -176,7 +177,7 @@ def train(cfg: dict) -> TrainResult:
         final = evaluate(step, int(eval_cfg["final_episodes"]), clock["train_s"], videos=bool(eval_cfg.get("videos")))
         history.append(final)
         save_training(out, step, policy, optimizer, scheduler, ema, cfg, history)
-        (out / "results.json").write_text(json.dumps(final, indent=2))
+        write_json_atomic(out / "results.json", final)
     writer.close()
     return TrainResult(out, step, final, history)
 
@@ -201,14 +202,20 @@ class Evaluation:
         self.cfg, self.out, self.writer, self.log_path, self.started = cfg, out, writer, log_path, started
 
     def __call__(self, step: int, episodes: int, train_s: float, videos: bool = False) -> dict:
-        from toyland.eval.harness import evaluate_suite
+        import shutil
+
+        from toyland.eval.harness import check_same_run, evaluate_suite, run_record
         from toyland.train.state import checkpoint_folder
 
         eval_cfg = self.cfg["eval"]
         folder = self.out / "eval" / f"step_{step:07d}"
+        checkpoint, env, cells = str(checkpoint_folder(self.out, step)), dict(self.cfg["env"]), {"base": {}}
+        try:  # a resumed run continues its own evaluation of these weights
+            check_same_run(folder, run_record(checkpoint, env, cells, episodes, int(eval_cfg["seed_start"])))
+        except ValueError:  # an earlier run's evaluation of other weights at this step: this trainer's own folder
+            shutil.rmtree(folder)
         t0 = time.perf_counter()
-        results = evaluate_suite(str(checkpoint_folder(self.out, step)), dict(self.cfg["env"]), {"base": {}}, folder,
-                                 episodes=episodes, seed_start=int(eval_cfg["seed_start"]),
+        results = evaluate_suite(checkpoint, env, cells, folder, episodes=episodes, seed_start=int(eval_cfg["seed_start"]),
                                  workers=int(eval_cfg.get("workers") or 1), weights="ema", videos=videos, progress=False)
         cell = results["cells"]["id"]
         keep = ("episodes", "successes", "success_rate", "ci95", "wrong_object", "wrong_object_rate",
