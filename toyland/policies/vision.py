@@ -115,8 +115,6 @@ class ConvEncoder(nn.Module):
         return self.out(self.pool(self.trunk(x)))
 
 
-# RGB <-> YIQ: a hue shift is a rotation of the (I, Q) chroma plane
-_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 COLOUR_JITTER_FIELDS = ("brightness", "contrast", "saturation", "hue")
 
 
@@ -130,19 +128,11 @@ def colour_jitter(images: torch.Tensor, strength: tuple, generator: torch.Genera
     function applying the same draw to every camera and history frame of a sample (one scene, one
     lighting). ``strength`` (brightness, contrast, saturation, hue): factors drawn in [1 - s, 1 + s],
     the hue rotated by up to +-hue turns (0.5: any hue)."""
+    from toyland.augment.colour import colour_matrices  # the one implementation, shared with the augment module
+
     b = images.shape[0]
     u = torch.rand(b, 4, generator=generator).to(images.device) * 2 - 1  # [-1, 1]
-    s = torch.tensor([float(x) for x in strength], device=images.device)
-    brightness, contrast, saturation = (1 + u[:, :3] * s[:3]).unbind(-1)
-    angle = u[:, 3] * s[3] * 2 * torch.pi
-    cos, sin = angle.cos(), angle.sin()
-    rotate = torch.zeros(b, 3, 3, device=images.device)
-    rotate[:, 0, 0] = 1
-    rotate[:, 1, 1], rotate[:, 1, 2], rotate[:, 2, 1], rotate[:, 2, 2] = cos, -sin, sin, cos
-    yiq = _RGB_TO_YIQ.to(images.device)
-    # saturation scales the chroma (I, Q) about grey; with the hue rotation, one 3x3 matrix per sample
-    chroma = torch.diag_embed(torch.stack([torch.ones_like(saturation), saturation, saturation], -1))
-    matrix = torch.linalg.inv(yiq) @ rotate @ chroma @ yiq  # [B, 3, 3]
+    brightness, contrast, matrix = colour_matrices(u, strength, images.device)  # matrix: [B, 3, 3]
 
     def apply(x: torch.Tensor) -> torch.Tensor:
         x = x * brightness.view(b, 1, 1, 1, 1)
