@@ -10,6 +10,7 @@ metres ``[B, T, H, W]``, ``observation.segmentation.<cam>`` and ``observation.ma
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -85,7 +86,7 @@ def check_number(where: str, name: str, value, low: float = 0.0, high: float = f
         raise ValueError(f"{where}.{name}={value!r}: give a number in [{low}, {high}]")
 
 
-class Augmentation:
+class Augmentation(ABC):
     """One train-time augmentation: ``__call__(batch, generator) -> batch`` on the batch's device.
 
     Subclasses set ``name`` and ``Config`` (a frozen dataclass with a ``strength`` field: 0 makes the
@@ -99,12 +100,13 @@ class Augmentation:
         self.config = config if config is not None else self.Config()
 
     @property
+    @abstractmethod
     def needs(self) -> frozenset[str]:
         """Inputs (keys of ``INPUTS``) required for every camera the augmentation acts on."""
-        raise NotImplementedError
 
+    @abstractmethod
     def cameras(self, batch: dict) -> list[str]:
-        raise NotImplementedError
+        """The cameras of ``batch`` it acts on."""
 
     def batch_keys(self, cameras: list[str]) -> list[str]:
         """The batch keys to load for ``cameras`` (the trainer adds them to the sampler's keys)."""
@@ -120,9 +122,9 @@ class Augmentation:
         self.check(batch)
         return self.apply(dict(batch), generator)
 
+    @abstractmethod
     def apply(self, batch: dict, generator: torch.Generator) -> dict:
         """The augmentation on a copy of a batch that passed ``check``."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
