@@ -131,8 +131,9 @@ class EchoPolicy(Policy):
         super().__init__(PolicyConfig(n_obs_steps, horizon, n_action_steps), features, None)
         self.calls = 0
 
-    def forward(self, batch):
-        raise NotImplementedError
+    def forward(self, batch):  # acted with only; a loss for the API's sake: the chunk against the batch's actions
+        chunk = self.predict_action_chunk(batch)
+        return ((chunk - batch["action"]) ** 2).mean(), {}
 
     def predict_action_chunk(self, batch):
         self.calls += 1
