@@ -168,3 +168,9 @@ def dataset_shapes(features: dict, extra: CameraInput, cameras: dict) -> dict[st
         if shapes[extra.key(k)] != (h, w):
             raise FeatureMismatch(f"'{extra.key(k)}' is {shapes[extra.key(k)]}, its image {(h, w)}")
     return shapes
+
+
+def viewpoint_offset_key(image_key: str) -> str:
+    """Where ``viewpoint_warp`` puts a camera's (yaw, pitch) offset in a training batch
+    (``toyland.augment.viewpoint.OFFSET_KEY``); absent at evaluation, i.e. the nominal view."""
+    return "augment.viewpoint_offset." + image_key.removeprefix("observation.images.")

@@ -23,7 +23,7 @@ from toyland.train.state import (
 )
 
 TRAIN_KEYS = {"env", "policy", "data", "steps", "batch_size", "seed", "device", "threads", "optim", "ema", "log_every",
-              "save_every", "eval", "resume", "output_dir", "experiment", "prefetch"}
+              "save_every", "eval", "resume", "output_dir", "experiment", "prefetch", "augment"}
 OPTIM_KEYS = {"lr", "weight_decay", "betas", "warmup_steps", "grad_clip"}
 EMA_KEYS = {"enabled", "decay"}
 EVAL_KEYS = {"every", "episodes", "final_episodes", "seed_start", "videos", "workers"}
@@ -83,6 +83,9 @@ def train(cfg: dict) -> TrainResult:
     reject_unknown_keys(optim, OPTIM_KEYS, "train config `optim`")
     reject_unknown_keys(ema_cfg, EMA_KEYS, "train config `ema`")
     reject_unknown_keys(eval_cfg, EVAL_KEYS, "train config `eval`")
+    from toyland.augment import build_augmentations
+
+    augmentations = build_augmentations(cfg.get("augment"))  # a bad name or field fails before any data is read
     device = resolve_device(cfg["device"])
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
@@ -96,7 +99,13 @@ def train(cfg: dict) -> TrainResult:
     features = PolicyFeatures.from_dataset_info(first, list(pconfig.cameras) if pconfig.cameras else None,
                                                 masks=pconfig.needs_masks, depth=pconfig.needs_depth)
     deltas = cls(pconfig, features, None).delta_timestamps()
-    sampler = build_sampler(cfg["data"], deltas, int(cfg["batch_size"]), seed=seed)
+    check_policy_augmentation(pconfig, augmentations)
+    augment = AugmentStep(augmentations, device) if len(augmentations) else None
+    if augment is not None:
+        add_augment_keys(deltas, augmentations, first)
+    sampler = build_sampler(cfg["data"], deltas, int(cfg["batch_size"]), seed=seed, transform=augment)
+    if augment is not None:  # a dataset without what an augmentation needs fails here, with the collect hint
+        augmentations.check(sampler.sample(0))
     torch.manual_seed(seed)
     policy = cls(pconfig, features, sampler.stats()).to(device)
     policy.fit(sampler)
@@ -158,8 +167,11 @@ def train(cfg: dict) -> TrainResult:
             if step % int(cfg["log_every"]) == 0 or step == total:
                 share = wait / max(wait + compute, 1e-9)
                 bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.1e}", data=f"{share:.1%}")
-                for name, value in {"loss": loss.item(), "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0],
-                                    "data_share": share, **metrics}.items():
+                scalars = {"loss": loss.item(), "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0],
+                           "data_share": share, **metrics}
+                if augment is not None:  # its share of the step (it runs inside the batch wait) and warp holes
+                    scalars.update(augment.take(wait + compute))
+                for name, value in scalars.items():
                     writer.add_scalar(f"train/{name}", value, step)
                 wait = compute = 0.0
             evaluate_now = eval_cfg["every"] and step % int(eval_cfg["every"]) == 0 and step < total
@@ -180,6 +192,54 @@ def train(cfg: dict) -> TrainResult:
         write_json_atomic(out / "results.json", final)
     writer.close()
     return TrainResult(out, step, final, history)
+
+
+class AugmentStep:
+    """The sampler's transform: the batch moved to the training device, then augmented there (the
+    augmentations act on the device's tensors, so on a GPU they are batched GPU ops). Keeps the time it
+    took and the warp's hole share for the logs."""
+
+    def __init__(self, augmentations, device: torch.device):
+        self.augmentations, self.device = augmentations, device
+        self.seconds, self.holes = 0.0, []
+
+    def __call__(self, batch: dict, generator: torch.Generator) -> dict:
+        t0 = time.perf_counter()
+        batch = self.augmentations(to_device(batch, self.device), generator)
+        holes = batch.get("augment.viewpoint_warp.holes")
+        if holes is not None:
+            self.holes.append(float(holes.float().mean()))
+        self.seconds += time.perf_counter() - t0
+        return batch
+
+    def take(self, step_seconds: float) -> dict:
+        """Since the last call: the augmentations' share of the training time, and the mean hole share."""
+        out = {"augment_share": self.seconds / max(step_seconds, 1e-9)}
+        if self.holes:
+            out["warp_holes"] = sum(self.holes) / len(self.holes)
+        self.seconds, self.holes = 0.0, []
+        return out
+
+
+def add_augment_keys(deltas: dict, augmentations, dataset_info: dict) -> None:
+    """Asks the sampler for what the augmentations need beyond the policy's inputs (depth for a
+    depth-aware warp, camera geometry), at the images' time offsets. Only keys the dataset has: a
+    missing one is reported by ``augmentations.check`` with how to collect it."""
+    have = dataset_info.get("features", {})
+    for key, offsets in list(deltas.items()):
+        if key.startswith("observation.images.") and not key.endswith(("_is_pad", "_present")):
+            cam = key.removeprefix("observation.images.")
+            for extra in augmentations.batch_keys([cam]) + [f"camera.intrinsics.{cam}", f"camera.pose.{cam}"]:
+                if extra in have:
+                    deltas.setdefault(extra, offsets)
+
+
+def check_policy_augmentation(pconfig, augmentations) -> None:
+    """The policies' own colour jitter and the registered one are the same transform: refuse both at once."""
+    names = {a.name for a in augmentations.augmentations}
+    if "colour_jitter" in names and any(getattr(pconfig, "colour_jitter", ()) or ()):
+        raise ValueError("augment has colour_jitter and the policy's own colour_jitter option is on: the jitter would be "
+                         "applied twice; set policy.colour_jitter=[0,0,0,0] (or drop it from augment)")
 
 
 def _first_source_info(data_cfg: dict) -> dict:

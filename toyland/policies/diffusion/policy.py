@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from toyland.policies.base import Policy, PolicyConfig, check_steps
-from toyland.policies.features import ACTION, DEPTH, MASK, STATE, PolicyFeatures
+from toyland.policies.features import ACTION, DEPTH, MASK, STATE, PolicyFeatures, viewpoint_offset_key
 from toyland.policies.registry import POLICIES
 from toyland.policies.vision import (ConvEncoder, check_colour_jitter, colour_jitter, crop, cropped_size, use_channels_last,
                                      with_pixel_coords)
@@ -56,6 +56,9 @@ class DiffusionConfig(PolicyConfig):
     # each camera's metric depth as a further input channel (a wrist depth camera shows how far the
     # toy is below the jaw, which one RGB view leaves to the toy's unknown size); collect with 'depth'
     depth: bool = False
+    # E0's offset embedding: a learned linear embedding of a camera's viewpoint_warp offset (yaw, pitch)
+    # added to that camera's features; zero offset (no warp, and always at evaluation) adds nothing
+    viewpoint_embedding: bool = False
 
     @property
     def needs_masks(self) -> bool:
@@ -100,6 +103,10 @@ class DiffusionPolicy(Policy):
                                                channels_last=use_channels_last(c.memory_format, c.channels))
             for key, shape in features.cameras.items()
         })
+        # bias-free, so an unwarped image (offset 0) is encoded as without the embedding
+        self.viewpoint_embed = nn.ModuleDict({
+            key.replace(".", "_"): nn.Linear(2, c.image_feature_dim, bias=False) for key in features.cameras
+        }) if c.viewpoint_embedding else None
         per_step = c.image_feature_dim * len(features.cameras) + features.state_dim
         cond_dim = per_step * c.n_obs_steps + (c.language_dim if c.use_language else 0)
         self.language = nn.Linear(384, c.language_dim) if c.use_language else None
@@ -124,7 +131,11 @@ class DiffusionPolicy(Policy):
                 images = with_pixel_coords(images)
             images = crop(images, self.config.crop, random=self.training, generator=generator)
             b, t = images.shape[:2]
-            feats.append(self.encoders[key.replace(".", "_")](images.flatten(0, 1)).reshape(b, t, -1))
+            feat = self.encoders[key.replace(".", "_")](images.flatten(0, 1)).reshape(b, t, -1)
+            offset = batch.get(viewpoint_offset_key(key))
+            if self.viewpoint_embed is not None and offset is not None:
+                feat = feat + self.viewpoint_embed[key.replace(".", "_")](offset.to(feat.dtype))[:, None]
+            feats.append(feat)
         feats.append(self.normalizer.normalize(STATE, batch[STATE]))
         cond = torch.cat(feats, -1).flatten(1)
         if self.language is not None:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from toyland.policies.base import Policy, PolicyConfig, check_steps
-from toyland.policies.features import ACTION, DEPTH, MASK, STATE, PolicyFeatures
+from toyland.policies.features import ACTION, DEPTH, MASK, STATE, PolicyFeatures, viewpoint_offset_key
 from toyland.policies.registry import POLICIES
 from toyland.policies.vision import crop, cropped_size, with_pixel_coords
 from toyland.policies.vla.heads import HEADS
@@ -59,6 +59,9 @@ class VLAConfig(PolicyConfig):
     label_smoothing: float = 0.1  # E0's alpha
     train_timesteps: int = 100  # discrete diffusion
     inference_steps: int = 10  # discrete diffusion DDIM steps when acting
+    # E0's offset embedding: a learned linear embedding of a camera's viewpoint_warp offset (yaw, pitch)
+    # added to that camera's image tokens; zero offset (no warp, and always at evaluation) adds nothing
+    viewpoint_embedding: bool = False
 
     @property
     def needs_masks(self) -> bool:
@@ -106,6 +109,8 @@ class VLAPolicy(Policy):
         })
         self.pool = DetPool(c.dim, c.det_pool_slots, c.det_pool_geometry) if c.det_pool else None
         self.camera = nn.Parameter(torch.randn(len(self.keys), c.dim) * 0.02)
+        # bias-free, so an unwarped image (offset 0) is encoded as without the embedding
+        self.viewpoint_embed = nn.Linear(2, c.dim, bias=False) if c.viewpoint_embedding else None
         self.frame = nn.Parameter(torch.randn(c.n_obs_steps, c.dim) * 0.02)
         self.state_in = nn.Linear(features.state_dim, c.dim)
         self.state_type = nn.Parameter(torch.randn(c.dim) * 0.02)
@@ -142,6 +147,9 @@ class VLAPolicy(Policy):
             tokens, _ = self.vision[self._name(key)](images.flatten(0, 1))
             tokens = tokens.reshape(b, t, tokens.shape[1], -1)
         tokens = tokens + self.camera[i] + self.frame[:t, None]
+        offset = batch.get(viewpoint_offset_key(key))
+        if self.viewpoint_embed is not None and offset is not None:
+            tokens = tokens + self.viewpoint_embed(offset.to(tokens.dtype))[:, None, None]
         return tokens.flatten(1, 2)
 
     def encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
