@@ -82,11 +82,27 @@ def lift_store(lift_demos):
     return FrameStore.load(lift_demos)
 
 
+@pytest.fixture(scope="module")
+def lift_segmentation_store(tmp_path_factory):
+    """Two Lift episodes with the front camera's segmentation and target mask, for augmentations that need them."""
+    from toyland.data.collect import collect
+    from toyland.data.frames import FrameStore
+
+    root = tmp_path_factory.mktemp("demos") / "lift_segmentation"
+    env = {"task": "lift", "image_size": 48, "cameras": {"front": {"modalities": ["rgb", "segmentation", "mask"]}}}
+    collect(env, root, episodes=2, seed=0, workers=1, progress=False)
+    return FrameStore.load(root)
+
+
 @pytest.mark.parametrize("name", AUGMENTATIONS.names())
-def test_runs_on_a_collected_dataset_through_the_sampler_hook(name, lift_store):
+def test_runs_on_a_collected_dataset_through_the_sampler_hook(name, request):
     from toyland.data.batches import BatchSampler, Source
 
     deltas = {IMAGE: [-0.05, 0.0], "action": [0.0, 0.05]}
+    for key in build_augmentations([name]).batch_keys(["front"]):  # what the trainer adds for it
+        deltas.setdefault(key, deltas[IMAGE])
+    plain_keys = {IMAGE, "action"}
+    lift_store = request.getfixturevalue("lift_store" if set(deltas) == plain_keys else "lift_segmentation_store")
     plain = BatchSampler([Source("lift", lift_store)], deltas, 6, seed=1)
     augmented = BatchSampler([Source("lift", lift_store)], deltas, 6, seed=1, transform=build_augmentations([name]))
     a, b, again = plain.sample(2), augmented.sample(2), augmented.sample(2)
@@ -100,7 +116,7 @@ def test_runs_on_a_collected_dataset_through_the_sampler_hook(name, lift_store):
 
 
 def test_unknown_name_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown augmentation 'colour_jiter'; valid names: colour_jitter, viewpoint_warp$"):
+    with pytest.raises(ValueError, match="unknown augmentation 'colour_jiter'; valid names: colour_jitter, segment_recolour, viewpoint_warp$"):
         build_augmentations(["colour_jiter"])
 
 

@@ -15,6 +15,7 @@ from toyland.registry import Registry
 
 AUGMENTATIONS: Registry[type[Augmentation]] = Registry("augmentation")
 AUGMENTATIONS.register_lazy("colour_jitter", "toyland.augment.colour")
+AUGMENTATIONS.register_lazy("segment_recolour", "toyland.augment.segmentation")
 AUGMENTATIONS.register_lazy("viewpoint_warp", "toyland.augment.viewpoint")
 
 
