@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from toyland.data.features import env_features, to_frame
+from toyland.data.features import camera_features, camera_frame, env_features, to_frame
+from toyland.data.replay import SimStateTap
 from toyland.eval.runner import Actor
 
 KEEP = ("successful", "all")
@@ -83,11 +84,14 @@ class Episode:
     frames: list[dict] = field(repr=False)
     task: str
     record: dict  # what the episode log keeps: factors, toys, instruction, outcome
+    sim_state: dict | None = field(default=None, repr=False)  # per-frame simulator state (toyland.data.replay)
 
 
 class NoisyExpert(Actor):
     """The scripted expert, its executed actions carrying DART noise; ``clean`` (the expert's own
-    action) and ``annotation`` (its privileged labels) are what the dataset records of the step."""
+    action), ``annotation`` (its privileged labels), ``geometry`` (the cameras' intrinsics and poses)
+    and ``sim`` (the simulator state) are what the dataset records of the step, taken in ``act``,
+    the moment the observation is current (``observe`` runs after the env has stepped on)."""
 
     label = "scripted expert (collection)"
 
@@ -97,11 +101,16 @@ class NoisyExpert(Actor):
     def reset(self, env, seed):
         from toyland.sim.experts import make_expert
 
+        self.env = env
+        self.sim = SimStateTap()
         self.expert = make_expert(env)
         self.expert.reset()
         self.draws = self.noise.draws(np.random.default_rng([seed, 0xDA27]), self.mask.shape)  # the seed fixes it
 
     def act(self, obs):
+        scene = self.env.unwrapped.scene
+        self.geometry = camera_frame(self.env)
+        self.sim.capture(scene.model, scene.data)
         self.clean = self.expert.act(obs)
         self.annotation = self.expert.annotation()
         if not self.noise.std:
@@ -133,7 +142,7 @@ class EpisodeRecorder:
         frames, success_at = [], []
 
         def observe(step) -> bool:
-            frames.append({**to_frame(step.obs, self.actor.clean), **self.actor.annotation})
+            frames.append({**to_frame(step.obs, self.actor.clean), **self.actor.geometry, **self.actor.annotation})
             if not success_at and step.info["is_success"]:
                 success_at.append(len(frames))
             return len(frames) >= self.limit or bool(success_at and len(frames) - success_at[0] >= self.post_success_steps)
@@ -155,7 +164,8 @@ class EpisodeRecorder:
         }
         if result["cue_index"] is not None:
             record["cue_index"] = result["cue_index"]
-        return Episode(seed=seed, success=result["success"], frames=frames, task=result["instruction"], record=record)
+        return Episode(seed=seed, success=result["success"], frames=frames, task=result["instruction"], record=record,
+                       sim_state=self.actor.sim.arrays())
 
 
 def ordered_episodes(env_cfg: dict, post_success_steps: int, first_seed: int, workers: int,
@@ -246,7 +256,7 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
     action_noise = ActionNoise.of(action_noise)
     probe = make_env(env_cfg, terminate_on_success=False)
     expert = make_expert(probe)  # refuses a control mode the experts cannot act in before any worker starts
-    features = {**env_features(probe, video=video), **expert.annotation_features()}
+    features = {**env_features(probe, video=video), **camera_features(probe), **expert.annotation_features()}
     base = probe.unwrapped
     action_noise.mask(base.action_names)  # an entry this action space lacks: say so before any worker starts
     fps = int(round(base.control_cfg.rate_hz))
@@ -265,7 +275,7 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
             if writer.num_episodes < episodes:
                 for episode in ordered_episodes(env_cfg, post_success_steps, writer.log.next_seed, workers, action_noise):
                     if episode.success or keep == "all":
-                        writer.add_episode(episode.frames, episode.task, episode.record)
+                        writer.add_episode(episode.frames, episode.task, episode.record, episode.sim_state)
                         bar.update(1)
                     else:
                         writer.discard({"seed": episode.seed, "outcome": episode.record["outcome"]})

@@ -2,6 +2,9 @@
 
 Camera RGB becomes an ``image`` (PNG) or ``video`` feature; depth (metres), segmentation
 labels and target masks become plain arrays, because lerobot's image writer only takes three-channel pictures.
+Every camera's geometry is recorded per frame (factors move the world cameras, the wrist camera moves
+with the hand): ``camera.intrinsics.<cam>`` [3, 3] (OpenCV frame, pixel centres at integer
+coordinates) and ``camera.pose.<cam>`` [4, 4] camera-to-world in MuJoCo's camera convention.
 """
 
 from __future__ import annotations
@@ -33,6 +36,32 @@ def env_features(env: gym.Env, video: bool = False) -> dict[str, dict]:
             raise ValueError(f"no dataset feature for observation '{key}'")
     features["action"] = {"dtype": "float32", "shape": tuple(base.action_space.shape), "names": list(base.action_names)}
     return features
+
+
+CAMERA_GEOMETRY = ("camera.intrinsics.", "camera.pose.")  # feature prefixes, optional in a dataset
+
+
+def camera_features(env: gym.Env) -> dict[str, dict]:
+    """The per-frame geometry features of ``env``'s cameras (none for an env without cameras)."""
+    features = {}
+    for cam in env.unwrapped.cameras:
+        features[f"camera.intrinsics.{cam.name}"] = {"dtype": "float32", "shape": (3, 3), "names": ["row", "column"]}
+        features[f"camera.pose.{cam.name}"] = {"dtype": "float32", "shape": (4, 4), "names": ["row", "column"]}
+    return features
+
+
+def camera_frame(env: gym.Env) -> dict[str, np.ndarray]:
+    """Every camera's intrinsics and pose as the env last rendered them (call at observation time)."""
+    from toyland.sim.cameras import camera_geometry
+
+    base = env.unwrapped
+    scene = base.scene
+    frame = {}
+    for cam in base.cameras:
+        K, pose = camera_geometry(scene.model, scene.data, scene.camera_name(cam.name), cam.height, cam.width)
+        frame[f"camera.intrinsics.{cam.name}"] = K.astype(np.float32)
+        frame[f"camera.pose.{cam.name}"] = pose.astype(np.float32)
+    return frame
 
 
 def to_frame(obs: dict, action: np.ndarray) -> dict:

@@ -30,10 +30,13 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from toyland.data.episode_log import (BACKUP_ROOT, LOG_PATH, Checkpoint, DatasetError, EpisodeLog, fsync_dir,
                                       read_episode_log)
 
-TRACKED = ("data", "videos", "meta/episodes")  # append-only folders: a record lists their files
+TRACKED = ("data", "videos", "meta/episodes", "sim")  # append-only folders: a record lists their files
+SIM_DIR = "sim"  # toyland's per-episode side arrays (the simulator state of every frame), one .npz each
 SCRATCH = re.compile(r"^(images|tmp[A-Za-z0-9_]{8})$")  # lerobot's frames of unsaved episodes, its mkdtemp folders
 KILL_ENV = "TOYLAND_TEST_KILL_AT"
 KILL_POINTS = ("episode", "metadata", "finalize", "commit")
@@ -50,6 +53,10 @@ def _quiet_datasets() -> None:
 
 def is_lerobot_dataset(root: Path) -> bool:
     return (Path(root) / "meta" / "info.json").is_file()
+
+
+def sim_state_path(root: Path, episode_index: int) -> Path:
+    return Path(root) / SIM_DIR / f"episode_{int(episode_index):06d}.npz"
 
 
 def tracked_files(root: Path) -> dict[str, int]:
@@ -306,7 +313,16 @@ class DatasetWriter:
     def num_episodes(self) -> int:
         return len(self.log.episodes)
 
-    def add_episode(self, frames: list[dict], task: str, record: dict) -> None:
+    def add_episode(self, frames: list[dict], task: str, record: dict, sim_state: dict | None = None) -> None:
+        """Appends an episode; ``sim_state`` (name -> per-frame array) goes to ``sim/episode_<index>.npz``,
+        a tracked file: written before the episode is saved, so a checkpoint covers both or neither."""
+        if sim_state is not None:
+            path = sim_state_path(self.root, self.num_episodes)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".toyland-tmp")
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **sim_state)
+            os.replace(tmp, path)  # the checkpoint's commit fsyncs it
         for frame in frames:
             self.dataset.add_frame({**frame, "task": task})
         _quiet_datasets()

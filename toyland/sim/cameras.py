@@ -75,6 +75,24 @@ def _parse_size(size: str, spec: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[-1])
 
 
+def intrinsics_matrix(fovy_deg: float, height: int, width: int) -> np.ndarray:
+    """MuJoCo's pinhole as OpenCV intrinsics (x right, y down, z forward; integer pixel coordinates at
+    pixel centres): vertical field of view over the image height, square pixels, centred."""
+    f = height / (2.0 * np.tan(np.deg2rad(fovy_deg) / 2.0))
+    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+
+
+def camera_geometry(model: mujoco.MjModel, data: mujoco.MjData, camera: str, height: int, width: int):
+    """(intrinsics [3, 3], camera-to-world pose [4, 4]) of a model camera as last rendered: the pose is
+    ``data.cam_xpos``/``data.cam_xmat`` (MuJoCo's camera frame, looking along -z), what the renderer
+    used, so it moves with factors and, for the wrist camera, with the hand."""
+    cam = model.camera(camera).id
+    pose = np.eye(4)
+    pose[:3, :3] = data.cam_xmat[cam].reshape(3, 3)
+    pose[:3, 3] = data.cam_xpos[cam]
+    return intrinsics_matrix(float(model.cam_fovy[cam]), height, width), pose
+
+
 def _metric_depth(buffer: np.ndarray, model: mujoco.MjModel) -> np.ndarray:
     """Reversed-Z depth buffer (MjrContext.readDepthMap = ZEROFAR: 1 at near, 0 at far) to metres."""
     extent = model.stat.extent
