@@ -7,6 +7,7 @@ Commands and their configs (toyland/configs/<command>.yaml):
   eval      score a policy on a suite of factor cells: paired seeds, Wilson intervals, report
   report    `toyland report RUN [RUN ...] [--out DIR]`: rebuild and compare evaluation reports
   study     `toyland study NAME [key=value ...]`: collect, train over seeds, evaluate, report (configs/study/)
+  augment   `toyland augment SRC output_dir=DST factors.camera_viewpoint=ood_1 ...`: re-render a dataset
   data      dataset utilities: `toyland data stats PATH [PATH ...]` (factor diversity, fragmentation)
 """
 
@@ -203,7 +204,36 @@ def study(argv: list[str]) -> None:
     run(argv)
 
 
-PLAIN_COMMANDS = {"data": data, "report": report, "study": study}
+def augment(argv: list[str]) -> None:
+    """``toyland augment SRC key=value ...`` over configs/augment.yaml (OmegaConf dotlist)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from toyland.config_keys import reject_unknown_keys
+    from toyland.data.episode_log import DatasetError
+    from toyland.data.rerender import augment as run
+
+    paths = [a for a in argv if "=" not in a]
+    if len(paths) != 1:
+        raise SystemExit("usage: toyland augment SRC output_dir=DST [factors.NAME=LEVEL ...] [seed=N] [swap_from=PATH] "
+                         "[workers=N]")
+    base = OmegaConf.load(Path(__file__).parent / "configs" / "augment.yaml")
+    try:
+        cfg = OmegaConf.to_container(OmegaConf.merge(base, OmegaConf.from_dotlist([a for a in argv if "=" in a])))
+        reject_unknown_keys(cfg, base.keys(), "config")
+        if not cfg["output_dir"]:
+            raise ValueError("give output_dir=DST, a new folder for the re-rendered dataset")
+        summary = run(paths[0], cfg["output_dir"], cfg["factors"], seed=cfg["seed"], workers=cfg["workers"],
+                      swap_from=cfg["swap_from"], checkpoint_every=cfg["checkpoint_every"], repo_id=cfg["repo_id"])
+    except (ValueError, DatasetError, OmegaConfBaseException) as exc:  # ReplayError is a ValueError
+        print(f"toyland augment: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"dataset {summary.root}: {summary.episodes} episodes re-rendered ({summary.written_now} this run)")
+    if not summary.complete:
+        print("interrupted: the dataset is incomplete; run the same command again to resume", file=sys.stderr)
+        raise SystemExit(130)
+
+
+PLAIN_COMMANDS = {"augment": augment, "data": data, "report": report, "study": study}
 
 
 def main(argv: list[str] | None = None) -> None:

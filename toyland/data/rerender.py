@@ -55,7 +55,7 @@ def check_overrides(factors: dict | None) -> dict:
         known = [n for n in bad if n in FACTORS.names()]
         what = f"{known} change physics or the task, which a replay of the recorded states cannot show" if known else \
             f"{bad} are not factors"
-        raise ValueError(f"toyland augment: factors {what}; re-render with appearance factors only: {', '.join(allowed)}")
+        raise ValueError(f"factors {what}; re-render with appearance factors only: {', '.join(allowed)}")
     check_levels(factors)
     for name, axes in NOMINAL_AXES.items():
         if name not in factors:
@@ -63,8 +63,8 @@ def check_overrides(factors: dict | None) -> dict:
         level, nominal = factors[name], FACTORS.get(name).nominal
         if not hasattr(level, "items") or any(level.get(a, nominal[a]) != nominal[a] for a in axes):
             appearance = [a for a in FACTORS.get(name).axes if a not in axes]
-            raise ValueError(f"toyland augment: factor '{name}' at {level!r} also changes {', '.join(axes)} (physics); "
-                             f"pin its appearance axes alone, e.g. factors.{name}={{{appearance[0]}:0.2}}")
+            raise ValueError(f"factor '{name}' at {level!r} also changes {', '.join(axes)} (physics); pin its "
+                             f"appearance axes alone, e.g. 'factors.{name}={{{appearance[0]}: 0.2}}'")
     return factors
 
 
@@ -298,7 +298,7 @@ def augment(source: str | Path, output_dir: str | Path, factors: dict | None = N
     if swap_from is not None:
         SourceDataset.open(swap_from)
     if Path(output_dir).resolve() == src.root.resolve():
-        raise ValueError("toyland augment: output_dir is the source dataset; choose a new folder")
+        raise ValueError("output_dir is the source dataset; choose a new folder")
     env_cfg = dict(src.log.config["env"])
     probe = make_env(env_cfg, terminate_on_success=False)
     features, fps, robot_type, video = output_features(src.root, probe)
