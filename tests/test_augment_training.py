@@ -67,10 +67,31 @@ def test_depth_aware_warp_on_data_without_depth_fails_before_the_first_step(tmp_
     assert not steps
 
 
-def test_the_policy_jitter_and_the_registered_one_are_not_applied_twice(tmp_path, lift_demos):
-    cfg = config(tmp_path, lift_demos, "augment=[colour_jitter]", "policy.colour_jitter=[0.2,0.2,0.2,0.05]")
-    with pytest.raises(ValueError, match="applied twice"):
-        train(cfg)
+def test_the_policies_own_colour_jitter_is_gone_and_old_checkpoints_drop_it():
+    from toyland.policies.checkpoint import migrate
+
+    record = {"format_version": 2, "name": "diffusion", "config": {"colour_jitter": [0.2, 0.2, 0.2, 0.05]}, "features": {}}
+    assert migrate(record)["config"] == {"viewpoint_embedding": False}
+
+
+def test_colour_jitter_is_one_draw_per_sample_and_keeps_grey_grey():
+    images = torch.rand(4, 2, 3, 12, 12)  # [B, T, C, H, W]
+
+    def jitter(x, seed, **fields):
+        return build_augmentations([{"name": "colour_jitter", **fields}])({"observation.images.front": x},
+                                                                         torch.Generator().manual_seed(seed))["observation.images.front"]
+
+    out = jitter(images, 0, brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1)
+    assert out.min() >= 0 and out.max() <= 1 and not torch.allclose(out, images, atol=1e-3)
+    # every history frame of a sample gets its sample's draw, and the samples of a batch different ones
+    torch.testing.assert_close(jitter(images.flip(1), 0, brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1),
+                               out.flip(1))
+    same = jitter(images[:1].expand(4, -1, -1, -1, -1), 0, brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1)
+    assert not torch.allclose(same[0], same[1], atol=1e-3)
+    # saturation and hue move colours around grey: a grey image stays grey
+    grey = torch.rand(4, 1, 1, 12, 12).expand(-1, -1, 3, -1, -1)
+    torch.testing.assert_close(jitter(grey, 1, brightness=0.0, contrast=0.0, saturation=0.5, hue=0.5), grey,
+                               atol=1e-5, rtol=0)
 
 
 def test_the_sampler_is_asked_for_what_the_warp_needs_and_the_dataset_has():

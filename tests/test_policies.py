@@ -34,9 +34,9 @@ TINY = {
     "diffusion-depth": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "keypoints": 8,
                         "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3, "depth": True,
                         "crop_coords": True},
-    "diffusion-keypoints-jitter": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "keypoints": 8,
+    "diffusion-keypoints": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "keypoints": 8,
                                    "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3,
-                                   "pool": "spatial_softmax", "colour_jitter": [0.2, 0.2, 0.2, 0.05],
+                                   "pool": "spatial_softmax",
                                    "prediction": "epsilon", "mask_padding": True},
     "vla-flow": {**TINY_VLA, "head": "flow"},  # the default recipe: conv stem, 4 slots, geometry, pixel coordinates
     "vla-discrete_diffusion": {**TINY_VLA, "head": "discrete_diffusion"},
@@ -266,30 +266,6 @@ def test_diffusion_conditions_on_the_instruction_through_minilm():
     assert not torch.allclose(chunks[0], chunks[1])  # same noise, other instruction: other actions
 
 
-def test_colour_jitter_is_one_draw_per_sample_and_keeps_grey_grey():
-    from toyland.policies.vision import colour_jitter
-
-    images = torch.rand(4, 2, 3, 12, 12)  # [B, T, C, H, W]
-    assert torch.allclose(colour_jitter(images, (0, 0, 0, 0))(images), images, atol=1e-5)
-    draw = colour_jitter(images, (0.3, 0.3, 0.3, 0.1), torch.Generator().manual_seed(0))
-    out = draw(images)
-    assert out.min() >= 0 and out.max() <= 1 and not torch.allclose(out, images, atol=1e-3)
-    # a second camera (or frame) with the same content gets the same transform within a sample...
-    torch.testing.assert_close(draw(images.flip(1)), out.flip(1))
-    # ...and the samples of a batch get different ones
-    same = images[:1].expand(4, -1, -1, -1, -1)
-    jittered = draw(same)
-    assert not torch.allclose(jittered[0], jittered[1], atol=1e-3)
-    again = colour_jitter(images, (0.3, 0.3, 0.3, 0.1), torch.Generator().manual_seed(0))(images)
-    torch.testing.assert_close(again, out)  # the generator decides the draw
-    # saturation and hue move colours around grey: a grey image stays grey
-    grey = torch.rand(4, 1, 1, 12, 12).expand(-1, -1, 3, -1, -1)
-    shifted = colour_jitter(grey, (0, 0, 0.5, 0.5), torch.Generator().manual_seed(1))(grey)
-    torch.testing.assert_close(shifted, grey, atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match="hue <= 0.5"):
-        make_policy({**tiny_config("diffusion"), "colour_jitter": [0.1, 0.1, 0.1, 0.7]}, FEATURES, fake_stats(FEATURES))
-
-
 def test_pixel_coordinates_travel_with_the_random_crop_and_say_where_the_window_was():
     from toyland.policies.vision import crop, with_pixel_coords
 
@@ -339,7 +315,7 @@ def test_channels_last_encoders_compute_the_same_numbers_and_checkpoint_like_con
 
 
 def test_training_augmentations_are_off_when_acting():
-    policy = tiny_policy("diffusion-keypoints-jitter")
+    policy = tiny_policy("diffusion-keypoints")
     batch = fake_batch(policy)
     with torch.no_grad():
         policy.train()

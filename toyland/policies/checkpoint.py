@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from toyland.policies.features import PolicyFeatures
 
 POLICY_FILE, WEIGHTS_FILE = "policy.json", "model.safetensors"
-FORMAT_VERSION = 2  # policy.json's layout and config fields; a record without "format_version" is format 1
+FORMAT_VERSION = 3  # policy.json's layout and config fields; a record without "format_version" is format 1
 
 
 class IncompatibleCheckpoint(ValueError):
@@ -67,6 +67,19 @@ class RemovedChoice:
     def apply(self, config: dict, refuse: Callable[[str], None]) -> None:
         if config.get(self.key) == self.value:
             refuse(f"{self.key}={self.value!r}")
+
+
+@dataclass(frozen=True)
+class MovedToTraining:
+    """A training-only option that left the policy (e.g. for the trainer's ``augment`` list): dropped
+    whatever its value, since it never acted on the weights' actions."""
+
+    policy: str
+    key: str
+    to: str  # where it lives now, for the record
+
+    def apply(self, config: dict, refuse: Callable[[str], None]) -> None:
+        config.pop(self.key, None)
 
 
 @dataclass(frozen=True)
@@ -122,6 +135,12 @@ MIGRATIONS: Mapping[int, Migration] = MappingProxyType({
         OldDefault("vla", "det_pool_slots", 1),
         OldDefault("vla", "det_pool_geometry", False),
         OldDefault("vla", "crop_coords", False),
+    )),
+    2: Migration(3, "41a25ec", "train-time augmentations moved to the trainer's `augment` list, docs/augment.md", (
+        MovedToTraining("diffusion", "colour_jitter", "augment=[{name: colour_jitter, brightness: b, contrast: c, "
+                                                      "saturation: s, hue: h}]"),
+        OldDefault("diffusion", "viewpoint_embedding", False),
+        OldDefault("vla", "viewpoint_embedding", False),
     )),
 })
 

@@ -115,35 +115,6 @@ class ConvEncoder(nn.Module):
         return self.out(self.pool(self.trunk(x)))
 
 
-COLOUR_JITTER_FIELDS = ("brightness", "contrast", "saturation", "hue")
-
-
-def check_colour_jitter(strength) -> None:
-    if len(strength) != 4 or min(strength) < 0 or strength[3] > 0.5:
-        raise ValueError(f"colour_jitter={list(strength)}: give [brightness, contrast, saturation, hue], each >= 0, hue <= 0.5")
-
-
-def colour_jitter(images: torch.Tensor, strength: tuple, generator: torch.Generator | None = None) -> Callable:
-    """Per-sample photometric transforms for a batch of [B, T, 3, H, W] images in [0, 1]: returns a
-    function applying the same draw to every camera and history frame of a sample (one scene, one
-    lighting). ``strength`` (brightness, contrast, saturation, hue): factors drawn in [1 - s, 1 + s],
-    the hue rotated by up to +-hue turns (0.5: any hue)."""
-    from toyland.augment.colour import colour_matrices  # the one implementation, shared with the augment module
-
-    b = images.shape[0]
-    u = torch.rand(b, 4, generator=generator).to(images.device) * 2 - 1  # [-1, 1]
-    brightness, contrast, matrix = colour_matrices(u, strength, images.device)  # matrix: [B, 3, 3]
-
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        x = x * brightness.view(b, 1, 1, 1, 1)
-        mean = x.mean(dim=(2, 3, 4), keepdim=True)
-        x = (x - mean) * contrast.view(b, 1, 1, 1, 1) + mean
-        x = torch.einsum("bij,btjhw->btihw", matrix, x)
-        return x.clamp(0.0, 1.0)
-
-    return apply
-
-
 def cropped_size(size: tuple[int, int], fraction: float) -> tuple[int, int]:
     if fraction >= 1.0:
         return tuple(size)

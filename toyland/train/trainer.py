@@ -99,7 +99,6 @@ def train(cfg: dict) -> TrainResult:
     features = PolicyFeatures.from_dataset_info(first, list(pconfig.cameras) if pconfig.cameras else None,
                                                 masks=pconfig.needs_masks, depth=pconfig.needs_depth)
     deltas = cls(pconfig, features, None).delta_timestamps()
-    check_policy_augmentation(pconfig, augmentations)
     augment = AugmentStep(augmentations, device) if len(augmentations) else None
     if augment is not None:
         add_augment_keys(deltas, augmentations, first)
@@ -232,14 +231,6 @@ def add_augment_keys(deltas: dict, augmentations, dataset_info: dict) -> None:
             for extra in augmentations.batch_keys([cam]) + [f"camera.intrinsics.{cam}", f"camera.pose.{cam}"]:
                 if extra in have:
                     deltas.setdefault(extra, offsets)
-
-
-def check_policy_augmentation(pconfig, augmentations) -> None:
-    """The policies' own colour jitter and the registered one are the same transform: refuse both at once."""
-    names = {a.name for a in augmentations.augmentations}
-    if "colour_jitter" in names and any(getattr(pconfig, "colour_jitter", ()) or ()):
-        raise ValueError("augment has colour_jitter and the policy's own colour_jitter option is on: the jitter would be "
-                         "applied twice; set policy.colour_jitter=[0,0,0,0] (or drop it from augment)")
 
 
 def _first_source_info(data_cfg: dict) -> dict:

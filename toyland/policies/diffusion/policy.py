@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from toyland.policies.base import Policy, PolicyConfig, check_steps
 from toyland.policies.features import ACTION, DEPTH, MASK, STATE, PolicyFeatures, viewpoint_offset_key
 from toyland.policies.registry import POLICIES
-from toyland.policies.vision import (ConvEncoder, check_colour_jitter, colour_jitter, crop, cropped_size, use_channels_last,
+from toyland.policies.vision import (ConvEncoder, crop, cropped_size, use_channels_last,
                                      with_pixel_coords)
 from toyland.policies.diffusion.unet import ConditionalUnet1d
 
@@ -28,8 +28,6 @@ class DiffusionConfig(PolicyConfig):
     # crop then still tells the encoder where in the camera's frame it looks, so the augmentation
     # regularizes the features without blurring a fixed camera's absolute positions by the shift
     crop_coords: bool = False
-    # training-time photometric jitter per sample: [brightness, contrast, saturation, hue] (vision.colour_jitter)
-    colour_jitter: tuple = (0.0, 0.0, 0.0, 0.0)
     channels: tuple = (16, 32, 64)  # image encoder stages (the encoder is most of a CPU step)
     # the encoder's convolution layout: auto | contiguous | channels_last (auto: NHWC for wide encoders, vision.py)
     memory_format: str = "auto"
@@ -75,7 +73,6 @@ class DiffusionConfig(PolicyConfig):
         if self.prediction not in ("sample", "epsilon"):
             raise ValueError(f"prediction={self.prediction!r}; valid: sample, epsilon")
         check_steps(self.inference_steps, self.train_timesteps)
-        check_colour_jitter(self.colour_jitter)
         use_channels_last(self.memory_format, self.channels)
 
 
@@ -120,11 +117,8 @@ class DiffusionPolicy(Policy):
     def condition(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         """Observation history -> [B, cond_dim]; computed once per chunk, reused by every denoising step."""
         feats = []
-        jitter = None
-        if self.training and any(self.config.colour_jitter):
-            jitter = colour_jitter(batch[next(iter(self.features.cameras))], self.config.colour_jitter, generator)
         for key in self.features.cameras:
-            images = batch[key] if jitter is None else jitter(batch[key])
+            images = batch[key]
             # cropped with the image, through the same window
             images = torch.cat([images, *(extra.channel(batch, key, images) for extra in self.extra_channels)], 2)
             if self.config.crop_coords:
