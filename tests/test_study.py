@@ -170,3 +170,20 @@ def test_an_evaluation_folder_refuses_records_of_other_weights(tmp_path, lift_de
                        episodes=1, weights="model", workers=1, videos=False, progress=False)
     train(second)
     assert json.loads((folder / "run.json").read_text())["weights_sha256"] != before
+
+
+def test_a_study_dataset_can_be_a_re_render_of_an_earlier_one(tmp_path):
+    from toyland.data.episode_log import read_episode_log
+
+    path = write_study(tmp_path)
+    overrides = ["datasets.lit.from=demos", "datasets.lit.factors.lighting=ood_1", "arms.small.data=[demos,lit]"]
+    study = Study.load(path, overrides, out=tmp_path / "out", only=["small"])
+    assert study.dataset_env("lit") == study.dataset_env("demos")  # trained and evaluated where the originals were
+    study.collect("demos")
+    study.collect("lit")
+    episodes = read_episode_log(study.data_dir("lit")).episodes
+    assert len(episodes) == 2 and all(e["factors"]["lighting"] for e in episodes)
+    with pytest.raises(StudyConfigError, match="not a dataset listed before it"):
+        Study.load(path, ["datasets.lit.from=later"], out=tmp_path / "out")
+    with pytest.raises(ValueError, match="episodes"):  # a re-render has its source's episodes
+        Study.load(path, ["datasets.lit.from=demos", "datasets.lit.episodes=3"], out=tmp_path / "out")

@@ -3,7 +3,9 @@
 A study (``configs/study/NAME.yaml``) names
 
 - ``datasets``: demonstrations to collect, each a ``toyland collect`` (Hydra overrides of
-  ``configs/collect.yaml``: env, scenario, DART noise, ...) with its episode count and first seed;
+  ``configs/collect.yaml``: env, scenario, DART noise, ...) with its episode count and first seed,
+  or a ``toyland augment`` of an earlier one (``from: NAME`` with appearance ``factors``, a ``seed``
+  and ``swap_from: NAME``): its episodes re-rendered, the same states and actions, new images;
 - ``arms``: policies to train, each a ``toyland train`` (overrides of ``configs/train.yaml``) on
   some of those datasets, for several training seeds; an arm trains and is evaluated in the env its
   first dataset was collected in;
@@ -33,6 +35,7 @@ from toyland.files import write_json_atomic
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 STUDY_KEYS = {"description", "datasets", "arms", "suites", "workers", "seed_start"}
 DATASET_KEYS = {"overrides", "episodes", "seed"}
+DERIVED_KEYS = {"from", "factors", "seed", "swap_from"}  # a re-rendered dataset (toyland augment)
 ARM_KEYS = {"data", "overrides", "seeds", "description"}
 SUITE_KEYS = {"suite", "episodes", "env"}
 
@@ -72,8 +75,15 @@ class Study:
         for key in ("datasets", "arms", "suites"):
             if not cfg.get(key):
                 raise StudyConfigError(f"study '{self.name}' needs at least one entry under `{key}`")
+        earlier: list[str] = []
         for name, d in cfg["datasets"].items():
-            reject_unknown_keys(d, DATASET_KEYS, f"study '{self.name}' dataset '{name}'")
+            derived = "from" in d
+            reject_unknown_keys(d, DERIVED_KEYS if derived else DATASET_KEYS, f"study '{self.name}' dataset '{name}'")
+            for key in ("from", "swap_from") if derived else ():
+                if d.get(key) is not None and d[key] not in earlier:
+                    raise StudyConfigError(f"dataset '{name}': {key}: {d[key]!r} is not a dataset listed before it "
+                                           f"({', '.join(earlier) or 'none'})")
+            earlier.append(name)
         for name, arm in cfg["arms"].items():
             reject_unknown_keys(arm, ARM_KEYS, f"study '{self.name}' arm '{name}'")
             unknown = [d for d in self.arm_data(name) if d not in cfg["datasets"]]
@@ -117,10 +127,16 @@ class Study:
                                                 f"output_dir={self.data_dir(dataset)}"])
         return cfg
 
+    def source_dataset(self, dataset: str) -> str:
+        """The collected dataset a re-rendered one comes from (itself for a collected one)."""
+        while "from" in self.cfg["datasets"][dataset]:
+            dataset = self.cfg["datasets"][dataset]["from"]
+        return dataset
+
     def dataset_env(self, dataset: str) -> dict:
         from toyland.cli import env_config
 
-        return env_config(self.collect_config(dataset))
+        return env_config(self.collect_config(self.source_dataset(dataset)))
 
     def train_config(self, arm: str, seed: int) -> dict:
         from hydra import compose, initialize_config_module
@@ -157,7 +173,18 @@ class Study:
         from toyland.cli import collect as collect_command
 
         self.say(f"dataset {dataset}: {self.data_dir(dataset)}")
-        collect_command(self.collect_config(dataset))
+        spec = self.cfg["datasets"][dataset]
+        if "from" not in spec:
+            collect_command(self.collect_config(dataset))
+            return
+        from toyland.data.rerender import augment
+
+        swap = spec.get("swap_from")
+        summary = augment(self.data_dir(spec["from"]), self.data_dir(dataset), dict(spec.get("factors") or {}),
+                          seed=int(spec.get("seed", 0)), workers=int(self.cfg.get("workers", 2)),
+                          swap_from=self.data_dir(swap) if swap else None)
+        if not summary.complete:
+            raise KeyboardInterrupt(f"toyland augment of {dataset} was interrupted; run the study again to resume")
 
     def train(self, arm: str, seed: int) -> None:
         from toyland.train.state import latest_checkpoint
