@@ -29,6 +29,8 @@ TARGET_KEY = f"augment.{NAME}.target"  # [B] bool: the sample's target was recol
 REGIONS = ("background", "arena", "robot", "distractors", "target")
 TEXTURES = ("plain", "checker", "noise")
 NUM_LABELS = 256  # labels are uint8
+TARGET_SLOT = NUM_LABELS  # the key of the target's pixels (its mask) in the per-sample tables
+NUM_KEYS = NUM_LABELS + 1
 _LUMA = (0.299, 0.587, 0.114)
 _PALETTE = tuple(COLOURS)
 _COLOUR_WORD = re.compile(r"\b(" + "|".join(_PALETTE) + r")\b")
@@ -101,7 +103,7 @@ def patterns(draws: torch.Tensor, kinds: torch.Tensor, noise: torch.Tensor, h: i
     across, along = x * cos + y * sin, y * cos - x * sin
     checker = ((torch.floor(across / period + draws[:, 2].view(b, 1, 1)) + torch.floor(along / period
                + draws[:, 3].view(b, 1, 1))) % 2).unsqueeze(1)
-    smooth = torch.nn.functional.interpolate(noise, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+    smooth = torch.nn.functional.interpolate(noise, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
     kinds = kinds.view(b, 1, 1, 1)
     return torch.where(kinds == 1, checker, torch.where(kinds == 2, smooth, torch.zeros_like(smooth)))
 
@@ -183,6 +185,8 @@ class SegmentRecolour(Augmentation):
         return batch
 
     def _recolour(self, batch, cam, coins, surfaces, label_colours, target_colour) -> torch.Tensor:
+        """One camera: every pixel's key (its label, or TARGET_SLOT under the target's mask) looks up its
+        sample's new albedo, texture contrast and whether its region changes, in one gather."""
         images = batch[IMAGES + cam]
         x = images if images.dim() == 5 else images.unsqueeze(1)  # [B, T, 3, H, W]
         labels = batch[require(batch, NAME, "segmentation", cam)]
@@ -191,42 +195,47 @@ class SegmentRecolour(Augmentation):
         if labels.shape != (b, t, h, w):
             raise ValueError(f"augmentation '{NAME}': '{SEGMENTATION}{cam}' has shape {tuple(labels.shape)}, the images "
                              f"{tuple(x.shape)}; ask the sampler for both at the same time offsets")
-        target = torch.zeros_like(labels, dtype=torch.bool)
+        keys = labels
         if self._objects():
             mask = batch[require(batch, NAME, "masks", cam)]
-            target = (mask if mask.dim() == 4 else mask.unsqueeze(1)).to(x.device).bool()
-        is_object = labels >= FIRST_OBJECT_LABEL
-        target = target & is_object
-        # new albedo per pixel: objects from their label's colour, the target its own, surfaces textured
-        rows = torch.arange(b, device=x.device).view(b, 1, 1, 1)
-        albedo = label_colours.to(x.dtype)[rows, labels]  # [B, T, H, W, 3]
-        albedo = torch.where(target[..., None], target_colour.to(x.dtype).view(b, 1, 1, 1, 3), albedo)
-        for region, label in (("arena", LABEL_ARENA), ("background", LABEL_BACKGROUND)):
-            first, second, kind, draws, noise = surfaces[region]
-            p = patterns(draws, kind, noise, h, w).to(x.dtype).permute(0, 2, 3, 1).unsqueeze(1)  # [B, 1, H, W, 1]
-            tex = first.to(x.dtype).view(b, 1, 1, 1, 3) * (1 - p) + second.to(x.dtype).view(b, 1, 1, 1, 3) * p
-            albedo = torch.where((labels == label)[..., None], tex, albedo)
-        change = torch.zeros_like(labels, dtype=torch.bool)
-        for region, where in (("background", labels == LABEL_BACKGROUND), ("arena", labels == LABEL_ARENA),
-                              ("robot", labels == LABEL_ROBOT), ("distractors", is_object & ~target),
-                              ("target", target)):
-            change |= where & coins[region].view(b, 1, 1, 1)
-        rgb = x.permute(0, 1, 3, 4, 2)  # [B, T, H, W, 3]
-        new = albedo
+            target = (mask if mask.dim() == 4 else mask.unsqueeze(1)).to(x.device).bool() & (labels >= FIRST_OBJECT_LABEL)
+            keys = torch.where(target, TARGET_SLOT, labels)
+        # per sample and key: albedo (first colour), second colour minus first (textures), change or not
+        table = torch.zeros(b, NUM_KEYS, 7, dtype=x.dtype, device=x.device)
+        table[:, :NUM_LABELS, :3] = label_colours.to(x.dtype)
+        table[:, TARGET_SLOT, :3] = target_colour.to(x.dtype)
+        for region, label in (("background", LABEL_BACKGROUND), ("arena", LABEL_ARENA)):
+            first, second = surfaces[region][:2]
+            table[:, label, :3], table[:, label, 3:6] = first.to(x.dtype), (second - first).to(x.dtype)
+        table[:, LABEL_BACKGROUND, 6] = coins["background"].to(x.dtype)
+        table[:, LABEL_ARENA, 6] = coins["arena"].to(x.dtype)
+        table[:, LABEL_ROBOT, 6] = coins["robot"].to(x.dtype)
+        table[:, FIRST_OBJECT_LABEL:NUM_LABELS, 6] = coins["distractors"].to(x.dtype)[:, None]
+        table[:, TARGET_SLOT, 6] = coins["target"].to(x.dtype)
+        # gathered channel-first, [B, T, 7, H, W] contiguous like the images (mixed layouts cost 2x)
+        looked = torch.gather(table.transpose(1, 2).unsqueeze(1).expand(b, t, 7, NUM_KEYS), 3,
+                              keys.view(b, t, 1, h * w).expand(b, t, 7, h * w)).view(b, t, 7, h, w)
+        # the surfaces' patterns, each where its label is (and multiplied by a zero contrast elsewhere)
+        pattern = torch.zeros(b, t, 1, h, w, dtype=x.dtype, device=x.device)
+        for region, label in (("background", LABEL_BACKGROUND), ("arena", LABEL_ARENA)):
+            kind, draws, noise = surfaces[region][2:]
+            on = (labels == label).unsqueeze(2)
+            pattern += patterns(draws, kind, noise, h, w).to(x.dtype).unsqueeze(1) * on
+        new = looked[:, :, :3] + looked[:, :, 3:6] * pattern
         if self.config.keep_shading:
-            luma = rgb @ torch.tensor(_LUMA, dtype=x.dtype, device=x.device)  # [B, T, H, W]
-            new = albedo * (luma / self._label_means(luma, labels, target))[..., None]
-        out = torch.where(change[..., None], new.clamp(0, 1), rgb).permute(0, 1, 4, 2, 3)
-        return out.contiguous() if images.dim() == 5 else out.squeeze(1).contiguous()
+            luma = (x * torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 1, 3, 1, 1)).sum(2)  # [B, T, H, W]
+            new = new * (luma / self._key_means(luma, keys)).unsqueeze(2)
+        out = torch.where(looked[:, :, 6:7] > 0, new.clamp_(0, 1), x)
+        return out if images.dim() == 5 else out.squeeze(1)
 
     @staticmethod
-    def _label_means(luma: torch.Tensor, labels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Each pixel's region mean luminance over its frame: per label, the target (mask) apart."""
-        b, t, h, w = labels.shape
-        keys = torch.where(target, NUM_LABELS, labels).view(b * t, h * w)  # slot 256: the target's pixels
-        sums = torch.zeros(b * t, NUM_LABELS + 1, dtype=luma.dtype, device=luma.device)
+    def _key_means(luma: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Each pixel's region mean luminance over its frame: per label, the target's pixels apart."""
+        b, t, h, w = keys.shape
+        flat = keys.reshape(b * t, h * w)
+        sums = torch.zeros(b * t, NUM_KEYS, dtype=luma.dtype, device=luma.device)
         counts = torch.zeros_like(sums)
-        sums.scatter_add_(1, keys, luma.reshape(b * t, h * w))
-        counts.scatter_add_(1, keys, torch.ones_like(luma).view(b * t, h * w))
+        sums.scatter_add_(1, flat, luma.reshape(b * t, h * w))
+        counts.scatter_add_(1, flat, torch.ones_like(luma).view(b * t, h * w))
         means = (sums / counts.clamp(min=1)).clamp(min=1e-3)
-        return means.gather(1, keys).view(b, t, h, w)
+        return means.gather(1, flat).view(b, t, h, w)
