@@ -11,6 +11,8 @@ their footers only in ``finalize()``: until then the file cannot be read. It als
   record, and the files and backup it names, as they were.
 - After a checkpoint the dataset is reopened for appending, and lerobot then starts new files: no
   file a record lists is written again.
+- toyland's own side files (``sim/episode_<index>.npz``, the simulator state of an episode's frames)
+  are written before their episode is saved and tracked like lerobot's append-only files.
 - Opening an existing collection rolls it back to its record (``rollback``): files the record does
   not list are removed and the meta files restored from its backup. The collection then goes on
   from the record's seeds, so the result equals an uninterrupted collection.
