@@ -33,10 +33,10 @@ INPUTS = {
     "depth": Input("observation.depth.{cam}", "collect with env.cameras=[{cam}:rgb+depth]"),
     "segmentation": Input("observation.segmentation.{cam}", "collect with env.cameras=[{cam}:rgb+segmentation]"),
     "masks": Input("observation.masks.{cam}", "collect with env.cameras=[{cam}:rgb+mask]"),
-    "intrinsics": Input("camera.intrinsics.{cam}", "datasets do not record camera intrinsics yet (issue 25): "
-                        "give them to the batch as a [3, 3] tensor, or the augmentation's fovy_deg"),
-    "pose": Input("camera.pose.{cam}", "datasets do not record camera poses yet (issue 25): give them to the "
-                  "batch as a [4, 4] camera-to-world tensor"),
+    "intrinsics": Input("camera.intrinsics.{cam}", "recollect the dataset with a toyland that records camera "
+                        "geometry (every collection since issue 25 does), or give the augmentation's fovy_deg"),
+    "pose": Input("camera.pose.{cam}", "recollect the dataset with a toyland that records camera geometry (every "
+                  "collection since issue 25 does)"),
 }
 
 
