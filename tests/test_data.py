@@ -503,3 +503,20 @@ def test_collection_from_before_checkpoint_records_is_adopted_on_resume(tmp_path
     assert summary.kept == 3 and summary.kept_now == 0
     record = read_episode_log(root).checkpoint
     assert record is not None and record.episodes == 3
+
+
+def test_resuming_a_collection_of_an_older_toyland_says_so(tmp_path, monkeypatch):
+    from toyland.data import collect as collect_module
+    from toyland.data.collect import collect
+
+    root = tmp_path / "d"
+    env = {"task": "lift", "image_size": 32}
+    collect(env, root, episodes=1, seed=0, workers=1, progress=False)
+    real = collect_module.env_features
+
+    def newer(*args, **kwargs):  # a toyland that records one feature more than the one that started the dataset
+        return {**real(*args, **kwargs), "camera.newer.front": {"dtype": "float32", "shape": (3,), "names": None}}
+
+    monkeypatch.setattr(collect_module, "env_features", newer)
+    with pytest.raises(ValueError, match=r"camera.newer.front.*older toyland.*collect into a new folder"):
+        collect(env, root, episodes=2, seed=0, workers=1, progress=False)

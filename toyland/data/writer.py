@@ -307,6 +307,12 @@ class DatasetWriter:
 
     def _check_features(self, features: dict) -> None:
         stored = {k: v for k, v in self.dataset.meta.features.items() if k in features}
+        new = sorted(k for k in features if k not in stored)
+        if new:
+            raise ValueError(
+                f"{self.root}: this collection records {new}, which the dataset there lacks (it was collected by an "
+                "older toyland, or with other cameras or modalities): resume it with the toyland and config that "
+                "started it, or collect into a new folder")
         for key, ft in features.items():
             if key not in stored or tuple(stored[key]["shape"]) != tuple(ft["shape"]) or stored[key]["dtype"] != ft["dtype"]:
                 raise ValueError(f"{self.root}: feature '{key}' {ft} does not match the stored {stored.get(key)}")
