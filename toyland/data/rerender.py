@@ -45,8 +45,10 @@ def appearance_factors() -> list[str]:
 
 
 def check_overrides(factors: dict | None) -> dict:
-    """The factor levels to re-render at; refuses factors that change physics or the task."""
-    from toyland.sim.factors import FACTORS, check_levels
+    """The factor levels to re-render at (an axis may be a ``[lo, hi]`` range, drawn per episode);
+    refuses factors that change physics or the task."""
+    from toyland.sim.factors import FACTORS
+    from toyland.sim.shortcut import check_ranged_levels
 
     factors = dict(factors or {})
     allowed = appearance_factors()
@@ -56,7 +58,7 @@ def check_overrides(factors: dict | None) -> dict:
         what = f"{known} change physics or the task, which a replay of the recorded states cannot show" if known else \
             f"{bad} are not factors"
         raise ValueError(f"factors {what}; re-render with appearance factors only: {', '.join(allowed)}")
-    check_levels(factors)
+    check_ranged_levels(factors)
     for name, axes in NOMINAL_AXES.items():
         if name not in factors:
             continue
@@ -70,10 +72,10 @@ def check_overrides(factors: dict | None) -> dict:
 
 def draw_factor(name: str, level, episode_seed: int, seed: int) -> dict:
     """Episode ``episode_seed``'s new values of factor ``name`` at ``level`` under augment seed ``seed``."""
-    from toyland.sim.factors import FACTORS
+    from toyland.sim.shortcut import draw_level
 
     rng = np.random.default_rng([int(episode_seed), zlib.crc32(name.encode()), int(seed), STREAM])
-    return FACTORS.get(name).sample(level, rng)
+    return draw_level(name, level, rng)
 
 
 def _same(a, b) -> bool:
@@ -133,6 +135,8 @@ class Rerenderer:
         self.swap = SourceDataset.open(swap_from) if swap_from else None
         self.env_cfg = dict(self.source.log.config["env"])
         self.env = make_env(self.env_cfg, terminate_on_success=False)
+        if self.env.unwrapped.shortcut is not None:  # a re-rendered factor replaces the shortcut's cue for it
+            self.env.unwrapped.shortcut = self.env.unwrapped.shortcut.without(self.factors)
         ds = open_local_dataset(self.source.root)
         self.copied = [k for k in ds.meta.features if k not in BOOKKEEPING and not k.startswith(RENDERED)]
         self.hf = ds.hf_dataset.with_format("numpy").select_columns(self.copied)

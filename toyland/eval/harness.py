@@ -27,8 +27,10 @@ EVAL_SEED_START = 1_000_000  # far from the collection seeds (0, 1, 2, ...): nev
 
 
 def cell_env(env_cfg: dict, cell_env: dict, render: bool = False) -> dict:
-    env = {**env_cfg, **{k: v for k, v in cell_env.items() if k != "factors"}}
+    env = {**env_cfg, **{k: v for k, v in cell_env.items() if k not in ("factors", "shortcut")}}
     env["factors"] = {**(env_cfg.get("factors") or {}), **(cell_env.get("factors") or {})}
+    if cell_env.get("shortcut"):  # a cell changes the run's shortcut mode or pin; its cues and islands stay
+        env["shortcut"] = {**(env_cfg.get("shortcut") or {}), **cell_env["shortcut"]}
     if render:
         env.update(render_mode="rgb_array", render_size=[160, 160])
     return env

@@ -6,6 +6,8 @@
     toy_sets: [heldout]           # held-out object sets, each a cell
     combinations:                 # several factors at once, at one level
       - {factors: [camera_viewpoint, lighting], level: ood_2}
+    cells:                        # named cells of env overrides on top of `base` (a shortcut's
+      A-B: {shortcut: {mode: pinned, pin: [1, 0]}}   # mode and pin, e.g.; see configs/suite/shortcut_islands.yaml)
 
 Cell ``id`` is ``base`` itself. Every cell runs the same seeds, and each factor draws from its own
 random stream, so episode ``i`` of every cell has the same toys and poses and differs only in the
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from toyland.config_keys import reject_unknown_keys
 from toyland.sim.factors import FACTORS, OOD_LEVELS, check_levels
 
-SUITE_KEYS = {"base", "factors", "levels", "toy_sets", "combinations", "description"}
+SUITE_KEYS = {"base", "factors", "levels", "toy_sets", "combinations", "cells", "description"}
 ID = "id"
 
 
@@ -82,6 +84,12 @@ def build_suite(cfg: dict) -> Suite:
             raise ValueError(f"suite combination {names} level {level!r}; valid: {', '.join(OOD_LEVELS)}")
         cells.append(Cell(f"{'+'.join(names)}@{level}", _with_factors(base, {n: level for n in names}), "+".join(names),
                           level, OOD_LEVELS.index(level) + 1))
+    for name, env in (cfg.get("cells") or {}).items():
+        env = dict(env or {})
+        if env.get("factors"):
+            check_levels(env["factors"])
+        merged = {**base, **env, "factors": {**(base.get("factors") or {}), **(env.get("factors") or {})}}
+        cells.append(Cell(str(name), merged))  # no factor: off the per-factor plots, in the tables
     names = [c.name for c in cells]
     if len(set(names)) != len(names):
         raise ValueError(f"suite cells repeat: {sorted(n for n in names if names.count(n) > 1)}")

@@ -116,9 +116,9 @@ class ToylandEnv(gym.Env):
         task.begin_episode()
         levels = dict(self.factor_levels)
         if self.shortcut is not None:  # the instructed target and the nuisance cue, correlated or not
-            target_slot, cue_slot, cue_level = self.shortcut.draw(factor_rng(episode_seed, "shortcut"))
+            target_slot, cue_slot, cue_levels = self.shortcut.draw(factor_rng(episode_seed, "shortcut"))
             task.set_slots(self.shortcut.colours, target_slot)
-            levels[self.shortcut.factor] = cue_level
+            levels.update(cue_levels)
         factor_values = {name: FACTORS.get(name).sample(level, factor_rng(episode_seed, name)) for name, level in levels.items()}
         self._episode_seed, self._factor_values = episode_seed, factor_values
         for name, values in factor_values.items():
