@@ -8,6 +8,7 @@ Commands and their configs (toyland/configs/<command>.yaml):
   report    `toyland report RUN [RUN ...] [--out DIR]`: rebuild and compare evaluation reports
   study     `toyland study NAME [key=value ...]`: collect, train over seeds, evaluate, report (configs/study/)
   augment   `toyland augment SRC output_dir=DST factors.camera_viewpoint=ood_1 ...`: re-render a dataset
+  merge     `toyland merge BASE FINETUNED alpha=0.5 output_dir=DIR`: interpolate two checkpoints' weights
   data      dataset utilities: `toyland data stats PATH [PATH ...]` (factor diversity, fragmentation)
 """
 
@@ -233,7 +234,32 @@ def augment(argv: list[str]) -> None:
         raise SystemExit(130)
 
 
-PLAIN_COMMANDS = {"augment": augment, "data": data, "report": report, "study": study}
+def merge(argv: list[str]) -> None:
+    """``toyland merge BASE FINETUNED key=value ...`` over configs/merge.yaml (OmegaConf dotlist)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from toyland.config_keys import reject_unknown_keys
+    from toyland.policies.merge import merge_checkpoints
+
+    paths = [a for a in argv if "=" not in a]
+    if len(paths) != 2:
+        raise SystemExit("usage: toyland merge BASE FINETUNED output_dir=DIR [alpha=A] [alphas.GROUP=A ...] "
+                         "[weights=ema|raw] [statistics=finetuned|base]")
+    base = OmegaConf.load(Path(__file__).parent / "configs" / "merge.yaml")
+    try:
+        cfg = OmegaConf.to_container(OmegaConf.merge(base, OmegaConf.from_dotlist([a for a in argv if "=" in a])))
+        reject_unknown_keys(cfg, base.keys(), "config")
+        record = merge_checkpoints(*paths, cfg["output_dir"], alpha=cfg["alpha"], alphas=cfg["alphas"],
+                                   weights=cfg["weights"], statistics=cfg["statistics"])
+    except (ValueError, FileNotFoundError, OmegaConfBaseException) as exc:  # IncompatibleCheckpoint is a ValueError
+        print(f"toyland merge: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    differed = record["statistics"]["differed"]
+    print(f"merged checkpoint {cfg['output_dir']}: alphas {record['alphas']}; statistics and bins of the "
+          f"{record['statistics']['kept']} parent" + (f" (they differed in {differed})" if differed else ""))
+
+
+PLAIN_COMMANDS = {"augment": augment, "data": data, "merge": merge, "report": report, "study": study}
 
 
 def main(argv: list[str] | None = None) -> None:
