@@ -6,7 +6,9 @@ sub-datasets that carry different tasks occupy different regions of a factor.
 Per dataset and factor axis: how many of the axis's bins are occupied (coverage) and the
 normalized entropy of its histogram. Over all datasets: the mutual information between the
 instructed task and each axis (bits, and normalized by the smaller entropy), and between the
-sub-dataset identity and each axis; per pair of sub-datasets, the Jensen-Shannon divergence of each
+sub-dataset identity and each axis, and between the instructed task and each factor as a whole (its
+binned axes together: ``task_vs_factor_joint``; ``camera_viewpoint`` there is the instruction-viewpoint
+MI the shortcut study tracks per arm); per pair of sub-datasets, the Jensen-Shannon divergence of each
 axis's distribution (bits, 0 = identical, 1 = disjoint). Continuous axes are binned over the
 factor's declared range (train and every OOD band), so numbers are comparable between datasets.
 """
@@ -168,6 +170,7 @@ def dataset_stats(paths: list[str | Path], bins: int = 8) -> dict:
             }
         entry["task_vs_factor"] = task_vs_factor([tasks[i] for i in sel], {k: [v[i] for i in sel] for k, v in binned.items()})
     report["task_vs_factor"] = task_vs_factor(tasks, binned)
+    report["task_vs_factor_joint"] = task_vs_factor(tasks, joint_factors(axes, binned))
     if len(set(source)) > 1:
         report["dataset_vs_factor"] = {k: mutual_information(source, binned[k]) for k in axes}
         report["pairwise_js"] = {}
@@ -190,6 +193,23 @@ def task_vs_factor(tasks: list, binned: dict[str, list]) -> dict:
         floor = min(entropy([t for t, _ in defined]), entropy([v for _, v in defined]))
         out[key] = {**mi, "normalized_mi": mi["mi_bits"] / floor if floor > 0 else 0.0}
     return out
+
+
+def joint_factors(axes: dict[str, AxisValues], binned: dict[str, list]) -> dict[str, list]:
+    """Per factor, each episode's tuple of binned axis values (None where an axis is undefined)."""
+    by_factor: dict[str, list[str]] = {}
+    for key in axes:
+        by_factor.setdefault(key.split(".")[0], []).append(key)
+    out = {}
+    for factor, keys in by_factor.items():
+        columns = list(zip(*(binned[k] for k in keys)))
+        out[factor] = [None if any(v is None for v in row) else "|".join(map(str, row)) for row in columns]
+    return out
+
+
+def instruction_vs_factor(report: dict, factor: str = "camera_viewpoint") -> dict | None:
+    """The pooled MI between the instructed task and ``factor`` (all its axes) of a stats report."""
+    return (report.get("task_vs_factor_joint") or {}).get(factor)
 
 
 def _unique_names(roots: list[Path]) -> list[str]:
@@ -222,6 +242,11 @@ def format_report(report: dict, top: int = 5) -> str:
     if len(report["datasets"]) > 1 and report.get("task_vs_factor"):
         lines.append(f"all datasets pooled: instructed task vs factor, top {top}:")
         lines += ranked(report["task_vs_factor"])
+    joint = instruction_vs_factor(report)
+    if joint is not None:
+        lines.append(f"instructed task vs camera viewpoint (all its axes, {'pooled' if len(report['datasets']) > 1 else 'this dataset'}): "
+                     f"MI {joint['mi_bits']:.3f} bits (null {joint['null_bits']:.3f}, p {joint['p_value']:.3f})  "
+                     f"normalized {joint['normalized_mi']:.2f}")
     if report.get("pairwise_js"):
         lines.append("fragmentation between sub-datasets: Jensen-Shannon divergence per factor (0 same, 1 disjoint)")
         for pair, values in report["pairwise_js"].items():

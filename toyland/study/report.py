@@ -7,6 +7,8 @@
   both ran: the same training seed and the same episode seed (every arm sees the same scenes),
   with McNemar's exact test and a paired bootstrap interval, and each training seed's own
   difference beside them (the pooled test takes the episodes of one model as independent);
+- the mutual information between instruction and camera viewpoint in each arm's training data
+  (``toyland data stats`` over its datasets, pooled), where the data records viewpoints;
 - learning curves (success against optimization time) and the CPU cost of every part;
 - the command, the commit and the date that produced it.
 """
@@ -94,7 +96,26 @@ def summarize_study(study) -> dict:
                         per_seed[seed] = sum(a[k] - b[k] for k in both) / len(both)
                     comparisons.append({"arm": arm, "baseline": base, "suite": suite, "cell": cell,
                                         **paired_comparison(a, b), "per_seed": per_seed})
-    return {"rows": rows, "comparisons": comparisons, "curves": curves(study, arms), "cost": cost(study)}
+    return {"rows": rows, "comparisons": comparisons, "curves": curves(study, arms), "cost": cost(study),
+            "data": data_stats(study)}
+
+
+def data_stats(study) -> dict:
+    """arm -> the MI between instruction and camera viewpoint in its training data (its datasets'
+    episodes pooled, mixture weights aside), for arms whose datasets all exist and record viewpoints."""
+    from toyland.data.stats import dataset_stats, instruction_vs_factor
+
+    out = {}
+    for arm in study.cfg["arms"]:
+        paths = [study.data_dir(d) for d in study.arm_data(arm)]
+        if not all((p / "meta" / "toyland_episodes.json").is_file() for p in paths):
+            continue
+        report = dataset_stats(paths)
+        mi = instruction_vs_factor(report)
+        if mi is not None:
+            out[arm] = {"datasets": list(study.arm_data(arm)),
+                        "episodes": sum(d["episodes"] for d in report["datasets"].values()), **mi}
+    return out
 
 
 def curves(study, arms: list[str]) -> dict:
@@ -197,6 +218,13 @@ def write_study_report(study) -> Path:
                          f"{c['difference']:+.2f} ({c['ci95'][0]:+.2f} to {c['ci95'][1]:+.2f}) | "
                          f"{', '.join(f'{d:+.2f}' for d in c['per_seed'].values())} | "
                          f"{c['a_only']} / {c['b_only']} | {c['mcnemar_p']:.3f} |")
+    if summary["data"]:
+        lines += ["", "## Training data: instruction vs camera viewpoint", "",
+                  "Mutual information between the instructed task and the camera viewpoint (its binned axes together) "
+                  "over each arm's training episodes (`toyland data stats`, pooled); high: the viewpoint predicts the task.",
+                  "", "| arm | datasets | episodes | MI bits | shuffled null | normalized | p |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {arm} | {', '.join(d['datasets'])} | {d['episodes']} | {d['mi_bits']:.3f} | {d['null_bits']:.3f} | "
+                  f"{d['normalized_mi']:.2f} | {d['p_value']:.3f} |" for arm, d in summary["data"].items()]
     if summary["cost"]:
         lines += ["", "## CPU cost (wall time of each part on this machine)", "", "| part | minutes |", "|---|---|"]
         lines += [f"| {part} | {seconds / 60:.1f} |" for part, seconds in summary["cost"].items()]
