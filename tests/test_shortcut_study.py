@@ -137,6 +137,17 @@ def test_island_A_episodes_re_render_at_island_B_views(tmp_path):
         assert new["instruction"] == old["instruction"] and new["target_index"] == old["target_index"]
         assert 10.0 <= new["factors"]["camera_viewpoint"]["azimuth"] <= 20.0
         assert new["factors"]["lighting"] == old["factors"]["lighting"]
+    # the colour-swap remedy: where the other episode's target sits in the other slot, the instruction
+    # names the other island's colour while the view stays this island's
+    other = tmp_path / "colour_source"
+    collect(env, other, episodes=2, seed=3, workers=1, progress=False)
+    augment(source, tmp_path / "swapped", {}, seed=0, workers=1, progress=False, swap_from=other)
+    lent = read_episode_log(other).episodes
+    for old, new, donor in zip(before, read_episode_log(tmp_path / "swapped").episodes, lent):
+        assert new["factors"]["camera_viewpoint"] == old["factors"]["camera_viewpoint"]
+        assert new["colours"][new["target_index"]] == donor["colours"][donor["target_index"]]
+        assert new["instruction"].split(" ")[-2] == donor["colours"][donor["target_index"]]
+    assert any(d["target_index"] != o["target_index"] for d, o in zip(lent, before))  # some instruction did change
 
 
 def _collection(root, records):
