@@ -60,11 +60,14 @@ def test_success_needs_the_toy_centre_over_the_marker_for_a_few_steps(env):
 
 
 def test_expert_pushes_most_toys_onto_the_marker(env):
-    # a regression guard below the 90% the contract asks for: measured 46/50 on seeds 0-49 and 1000-1049,
-    # 40/50 on 2000-2049 (ee_pose); 15/20 here (ee_delta, seeds 2000-2019)
+    # measured 49/50, 50/50 and 46/50 on seeds 0-49, 1000-1049 and 2000-2049 (ee_pose); 18/20 here
+    # (ee_delta, seeds 2000-2019), 17/20 on the first approach
     actor = ExpertActor()
-    results = [run_episode(env, actor, seed=2000 + i)[0] for i in range(20)]
+    results, first = [], 0
+    for i in range(20):
+        results.append(run_episode(env, actor, seed=2000 + i)[0])
+        first += results[-1]["success"] and actor.expert.attempts == 1
     wins = sum(r["success"] for r in results)
-    assert wins >= 14, f"{wins}/20"
+    assert wins >= 17 and first >= 15, f"{wins}/20, {first} on the first approach"
     assert not any(r["clipped_actions"] for r in results)
     assert not any(r["outcome"]["grasped"] for r in results if r["success"])  # pushed, not carried

@@ -2,12 +2,15 @@
 
 It hovers behind the toy on the line from the marker through the toy's centre of mass (far enough
 to clear the toy's convex hull), descends until the fingertips are just above the table, and pushes
-along that line. Each step it re-aims: the push direction is the current one from the toy's centre
-to the marker, and the tool is pulled back onto the line through the centre, so a toy that turns or
-slides sideways is steered back. It slows down near the marker (a ball or a cylinder on its side
-rolls on when the tool stops), then backs off. A toy that escapes the pusher (the tool beside or
-ahead of it) or rolls past the marker is approached again from behind; ``attempts`` counts the
-approaches.
+along that line. Each step it re-aims at the marker from the toy's centre and steers: most toys
+slide off the line they are pushed along by an angle of their own (their shape, where the pad meets
+them), so the angle between where the toy goes and the marker is integrated into a turn of the push
+direction, and the tool is pulled onto the line through the centre along that turned direction.
+Within a few cm of the marker the aim and the turn are held (the direction to the marker swings
+with every mm of drift there, and a 3 cm disc forgives the rest). It slows down near the marker and
+stops once the toy is over it with little left to go, then backs off. A toy that escapes the pusher
+(the tool beside or ahead of it) or rolls out of the marker is approached again from behind;
+``attempts`` counts the approaches.
 """
 
 from __future__ import annotations
@@ -25,14 +28,19 @@ from toyland.sim.tasks.push import SUCCESS_RADIUS
 class PushExpert(Expert):
     HOVER = 0.04  # fingertips above the toy's top while moving behind it
     TIP_Z, TIP_Z_MAX = 0.006, 0.03  # range of the fingertips' height above the table while pushing
-    UNDER_CENTRE = 0.008  # fingertips this far below the toy's centre of mass while pushing
+    UNDER_CENTRE = 0.015  # fingertips this far below the toy's centre of mass while pushing
     LEAD = 0.01  # m the controller's target may run ahead of a tool the toy holds back: it presses, no harder
     CLEARANCE = 0.015  # between the toy's hull and the pad before the push starts
     FAST, SLOW = 0.2, 0.08  # push speed, fractions of the top speed: far from the marker, and at it
     SLOW_WITHIN = 0.05  # m from the marker where the push slows down
     STOP = 0.01  # the toy's centre this close to the marker's (a third of its radius): stop pushing
-    PASSING = 0.6  # ... or once it moves away again within this share of the marker's radius
+    COAST = 0.005  # ... or over the marker with this little left along the push (it slides a little further)
+    FREEZE = 0.04  # m from the marker inside which the aim and the turn are held
+    MOVING = 0.0005  # m per step: the toy moves under the push, its heading is worth steering by
+    SMOOTHING = 0.5  # of the toy's velocity estimate, per step
+    STEER_GAIN, MAX_STEER = 0.1, 1.0  # share of the heading error added to the push's turn per step; rad
     LATERAL_GAIN = 0.5  # share of the tool's offset from the push line corrected per step
+    MAX_LATERAL = 0.004  # m per step of that correction: a sideways sweep would bat the toy away
     LOST_LATERAL = 0.05  # the tool this far off the line through the toy's centre: approach again
     MAX_ATTEMPTS = 4
 
@@ -69,12 +77,13 @@ class PushExpert(Expert):
         """Plans the start of a push: behind the toy, on the line from the marker through its centre."""
         centre, shapes = self._toy()
         u, _ = self._direction(centre)
-        self.closest = np.inf  # the toy's closest approach to the marker in this push
+        self.aim, self.steer, self.velocity = u, 0.0, None
         u3 = np.array([u[0], u[1], 0.0])
         back = self._extent(centre, shapes, -u3) + FINGER_HALF[0] + self.CLEARANCE
         top = centre[2] + self._extent(centre, shapes, geo.UP)
-        # the pad's lower edge just under the centre of mass: low enough to meet a flat toy, high enough
-        # not to wedge under an overhanging part and tip the toy up
+        # the pad's lower edge 1.5 cm under the centre of mass: an edge nearer it rides up a ball and presses
+        # it into the table; low enough to meet a flat toy, high enough not to wedge under an overhanging
+        # part and tip the toy up
         tip = float(np.clip(centre[2] - TABLE_TOP_Z - self.UNDER_CENTRE, self.TIP_Z, self.TIP_Z_MAX))
         self.push_z = TABLE_TOP_Z + TIP_BELOW_TCP + tip
         self.start = np.array([*(centre[:2] - back * u), self.push_z])
@@ -118,26 +127,40 @@ class PushExpert(Expert):
 
     def _push(self, ctrl, tcp: np.ndarray) -> tuple[np.ndarray, float]:
         centre, _ = self._toy()
-        u, distance = self._direction(centre)
+        to_marker = self.env.task.marker_xy - centre[:2]
+        distance = float(np.linalg.norm(to_marker))
+        if distance > self.FREEZE:  # near the marker the direction to it swings with every mm of drift
+            self.aim = to_marker / distance
+        if self.velocity is None:  # the push's first step
+            self.last_centre, self.velocity = centre[:2].copy(), np.zeros(2)
+        # the toy's motion per step, smoothed: a toy that rocks on its parts wobbles from step to step
+        self.velocity += self.SMOOTHING * (centre[:2] - self.last_centre - self.velocity)
+        moved, self.last_centre = self.velocity, centre[:2].copy()
+        remaining = float(to_marker @ self.aim)  # still to go along the push
+        if distance < self.STOP or (remaining < self.COAST and distance < SUCCESS_RADIUS):
+            return self._back_off(tcp, self.aim), 1.0
+        # steer: turn the push direction against the angle between where the toy goes and where it should
+        if np.linalg.norm(moved) > self.MOVING and distance > self.FREEZE:
+            heading_error = np.arctan2(_cross(moved, self.aim), moved @ self.aim)
+            self.steer = float(np.clip(self.steer + self.STEER_GAIN * heading_error, -self.MAX_STEER, self.MAX_STEER))
+        u = _rotate(self.aim, self.steer)
         offset = tcp[:2] - centre[:2]
         along = float(offset @ u)  # negative: the tool is behind the toy
         lateral = offset - along * u
-        # stop well inside the marker, or once the toy has passed its closest point to the marker's centre
-        passed = distance < self.PASSING * SUCCESS_RADIUS and distance > self.closest + 0.002
-        self.closest = min(self.closest, distance)
-        if distance < self.STOP or passed:
-            return self._back_off(tcp, u), 1.0
-        lost = along > -0.005 or np.linalg.norm(lateral) > self.LOST_LATERAL
-        if lost and distance < SUCCESS_RADIUS:  # the direction swings round beside the marker
-            return self._back_off(tcp, u), 1.0
-        if lost and self.attempts < self.MAX_ATTEMPTS:
-            self._approach()  # the toy got away from the pad: come round behind it again
-            return np.array([*tcp[:2], self.hover_z]), 1.0
+        behind = float(offset @ self.aim)
+        if behind > -0.005 or np.linalg.norm(offset - behind * self.aim) > self.LOST_LATERAL:
+            if distance < SUCCESS_RADIUS:
+                return self._back_off(tcp, self.aim), 1.0
+            if self.attempts < self.MAX_ATTEMPTS:
+                self._approach()  # the toy got away from the pad: come round behind it again
+                return np.array([*tcp[:2], self.hover_z]), 1.0
         fraction = float(np.clip(distance / self.SLOW_WITHIN, 0.0, 1.0))
         step = ctrl.max_step * (self.SLOW + (self.FAST - self.SLOW) * fraction)
         # advance the controller's target, but never more than LEAD ahead of a tool the toy holds back
         ahead = float((ctrl.target_pos[:2] - tcp[:2]) @ u)
-        xy = ctrl.target_pos[:2] + (step if ahead < self.LEAD else 0.0) * u - self.LATERAL_GAIN * lateral
+        correction = -self.LATERAL_GAIN * lateral
+        correction *= min(1.0, self.MAX_LATERAL / max(float(np.linalg.norm(correction)), 1e-9))
+        xy = ctrl.target_pos[:2] + (step if ahead < self.LEAD else 0.0) * u + correction
         return np.array([*xy, self.push_z]), 1.0
 
     def _back_off(self, tcp: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -149,3 +172,12 @@ class PushExpert(Expert):
         move = np.clip((goal - ctrl.target_pos) / ctrl.max_step, -speed, speed)
         turn = np.clip(geo.rotvec_from_mat(self.goal_rot @ ctrl.target_rot.T) / ctrl.max_rot, -1.0, 1.0)
         return ctrl.from_ee_delta(np.concatenate([move, turn, [grip]]))
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a[0] * b[1] - a[1] * b[0])
+
+
+def _rotate(v: np.ndarray, angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
