@@ -281,3 +281,18 @@ def test_depth_aware_warp_on_a_real_render():
     assert out[MASK].max() <= 1 and set(out[SEG].unique().tolist()) <= set(batch[SEG].unique().tolist()) | {0}
     torch.testing.assert_close((out[DEPTH] == 0).float().mean(dim=(1, 2, 3)), out[HOLES_KEY])
     assert (0 < out[HOLES_KEY]).all() and (out[HOLES_KEY] < 0.6).all()
+
+
+def test_a_camera_model_is_range_checked_once_and_a_bad_one_always_refused(monkeypatch):
+    warp = build_augmentation({"name": "viewpoint_warp", "max_yaw_deg": 20})
+    calls = []
+    real = ViewpointWarp._check_range
+    monkeypatch.setattr(ViewpointWarp, "_check_range", lambda self, *a: (calls.append(a[0]), real(self, *a))[1])
+    batch = synthetic_batch()
+    for seed in range(3):
+        warp(batch, torch.Generator().manual_seed(seed))
+    assert calls == ["front"]
+    wide = build_augmentation({"name": "viewpoint_warp", "max_yaw_deg": 85, "max_pitch_deg": 60})
+    for _ in range(2):
+        with pytest.raises(ValueError, match="beyond what camera 'front' can show"):
+            wide(batch, torch.Generator().manual_seed(0))

@@ -113,6 +113,10 @@ class ViewpointWarp(Augmentation):
     name = "viewpoint_warp"
     Config = ViewpointWarpConfig
 
+    def __init__(self, config=None):
+        super().__init__(config)
+        self._allowed: set = set()  # camera models whose range check passed (usually one per camera per run)
+
     @property
     def needs(self) -> frozenset[str]:
         return frozenset({"rgb", "depth"} if self.config.depth_aware else {"rgb"})
@@ -161,7 +165,18 @@ class ViewpointWarp(Augmentation):
 
     def check(self, batch: dict) -> None:
         for cam, model, (height, width) in self.camera_models(batch):
-            self._check_range(cam, model, height, width)
+            key = self._model_key(cam, model, height, width)
+            if key is None or key not in self._allowed:  # a camera model seen before passed already
+                self._check_range(cam, model, height, width)
+                if key is not None:
+                    self._allowed.add(key)
+
+    @staticmethod
+    def _model_key(cam: str, model: CameraModel, height: int, width: int):
+        K, up, d0 = model.K, model.up, model.d0
+        if not bool((K == K[:1]).all() and (up == up[:1]).all() and (d0 == d0[:1]).all()):
+            return None  # samples with different models: checked every time
+        return (cam, height, width, *K[0].flatten().tolist(), *up[0].tolist(), float(d0[0]))
 
     def camera_models(self, batch: dict) -> list[tuple[str, CameraModel, tuple[int, int]]]:
         """(camera, its model, its image size) for every camera to warp; raises what the batch lacks."""
