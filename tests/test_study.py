@@ -187,3 +187,19 @@ def test_a_study_dataset_can_be_a_re_render_of_an_earlier_one(tmp_path):
         Study.load(path, ["datasets.lit.from=later"], out=tmp_path / "out")
     with pytest.raises(ValueError, match="episodes"):  # a re-render has its source's episodes
         Study.load(path, ["datasets.lit.from=demos", "datasets.lit.episodes=3"], out=tmp_path / "out")
+
+
+def test_an_arm_trained_before_an_option_was_removed_while_off_is_still_the_same_arm(tmp_path):
+    out = tmp_path / "out"
+    study = Study.load(write_study(tmp_path), out=out, only=["small"])
+    cfg = study.train_config("small", 0)
+    run = study.run_dir("small", 0)
+    run.mkdir(parents=True)
+    old = {**cfg, "policy": {**cfg["policy"], "colour_jitter": [0.0, 0.0, 0.0, 0.0], "state_noise": 0.0}}
+    (run / "config.json").write_text(json.dumps(old))
+    (run / "data.json").write_text(json.dumps({"demos": 0}))
+    from toyland.study.driver import current_form
+
+    assert current_form(old, run) == json.loads(json.dumps(cfg))  # what a checkpoint of that run loads as
+    with pytest.raises(StudyConfigError, match="no longer has.*state_noise"):
+        current_form({**cfg, "policy": {**cfg["policy"], "state_noise": 0.1}}, run)

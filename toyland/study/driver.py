@@ -194,7 +194,7 @@ class Study:
         run = self.run_dir(arm, seed)
         stored = run / "config.json"
         if stored.is_file():
-            old = json.loads(stored.read_text())
+            old = current_form(json.loads(stored.read_text()), run)
             changed = sorted(k for k in set(old) | set(cfg) if json.dumps(old.get(k), sort_keys=True, default=str)
                              != json.dumps(cfg.get(k), sort_keys=True, default=str))
             if changed:
@@ -263,6 +263,23 @@ class Study:
         timing = json.loads(path.read_text()) if path.is_file() else {}
         timing[what] = round(timing.get(what, 0.0) + time.perf_counter() - t0, 1)
         write_json_atomic(path, timing)
+
+
+def current_form(cfg: dict, run: Path) -> dict:
+    """A stored train config with its policy options brought to today's checkpoint format: options
+    removed while off are dropped and training-only ones that moved are gone, as a checkpoint of that
+    run would load (``toyland.policies.checkpoint.MIGRATIONS``); one removed while on is refused."""
+    from toyland.policies.checkpoint import IncompatibleCheckpoint, migrate
+
+    policy = dict(cfg.get("policy") or {})
+    if "name" not in policy:
+        return cfg
+    name = policy.pop("name")
+    try:  # the migrations are idempotent on a newer config, so the whole chain applies to any stored one
+        migrated = migrate({"format_version": 1, "name": name, "config": policy}, str(run))["config"]
+    except IncompatibleCheckpoint as exc:
+        raise StudyConfigError(f"{run} was trained with a policy option toyland no longer has: {exc}") from None
+    return {**cfg, "policy": {"name": name, **{k: v for k, v in migrated.items() if k in policy}}}  # no added defaults
 
 
 def study_names() -> list[str]:
