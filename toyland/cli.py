@@ -205,22 +205,35 @@ def study(argv: list[str]) -> None:
     run(argv)
 
 
+def _paths(argv: list[str], count: int, usage: str) -> list[str]:
+    """The positional arguments of a plain command (those without ``=``); exactly ``count`` or the usage."""
+    paths = [a for a in argv if "=" not in a]
+    if len(paths) != count:
+        raise SystemExit(usage)
+    return paths
+
+
+def _dotlist_config(command: str, argv: list[str]) -> dict:
+    """configs/<command>.yaml with the ``key=value`` arguments merged in; unknown keys named."""
+    from toyland.config_keys import reject_unknown_keys
+
+    base = OmegaConf.load(Path(__file__).parent / "configs" / f"{command}.yaml")
+    cfg = OmegaConf.to_container(OmegaConf.merge(base, OmegaConf.from_dotlist([a for a in argv if "=" in a])))
+    reject_unknown_keys(cfg, base.keys(), "config")
+    return cfg
+
+
 def augment(argv: list[str]) -> None:
     """``toyland augment SRC key=value ...`` over configs/augment.yaml (OmegaConf dotlist)."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from toyland.config_keys import reject_unknown_keys
     from toyland.data.episode_log import DatasetError
     from toyland.data.rerender import augment as run
 
-    paths = [a for a in argv if "=" not in a]
-    if len(paths) != 1:
-        raise SystemExit("usage: toyland augment SRC output_dir=DST [factors.NAME=LEVEL ...] [seed=N] [swap_from=PATH] "
-                         "[workers=N]")
-    base = OmegaConf.load(Path(__file__).parent / "configs" / "augment.yaml")
+    paths = _paths(argv, 1, "usage: toyland augment SRC output_dir=DST [factors.NAME=LEVEL ...] [seed=N] "
+                             "[swap_from=PATH] [workers=N]")
     try:
-        cfg = OmegaConf.to_container(OmegaConf.merge(base, OmegaConf.from_dotlist([a for a in argv if "=" in a])))
-        reject_unknown_keys(cfg, base.keys(), "config")
+        cfg = _dotlist_config("augment", argv)
         if not cfg["output_dir"]:
             raise ValueError("give output_dir=DST, a new folder for the re-rendered dataset")
         summary = run(paths[0], cfg["output_dir"], cfg["factors"], seed=cfg["seed"], workers=cfg["workers"],
@@ -238,17 +251,12 @@ def merge(argv: list[str]) -> None:
     """``toyland merge BASE FINETUNED key=value ...`` over configs/merge.yaml (OmegaConf dotlist)."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from toyland.config_keys import reject_unknown_keys
     from toyland.policies.merge import merge_checkpoints
 
-    paths = [a for a in argv if "=" not in a]
-    if len(paths) != 2:
-        raise SystemExit("usage: toyland merge BASE FINETUNED output_dir=DIR [alpha=A] [alphas.GROUP=A ...] "
-                         "[weights=ema|raw] [statistics=finetuned|base]")
-    base = OmegaConf.load(Path(__file__).parent / "configs" / "merge.yaml")
+    paths = _paths(argv, 2, "usage: toyland merge BASE FINETUNED output_dir=DIR [alpha=A] [alphas.GROUP=A ...] "
+                            "[weights=ema|raw] [statistics=finetuned|base]")
     try:
-        cfg = OmegaConf.to_container(OmegaConf.merge(base, OmegaConf.from_dotlist([a for a in argv if "=" in a])))
-        reject_unknown_keys(cfg, base.keys(), "config")
+        cfg = _dotlist_config("merge", argv)
         record = merge_checkpoints(*paths, cfg["output_dir"], alpha=cfg["alpha"], alphas=cfg["alphas"],
                                    weights=cfg["weights"], statistics=cfg["statistics"])
     except (ValueError, FileNotFoundError, OmegaConfBaseException) as exc:  # IncompatibleCheckpoint is a ValueError

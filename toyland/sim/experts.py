@@ -29,6 +29,14 @@ EXPERTS: Registry[type] = Registry("expert")
 YAWS = np.linspace(0.0, np.pi, 12, endpoint=False)
 
 
+def nearest_jaw_yaw(scene, yaw: float) -> float:
+    """``yaw`` or ``yaw + k pi``, whichever is nearest the tool's current yaw (of the finger axis, tcp
+    y): the parallel jaw is symmetric, so the two are the same grasp and the nearer turns least."""
+    _, rot = scene.tcp_pose()
+    current = np.arctan2(rot[1, 1], rot[0, 1])
+    return yaw + np.pi * np.round((current - yaw) / np.pi)
+
+
 @dataclass(frozen=True)
 class Grasp:
     pos: np.ndarray  # tool-centre-point target
@@ -213,11 +221,7 @@ class LiftExpert(Expert):
         others = [g for k, g in enumerate(scene.object_geoms) if k != target]
         obstacles = np.concatenate(others) if others else None
         self.grasp = plan_grasp(scene, scene.object_geoms[target], avoid=self.missed, obstacles=obstacles)
-        _, rot = scene.tcp_pose()
-        current = np.arctan2(rot[1, 1], rot[0, 1])  # yaw of the finger axis (tcp y)
-        # The jaw is symmetric: take the equivalent yaw nearest the current one.
-        yaw = self.grasp.yaw + np.pi * np.round((current - self.grasp.yaw) / np.pi)
-        self.goal_rot = geo.top_down_mat(yaw)
+        self.goal_rot = geo.top_down_mat(nearest_jaw_yaw(scene, self.grasp.yaw))
         self.phase, self.phase_steps = "approach", 0
         self.attempts += 1
 

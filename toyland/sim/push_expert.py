@@ -19,7 +19,7 @@ import numpy as np
 
 from toyland.sim import geometry as geo
 from toyland.sim.embodiments.gripper import FINGER_HALF, TIP_BELOW_TCP
-from toyland.sim.experts import EXPERTS, Expert, _Shape
+from toyland.sim.experts import EXPERTS, Expert, _Shape, nearest_jaw_yaw
 from toyland.sim.scene import TABLE_TOP_Z
 from toyland.sim.tasks.push import SUCCESS_RADIUS
 
@@ -89,11 +89,7 @@ class PushExpert(Expert):
         self.start = np.array([*(centre[:2] - back * u), self.push_z])
         self.hover_z = max(top + TIP_BELOW_TCP + self.HOVER, self.push_z + 0.05)
         # closed fingers side by side across the push direction: one 2.2 cm pad face towards the toy
-        _, rot = self.env.scene.tcp_pose()
-        current = np.arctan2(rot[1, 1], rot[0, 1])
-        yaw = np.arctan2(u[1], u[0]) + np.pi / 2
-        yaw += np.pi * np.round((current - yaw) / np.pi)  # the closed jaw is symmetric: the nearer of two
-        self.goal_rot = geo.top_down_mat(yaw)
+        self.goal_rot = geo.top_down_mat(nearest_jaw_yaw(self.env.scene, np.arctan2(u[1], u[0]) + np.pi / 2))
         self.phase, self.phase_steps = "approach", 0
         self.attempts += 1
 
