@@ -189,3 +189,61 @@ def test_study_report_shows_the_instruction_viewpoint_mi_of_each_arms_data(tmp_p
     assert mi["diffusion"]["normalized_mi"] == pytest.approx(1.0) and mi["diffusion"]["episodes"] == 60
     # each instruction seen from both islands: about 1 - H(2/3) = 0.08 bits left (plus the plug-in bias)
     assert mi["diffusion_overlap"]["mi_bits"] < 0.2 and mi["diffusion_overlap"]["episodes"] == 180
+
+
+def _fake_study(tmp_path, rates: dict[str, tuple[float, float]]):
+    """A study folder whose arms' crossed-cell records are written directly: arm -> (success rate,
+    shortcut rate) over 40 paired episodes of one training seed."""
+    from toyland.eval.records import RECORDS, RUN
+    from toyland.study.driver import Study
+
+    cfg = yaml.safe_load((SCENARIO_DIR.parent / "study" / "shortcut.yaml").read_text())
+    study = Study("shortcut", cfg, tmp_path)
+    study.validate()
+    for arm, (success, shortcut) in rates.items():
+        folder = study.run_dir(arm, 0) / "eval" / "islands"
+        folder.mkdir(parents=True)
+        (folder / RUN).write_text(json.dumps({"seed_start": 0, "episodes": 40}))
+        with open(folder / RECORDS, "w") as f:
+            for cell in ("A-B", "B-A"):
+                for i in range(40):
+                    took = i < shortcut * 40
+                    f.write(json.dumps({"cell": cell, "seed": i, "success": (not took) and i < (shortcut + success) * 40,
+                                        "cue_index": 0, "outcome": {"cue_success": took, "wrong_object": took}}) + "\n")
+    return study
+
+
+def test_the_report_pairs_shortcut_rates_and_plots_them_against_island_width(tmp_path):
+    from toyland.study.report import summarize_study, write_study_report
+
+    study = _fake_study(tmp_path, {"diffusion": (0.2, 0.75), "diffusion_narrow": (0.1, 0.9), "diffusion_wide": (0.5, 0.4),
+                                   "diffusion_overlap": (0.6, 0.1)})
+    summary = summarize_study(study)
+    overlap = [c for c in summary["comparisons"] if c["arm"] == "diffusion_overlap" and c["cell"] == "A-B"][0]
+    assert overlap["shortcut"]["n"] == 40 and overlap["shortcut"]["difference"] == pytest.approx(-0.65)
+    assert overlap["shortcut"]["mcnemar_p"] < 0.001 and overlap["shortcut"]["b_only"] == 26
+    points = {p["arm"]: p for p in summary["series"]["diversity"]["points"]}
+    assert [points[a]["x"] for a in ("diffusion_narrow", "diffusion", "diffusion_wide")] == [0, 10, 20]
+    assert points["diffusion"]["n"] == 80 and points["diffusion"]["k"] == 60 and points["diffusion"]["training_seeds"] == 1
+    lo, hi = points["diffusion_wide"]["ci95"]
+    assert lo < 0.4 < hi
+    text = write_study_report(study).read_text()
+    assert "shortcut rate against the first arm" in text and "| diffusion_overlap | diffusion | islands | A-B | 40 | -0.65" in text
+    assert "| diffusion_narrow | 0 | 1 | 72/80" in text
+    assert (tmp_path / "plots" / "series_diversity.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"metric": "speed"}, "metric 'speed'"),
+    ({"cells": ["A-C"]}, r"cells \['A-C'\] are not in suite"),
+    ({"arms": {"nope": 1}}, r"arms \['nope'\] are not arms"),
+    ({"arms": {"diffusion": "wide"}}, "maps to a number"),
+    ({"colour": "red"}, "colour"),
+])
+def test_bad_series_are_named(change, message):
+    from toyland.study.driver import Study, StudyConfigError
+
+    cfg = yaml.safe_load((SCENARIO_DIR.parent / "study" / "shortcut.yaml").read_text())
+    cfg["series"]["diversity"].update(change)
+    with pytest.raises((StudyConfigError, ValueError), match=message):
+        Study("shortcut", cfg, SCENARIO_DIR).validate()

@@ -33,7 +33,8 @@ from toyland.config_keys import reject_unknown_keys
 from toyland.files import write_json_atomic
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-STUDY_KEYS = {"description", "datasets", "arms", "suites", "workers", "seed_start"}
+STUDY_KEYS = {"description", "datasets", "arms", "suites", "workers", "seed_start", "series"}
+SERIES_KEYS = {"arms", "cells", "metric", "suite", "x_label"}
 DATASET_KEYS = {"overrides", "episodes", "seed"}
 DERIVED_KEYS = {"from", "factors", "seed", "swap_from"}  # a re-rendered dataset (toyland augment)
 ARM_KEYS = {"data", "overrides", "seeds", "description"}
@@ -94,9 +95,36 @@ class Study:
                 raise StudyConfigError(f"arm '{name}' needs `seeds`, a list of training seeds")
         for name, s in cfg["suites"].items():
             reject_unknown_keys(s, SUITE_KEYS, f"study '{self.name}' suite '{name}'")
+        for name, spec in (cfg.get("series") or {}).items():
+            self.validate_series(name, spec)
         for arm in self.only or []:
             if arm not in cfg["arms"]:
                 raise StudyConfigError(f"--only {arm}: no such arm; arms: {', '.join(cfg['arms'])}")
+
+    def validate_series(self, name: str, spec: dict) -> None:
+        from toyland.study.report import METRICS
+
+        where = f"study '{self.name}' series '{name}'"
+        reject_unknown_keys(spec, SERIES_KEYS, where)
+        missing = [k for k in ("arms", "cells", "metric", "suite") if not spec.get(k)]
+        if missing:
+            raise StudyConfigError(f"{where} needs {missing} (arms: arm -> x value, cells: a list, metric: "
+                                   f"{' | '.join(METRICS)}, suite: one of {', '.join(self.cfg['suites'])})")
+        if spec["metric"] not in METRICS:
+            raise StudyConfigError(f"{where}: metric {spec['metric']!r}; metrics: {', '.join(METRICS)}")
+        if spec["suite"] not in self.cfg["suites"]:
+            raise StudyConfigError(f"{where}: suite {spec['suite']!r} is not one of this study's ({', '.join(self.cfg['suites'])})")
+        unknown = [a for a in spec["arms"] if a not in self.cfg["arms"]]
+        if unknown:
+            raise StudyConfigError(f"{where}: arms {unknown} are not arms of this study")
+        if not all(isinstance(x, (int, float)) for x in spec["arms"].values()):
+            raise StudyConfigError(f"{where}: each arm maps to a number (its position on the x axis)")
+        from toyland.eval.suite import build_suite
+
+        names = build_suite(self.suite_config(spec["suite"])[0]).names()
+        absent = [c for c in spec["cells"] if c not in names]
+        if absent:
+            raise StudyConfigError(f"{where}: cells {absent} are not in suite '{spec['suite']}' ({', '.join(names)})")
 
     def arm_data(self, arm: str) -> dict[str, float]:
         data = self.cfg["arms"][arm].get("data")

@@ -94,10 +94,42 @@ def summarize_study(study) -> dict:
                     for seed in sorted({s for s, _ in a} & {s for s, _ in b}):
                         both = [k for k in a if k[0] == seed and k in b]
                         per_seed[seed] = sum(a[k] - b[k] for k in both) / len(both)
-                    comparisons.append({"arm": arm, "baseline": base, "suite": suite, "cell": cell,
-                                        **paired_comparison(a, b), "per_seed": per_seed})
+                    entry = {"arm": arm, "baseline": base, "suite": suite, "cell": cell,
+                             **paired_comparison(a, b), "per_seed": per_seed}
+                    if any(r.get("cue_index") is not None for r in records.values()):
+                        # a remedy is judged by the shortcut rate it removes, paired the same way
+                        entry["shortcut"] = paired_comparison(
+                            {key: bool(r["outcome"].get("cue_success")) for key, r in records.items()},
+                            {key: bool(r["outcome"].get("cue_success")) for key, r in ref.items()})
+                    comparisons.append(entry)
     return {"rows": rows, "comparisons": comparisons, "curves": curves(study, arms), "cost": cost(study),
-            "data": data_stats(study)}
+            "data": data_stats(study), "series": series(study, table)}
+
+
+METRICS = {  # what a series plots: a record -> 0 or 1
+    "success": lambda r: bool(r["success"]),
+    "shortcut": lambda r: bool(r["outcome"].get("cue_success")),
+    "wrong_object": lambda r: bool(r["outcome"].get("wrong_object")),
+}
+
+
+def series(study, table: dict) -> dict:
+    """name -> the study's ``series`` entry with its points: a metric pooled over some cells and every
+    training seed of each arm, against the value the arm stands for (e.g. a shortcut rate against the
+    width of the islands), with Wilson intervals."""
+    out = {}
+    for name, spec in (study.cfg.get("series") or {}).items():
+        points = []
+        for arm, x in spec["arms"].items():
+            records = [r for cell in spec["cells"] for r in table.get(arm, {}).get(spec["suite"], {}).get(cell, {}).values()]
+            if records:
+                k = sum(METRICS[spec["metric"]](r) for r in records)
+                points.append({"arm": arm, "x": x, "k": k, "n": len(records), "rate": k / len(records),
+                               "ci95": list(wilson_interval(k, len(records))),
+                               "training_seeds": len({r_seed for cell in spec["cells"] for r_seed, _ in
+                                                      table.get(arm, {}).get(spec["suite"], {}).get(cell, {})})})
+        out[name] = {**spec, "points": points}
+    return out
 
 
 def data_stats(study) -> dict:
@@ -183,6 +215,25 @@ def plot(summary: dict, folder: Path) -> list[str]:
         fig.savefig(folder / "curves.png", dpi=110)
         plt.close(fig)
         made.append("plots/curves.png")
+    for name, spec in summary.get("series", {}).items():
+        points = sorted(spec["points"], key=lambda p: p["x"])
+        if not points:
+            continue
+        x = [p["x"] for p in points]
+        fig, ax = plt.subplots(figsize=(4.6, 3.4))
+        ax.fill_between(x, [p["ci95"][0] for p in points], [p["ci95"][1] for p in points], alpha=0.25,
+                        label="95% Wilson interval")
+        ax.plot(x, [p["rate"] for p in points], marker="o", label=f"{spec['metric']} ({', '.join(spec['cells'])})")
+        for p in points:
+            ax.annotate(p["arm"], (p["x"], p["rate"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xlabel(spec.get("x_label", "x"))
+        ax.set_ylabel(f"{spec['metric'].replace('_', ' ')} rate, pooled over seeds")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(folder / f"series_{name}.png", dpi=110)
+        plt.close(fig)
+        made.append(f"plots/series_{name}.png")
     return made
 
 
@@ -218,6 +269,25 @@ def write_study_report(study) -> Path:
                          f"{c['difference']:+.2f} ({c['ci95'][0]:+.2f} to {c['ci95'][1]:+.2f}) | "
                          f"{', '.join(f'{d:+.2f}' for d in c['per_seed'].values())} | "
                          f"{c['a_only']} / {c['b_only']} | {c['mcnemar_p']:.3f} |")
+    shortcut = [c for c in summary["comparisons"] if c.get("shortcut", {}).get("n")]
+    if shortcut:
+        lines += ["", "## Paired differences in the shortcut rate against the first arm", "",
+                  "The cue's object lifted instead of the instructed one; negative: the arm takes the shortcut less.", "",
+                  "| arm | baseline | suite | cell | pairs | difference (95% CI) | arm only / baseline only | McNemar p |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for c in shortcut:
+            d = c["shortcut"]
+            lines.append(f"| {c['arm']} | {c['baseline']} | {c['suite']} | {c['cell']} | {d['n']} | "
+                         f"{d['difference']:+.2f} ({d['ci95'][0]:+.2f} to {d['ci95'][1]:+.2f}) | "
+                         f"{d['a_only']} / {d['b_only']} | {d['mcnemar_p']:.3f} |")
+    for name, spec in summary.get("series", {}).items():
+        if not spec["points"]:
+            continue
+        lines += ["", f"## Series `{name}`: {spec['metric'].replace('_', ' ')} rate against {spec.get('x_label', 'x')}", "",
+                  f"Pooled over cells {', '.join(spec['cells'])} of suite `{spec['suite']}` and every training seed.", "",
+                  f"| arm | {spec.get('x_label', 'x')} | training seeds | rate (95% CI) |", "|---|---|---|---|"]
+        lines += [f"| {p['arm']} | {p['x']} | {p['training_seeds']} | {_fmt(p['k'], p['n'], p['ci95'])} |"
+                  for p in sorted(spec["points"], key=lambda p: p["x"])]
     if summary["data"]:
         lines += ["", "## Training data: instruction vs camera viewpoint", "",
                   "Mutual information between the instructed task and the camera viewpoint (its binned axes together) "
