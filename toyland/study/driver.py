@@ -37,7 +37,9 @@ STUDY_KEYS = {"description", "datasets", "arms", "suites", "workers", "seed_star
 SERIES_KEYS = {"arms", "cells", "metric", "suite", "x_label"}
 DATASET_KEYS = {"overrides", "episodes", "seed"}
 DERIVED_KEYS = {"from", "factors", "seed", "swap_from"}  # a re-rendered dataset (toyland augment)
-ARM_KEYS = {"data", "overrides", "seeds", "description"}
+ARM_KEYS = {"data", "overrides", "seeds", "description", "init_from"}
+MERGE_ARM_KEYS = {"merge", "seeds", "description"}  # an arm made by merging two trained arms, not by training
+MERGE_KEYS = {"base", "finetuned", "alpha", "alphas", "weights", "statistics"}
 SUITE_KEYS = {"suite", "episodes", "env"}
 
 
@@ -85,14 +87,30 @@ class Study:
                     raise StudyConfigError(f"dataset '{name}': {key}: {d[key]!r} is not a dataset listed before it "
                                            f"({', '.join(earlier) or 'none'})")
             earlier.append(name)
+        before: list[str] = []
         for name, arm in cfg["arms"].items():
-            reject_unknown_keys(arm, ARM_KEYS, f"study '{self.name}' arm '{name}'")
+            where = f"study '{self.name}' arm '{name}'"
+            reject_unknown_keys(arm, MERGE_ARM_KEYS if "merge" in arm else ARM_KEYS, where)
+            if not arm.get("seeds"):
+                raise StudyConfigError(f"arm '{name}' needs `seeds`, a list of training seeds")
+            parents = []
+            if "merge" in arm:
+                reject_unknown_keys(arm["merge"], MERGE_KEYS, f"{where} `merge`")
+                parents = [arm["merge"].get("base"), arm["merge"].get("finetuned")]
+            elif arm.get("init_from") is not None:
+                parents = [arm["init_from"]]
+            for parent in parents:  # its parents' runs of the same seeds come first
+                if parent not in before:
+                    raise StudyConfigError(f"{where} builds on {parent!r}, which is not an arm listed before it "
+                                           f"({', '.join(before) or 'none'})")
+                missing = sorted(set(arm["seeds"]) - set(cfg["arms"][parent]["seeds"]))
+                if missing:
+                    raise StudyConfigError(f"{where}: seeds {missing} are not seeds of its parent arm '{parent}'")
+            before.append(name)
             unknown = [d for d in self.arm_data(name) if d not in cfg["datasets"]]
             if unknown:
                 raise StudyConfigError(f"arm '{name}' trains on {unknown}, not datasets of this study "
                                        f"({', '.join(cfg['datasets'])})")
-            if not arm.get("seeds"):
-                raise StudyConfigError(f"arm '{name}' needs `seeds`, a list of training seeds")
         for name, s in cfg["suites"].items():
             reject_unknown_keys(s, SUITE_KEYS, f"study '{self.name}' suite '{name}'")
         for name, spec in (cfg.get("series") or {}).items():
@@ -127,6 +145,9 @@ class Study:
             raise StudyConfigError(f"{where}: cells {absent} are not in suite '{spec['suite']}' ({', '.join(names)})")
 
     def arm_data(self, arm: str) -> dict[str, float]:
+        """The datasets an arm trains on (a merged arm: its fine-tuned parent's)."""
+        if "merge" in self.cfg["arms"][arm]:
+            return self.arm_data(self.cfg["arms"][arm]["merge"]["finetuned"])
         data = self.cfg["arms"][arm].get("data")
         if isinstance(data, str):
             data = [data]
@@ -140,6 +161,10 @@ class Study:
 
     def run_dir(self, arm: str, seed: int) -> Path:
         return self.out / "arms" / arm / f"seed_{seed}"
+
+    def actor_dir(self, arm: str, seed: int) -> Path:
+        """What an arm's evaluation acts with: its training run, or a merged arm's checkpoint."""
+        return self.run_dir(arm, seed) / "merged" if "merge" in self.cfg["arms"][arm] else self.run_dir(arm, seed)
 
     def data_dir(self, dataset: str) -> Path:
         return self.out / "data" / dataset
@@ -167,9 +192,15 @@ class Study:
         return env_config(self.collect_config(self.source_dataset(dataset)))
 
     def train_config(self, arm: str, seed: int) -> dict:
+        """The arm's ``toyland train`` config (a merged arm: its fine-tuned parent's, whose env it acts in)."""
         from hydra import compose, initialize_config_module
 
         spec = self.cfg["arms"][arm]
+        if "merge" in spec:
+            return self.train_config(spec["merge"]["finetuned"], seed)
+        if spec.get("init_from") is not None:  # before the arm's own overrides, which may set finetune.*
+            spec = {**spec, "overrides": [f"finetune.from='{self.run_dir(spec['init_from'], seed)}'",
+                                          *spec.get("overrides", [])]}
         sources = ",".join(f"{{name: {d}, path: '{self.data_dir(d)}', weight: {w}}}" for d, w in self.arm_data(arm).items())
         with initialize_config_module("toyland.configs", version_base="1.3"):
             cfg = compose("train", overrides=[*spec.get("overrides", []), f"seed={seed}",
@@ -214,10 +245,40 @@ class Study:
         if not summary.complete:
             raise KeyboardInterrupt(f"toyland augment of {dataset} was interrupted; run the study again to resume")
 
+    def trained(self, arm: str, seed: int) -> bool:
+        from toyland.train.state import latest_checkpoint
+
+        last = latest_checkpoint(self.run_dir(arm, seed))
+        return last is not None and int(last.name.split("_")[-1]) >= int(self.train_config(arm, seed)["steps"])
+
+    def check_parents(self, arm: str, seed: int) -> None:
+        spec = self.cfg["arms"][arm]
+        parents = [spec["merge"]["base"], spec["merge"]["finetuned"]] if "merge" in spec else \
+            [spec["init_from"]] if spec.get("init_from") is not None else []
+        for parent in parents:
+            if not self.trained(parent, seed):
+                raise StudyConfigError(f"arm {arm} seed {seed} builds on arm {parent} seed {seed}, which has not finished "
+                                       f"training: run it first (--only {parent})")
+
+    def merge(self, arm: str, seed: int) -> None:
+        from toyland.policies.merge import merge_checkpoints
+
+        spec = dict(self.cfg["arms"][arm]["merge"])
+        out = self.actor_dir(arm, seed)
+        base, finetuned = self.run_dir(spec.pop("base"), seed), self.run_dir(spec.pop("finetuned"), seed)
+        self.say(f"arm {arm} seed {seed}: merging into {out}")
+        # written again each run: the same parents and alphas give the same tensors, and an evaluation
+        # of other weights is refused by its weights' sha256
+        merge_checkpoints(base, finetuned, out, alpha=float(spec.get("alpha", 0.5)), alphas=spec.get("alphas") or {},
+                          weights=spec.get("weights", "ema"), statistics=spec.get("statistics", "finetuned"))
+
     def train(self, arm: str, seed: int) -> None:
         from toyland.train.state import latest_checkpoint
         from toyland.train.trainer import train
 
+        self.check_parents(arm, seed)
+        if "merge" in self.cfg["arms"][arm]:
+            return self.merge(arm, seed)
         cfg = self.train_config(arm, seed)
         run = self.run_dir(arm, seed)
         stored = run / "config.json"
@@ -249,8 +310,9 @@ class Study:
         out = self.run_dir(arm, seed) / "eval" / suite
         env = {**self.train_config(arm, seed)["env"], **env_overrides}
         seed_start = int(self.cfg.get("seed_start", EVAL_SEED_START))
+        actor = str(self.actor_dir(arm, seed))
         try:  # the same weights, env, cells and seeds, or a clear refusal (never old records under new settings)
-            check_same_run(out, run_record(str(self.run_dir(arm, seed)), env, cells, episodes, seed_start))
+            check_same_run(out, run_record(actor, env, cells, episodes, seed_start))
         except ValueError as exc:
             raise StudyConfigError(f"{exc} (rename the suite, delete that folder, or run the study into a new --out)")
         if (out / RESULTS).is_file():
@@ -259,7 +321,7 @@ class Study:
                                                                      for c in results["cells"].values()):
                 return results
         self.say(f"arm {arm} seed {seed}: suite {suite}, {episodes} episodes per cell")
-        return evaluate_suite(str(self.run_dir(arm, seed)), env, cells, out, episodes=episodes, seed_start=seed_start,
+        return evaluate_suite(actor, env, cells, out, episodes=episodes, seed_start=seed_start,
                               workers=int(self.cfg.get("workers", 2)), progress=True)
 
     def run(self) -> Path:

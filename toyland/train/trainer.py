@@ -18,12 +18,13 @@ import torch
 
 from toyland.config_keys import reject_unknown_keys
 from toyland.files import write_json_atomic
+from toyland.train.finetune import check_same_policy, load_start, resolve_start, write_record
 from toyland.train.state import (
     CHECKPOINTS, latest_checkpoint, restore_training, save_training,
 )
 
 TRAIN_KEYS = {"env", "policy", "data", "steps", "batch_size", "seed", "device", "threads", "optim", "ema", "log_every",
-              "save_every", "eval", "resume", "output_dir", "experiment", "prefetch", "augment"}
+              "save_every", "eval", "resume", "output_dir", "experiment", "prefetch", "augment", "finetune"}
 OPTIM_KEYS = {"lr", "weight_decay", "betas", "warmup_steps", "grad_clip"}
 EMA_KEYS = {"enabled", "decay"}
 EVAL_KEYS = {"every", "episodes", "final_episodes", "seed_start", "videos", "workers"}
@@ -98,6 +99,9 @@ def train(cfg: dict) -> TrainResult:
     first = _first_source_info(cfg["data"])
     features = PolicyFeatures.from_dataset_info(first, list(pconfig.cameras) if pconfig.cameras else None,
                                                 masks=pconfig.needs_masks, depth=pconfig.needs_depth)
+    start = resolve_start(cfg.get("finetune"))  # fine-tuning: the weights training starts from
+    if start is not None:  # before any policy is built: another policy's build errors would hide the reason
+        check_same_policy(start, cls.name, pconfig, features)
     deltas = cls(pconfig, features, None).delta_timestamps()
     augment = AugmentStep(augmentations, device) if len(augmentations) else None
     if augment is not None:
@@ -106,8 +110,13 @@ def train(cfg: dict) -> TrainResult:
     if augment is not None:  # a dataset without what an augmentation needs fails here, with the collect hint
         augmentations.check(sampler.sample(0))
     torch.manual_seed(seed)
-    policy = cls(pconfig, features, sampler.stats()).to(device)
-    policy.fit(sampler)
+    keep = start is not None and start.keeps_statistics
+    policy = cls(pconfig, features, None if keep else sampler.stats()).to(device)
+    if not keep:
+        policy.fit(sampler)
+    if start is not None:
+        load_start(start, policy)
+        write_record(start, out)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=optim["lr"], betas=tuple(optim["betas"]), weight_decay=optim["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, int(optim["warmup_steps"]), total))

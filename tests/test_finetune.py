@@ -1,0 +1,138 @@
+"""Fine-tuning (``finetune.from``) and the study driver's arms built on other arms: a fine-tune
+starts from its parent's weights, keeps or refits the statistics as asked, refuses another policy,
+and a study trains a parent, fine-tunes it and merges the two."""
+
+import json
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from toyland.policies.checkpoint import IncompatibleCheckpoint
+from toyland.study.driver import Study, StudyConfigError
+from toyland.train.trainer import train
+
+from test_train import TINY_DIFFUSION, config
+
+
+@pytest.fixture(scope="module")
+def other_demos(tmp_path_factory):
+    """Lift episodes from other seeds: the same features, other action statistics."""
+    from toyland.data.collect import collect
+
+    root = tmp_path_factory.mktemp("demos") / "other"
+    collect({"task": "lift", "image_size": 48}, root, episodes=2, seed=500, workers=1, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory, lift_demos):
+    out = tmp_path_factory.mktemp("parent")
+    train(config(out, lift_demos, "steps=4"))
+    return out
+
+
+def _weights(run, name="model"):
+    return load_file(sorted((run / "checkpoints").glob("step_*"))[-1] / f"{name}.safetensors")
+
+
+def test_a_finetune_starts_from_its_parents_weights_and_statistics(tmp_path, other_demos, parent):
+    # lr 0: one step that changes nothing, so the saved weights are exactly the starting point
+    run = tmp_path / "ft"
+    train(config(run, other_demos, "steps=1", "optim.lr=0.0", f"finetune.from={parent}"))
+    start, now = _weights(parent, "ema"), _weights(run)
+    assert start.keys() == now.keys() and all(torch.equal(start[k], now[k]) for k in start)
+    record = json.loads((run / "finetune.json").read_text())
+    assert record["statistics"] == "checkpoint" and record["weights"] == "ema.safetensors" and len(record["sha256"]) == 64
+
+
+def test_statistics_from_the_data_refit_the_buffers_and_keep_the_parameters(tmp_path, other_demos, parent):
+    run = tmp_path / "ft"
+    cfg = config(run, other_demos, "steps=1", "optim.lr=0.0", f"finetune.from={parent}", "finetune.statistics=data")
+    train(cfg)
+    scratch = tmp_path / "scratch"
+    train(config(scratch, other_demos, "steps=1", "optim.lr=0.0"))
+    start, now, fresh = _weights(parent, "ema"), _weights(run), _weights(scratch)
+    stats = [k for k in now if k.startswith("normalizer.")]
+    assert stats and all(torch.equal(now[k], fresh[k]) for k in stats)  # the new data's units
+    assert any(not torch.equal(now[k], start[k]) for k in stats)  # ... which differ from the parent's
+    params = [k for k in now if not k.startswith("normalizer.")]
+    assert all(torch.equal(now[k], start[k]) for k in params)
+
+
+@pytest.mark.parametrize("change, message", [
+    (["policy.down_dims=[16,64]"], r"down_dims \(config \[16, 64\], checkpoint \[16, 32\]\)"),
+    (["policy=vla", "policy.det_pool=false", "policy.det_pool_geometry=false"], "the config builds 'vla', the checkpoint is 'diffusion'"),
+])
+def test_another_policy_is_refused_by_name(tmp_path, lift_demos, parent, change, message):
+    policy = [] if change[0] == "policy=vla" else TINY_DIFFUSION
+    with pytest.raises(IncompatibleCheckpoint, match=message):
+        train(config(tmp_path, lift_demos, "steps=1", f"finetune.from={parent}", *change, policy=policy))
+
+
+def test_data_with_other_features_is_refused_by_name(tmp_path, parent):
+    from toyland.data.collect import collect
+
+    collect({"task": "lift", "image_size": 32}, tmp_path / "small", episodes=1, seed=0, workers=1, progress=False)
+    with pytest.raises(IncompatibleCheckpoint, match=r"features differ: cameras: data .*32, 32.*checkpoint .*48, 48"):
+        train(config(tmp_path / "run", tmp_path / "small", "steps=1", "env.image_size=32", f"finetune.from={parent}"))
+
+
+def test_acting_options_may_differ_and_bad_finetune_settings_are_named(tmp_path, lift_demos, parent):
+    train(config(tmp_path / "a", lift_demos, "steps=1", f"finetune.from={parent}", "policy.inference_steps=2"))
+    for setting, message in ((f"finetune.from={tmp_path / 'nope'}", "does not exist"),
+                             ("finetune.weights=raw", "finetune.weights='raw'"),
+                             ("finetune.statistics=mean", "finetune.statistics='mean'")):
+        with pytest.raises((FileNotFoundError, ValueError), match=message):
+            train(config(tmp_path / "b", lift_demos, "steps=1", f"finetune.from={parent}", setting))
+    with pytest.raises(IncompatibleCheckpoint, match="started from other weights"):  # resuming from another parent
+        train(config(tmp_path / "a", lift_demos, "steps=2", "resume=true", f"finetune.from={tmp_path / 'a'}"))
+
+
+TINY_STUDY = ["steps=2", "batch_size=4", "save_every=2", *TINY_DIFFUSION]
+
+
+def write_study(tmp_path, arms: dict) -> str:
+    path = tmp_path / "chain.yaml"
+    path.write_text(yaml.safe_dump({
+        "description": "a parent, its fine-tune and their merge",
+        "workers": 1,
+        "datasets": {"demos": {"episodes": 2, "overrides": ["env.image_size=32", "workers=1"]}},
+        "arms": arms,
+        "suites": {"id": {"suite": "id_only", "episodes": 2}},
+    }, sort_keys=False))  # arms in the order given: a parent comes before the arms built on it
+    return str(path)
+
+
+CHAIN = {"base": {"data": ["demos"], "seeds": [0], "overrides": TINY_STUDY},
+         "tuned": {"data": ["demos"], "seeds": [0], "init_from": "base", "overrides": TINY_STUDY},
+         "merged": {"seeds": [0], "merge": {"base": "base", "finetuned": "tuned", "alpha": 0.5}}}
+
+
+def test_a_study_fine_tunes_one_arm_from_another_and_merges_them(tmp_path):
+    out = tmp_path / "out"
+    path = write_study(tmp_path, CHAIN)
+    with pytest.raises(StudyConfigError, match="builds on arm base seed 0, which has not finished"):
+        Study.load(path, out=out, only=["tuned"]).run()
+    text = Study.load(path, out=out).run().read_text()
+    for arm in CHAIN:
+        assert f"| {arm} | id | id | 1 | " in text
+    tuned = Study.load(path, out=out).run_dir("tuned", 0)
+    assert json.loads((tuned / "finetune.json").read_text())["from"].endswith("base/seed_0/checkpoints/step_0000002")
+    merged = out / "arms" / "merged" / "seed_0" / "merged"
+    record = json.loads((merged / "policy.json").read_text())["merge"]
+    assert record["alphas"] == {"vision": 0.5, "denoiser": 0.5}
+    assert json.loads((out / "arms" / "merged" / "seed_0" / "eval" / "id" / "run.json").read_text())["actor"] == str(merged)
+    Study.load(path, out=out).run()  # done: merging again gives the same weights, so its evaluation stands
+
+
+@pytest.mark.parametrize("arms, message", [
+    ({"tuned": {**CHAIN["tuned"]}, "base": CHAIN["base"]}, "builds on 'base', which is not an arm listed before"),
+    ({"base": CHAIN["base"], "tuned": {**CHAIN["tuned"], "seeds": [0, 1]}}, r"seeds \[1\] are not seeds of its parent"),
+    ({**CHAIN, "merged": {**CHAIN["merged"], "data": ["demos"]}}, "data"),
+    ({**CHAIN, "merged": {"seeds": [0], "merge": {"base": "base", "finetuned": "tuned", "alfa": 0.5}}}, "alfa"),
+])
+def test_bad_arm_chains_are_named(tmp_path, arms, message):
+    with pytest.raises((StudyConfigError, ValueError), match=message):
+        Study.load(write_study(tmp_path, arms), out=tmp_path / "out")
