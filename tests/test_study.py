@@ -69,9 +69,11 @@ def test_every_study_config_composes(name, tmp_path):
         cfg = study.train_config(arm, seeds[0])
         policy_config(cfg["policy"])
         assert cfg["eval"]["final_episodes"] == 0  # the suites evaluate, once
+    first = study.arms[0]
     for suite in study.cfg["suites"]:
-        cells, episodes, _ = study.suite_config(suite)
+        cells, episodes, env = study.suite_config(suite)
         assert build_suite(cells).cells and episodes >= 1
+        resolved_env_config({**study.train_config(first, study.cfg["arms"][first]["seeds"][0])["env"], **env})
 
 
 def write_study(tmp_path, steps=4) -> str:
