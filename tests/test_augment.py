@@ -37,6 +37,11 @@ def clone(batch: dict) -> dict:
     return {k: v.clone() if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def changed(a: dict, b: dict) -> list[str]:
+    """The tensor keys whose values differ between two batches."""
+    return [k for k in a if torch.is_tensor(a[k]) and k in b and not torch.equal(a[k], b[k])]
+
+
 def run(name: str, batch: dict, seed: int = 0, **config):
     return build_augmentation({"name": name, **config})(batch, torch.Generator().manual_seed(seed))
 
@@ -53,7 +58,7 @@ def test_shapes_dtypes_kept_and_input_untouched(name):
         assert torch.equal(batch[key], value) if torch.is_tensor(value) else batch[key] == value  # input untouched
         if torch.is_tensor(value):
             assert out[key].shape == value.shape and out[key].dtype == value.dtype and out[key].device == value.device
-    assert not torch.equal(out[IMAGE], before[IMAGE])  # it did something
+    assert changed(out, before)  # it did something (to images, or to masks)
 
 
 @pytest.mark.parametrize("name", AUGMENTATIONS.names())
@@ -63,7 +68,7 @@ def test_deterministic_for_a_generator_seed(name):
     for key in a:
         if torch.is_tensor(a[key]):
             assert torch.equal(a[key], b[key]), key
-    assert not torch.equal(a[IMAGE], c[IMAGE])
+    assert changed(a, c)
 
 
 @pytest.mark.parametrize("name", AUGMENTATIONS.names())
@@ -107,8 +112,9 @@ def test_runs_on_a_collected_dataset_through_the_sampler_hook(name, request):
     augmented = BatchSampler([Source("lift", lift_store)], deltas, 6, seed=1, transform=build_augmentations([name]))
     a, b, again = plain.sample(2), augmented.sample(2), augmented.sample(2)
     assert b[IMAGE].shape == a[IMAGE].shape == (6, 2, 3, 48, 48) and b[IMAGE].dtype == torch.float32
-    assert torch.equal(a["action"], b["action"]) and torch.equal(a["index"], b["index"])  # only images change
-    assert not torch.equal(a[IMAGE], b[IMAGE]) and torch.equal(b[IMAGE], again[IMAGE])  # seeded by (seed, step)
+    assert torch.equal(a["action"], b["action"]) and torch.equal(a["index"], b["index"])  # only observations change
+    assert changed(a, b) and all(k.startswith("observation.") or k.startswith("augment.") for k in changed(a, b))
+    assert not changed(b, again)  # seeded by (seed, step)
     assert 0 <= float(b[IMAGE].min()) and float(b[IMAGE].max()) <= 1
 
 

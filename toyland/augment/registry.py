@@ -17,6 +17,7 @@ AUGMENTATIONS: Registry[type[Augmentation]] = Registry("augmentation")
 AUGMENTATIONS.register_lazy("colour_jitter", "toyland.augment.colour")
 AUGMENTATIONS.register_lazy("segment_recolour", "toyland.augment.segmentation")
 AUGMENTATIONS.register_lazy("viewpoint_warp", "toyland.augment.viewpoint")
+AUGMENTATIONS.register_lazy("mask_noise", "toyland.augment.mask_noise")
 
 
 class Augmentations:

@@ -268,7 +268,12 @@ class DatasetWriter:
                 return None  # stopped before its first record was written: no episode to lose
             raise FileExistsError(f"{self.root} is a LeRobotDataset without {LOG_PATH}: not a toyland collection, "
                                   "so it cannot be resumed; choose a new output_dir")
-        changed = sorted(k for k in set(log.config) | set(config) if log.config.get(k) != config.get(k))
+        recorded = dict(log.config)
+        if isinstance(recorded.get("env"), dict):  # env options added since take their defaults, as they did then
+            from toyland.sim import resolved_env_config
+
+            recorded["env"] = resolved_env_config(recorded["env"])
+        changed = sorted(k for k in set(recorded) | set(config) if recorded.get(k) != config.get(k))
         if changed:
             raise ValueError(f"{self.root} was collected with a different config (keys {changed} differ); "
                              "resume with the same config or choose a new output_dir")

@@ -120,6 +120,10 @@ def check_same_run(out: Path, run: dict) -> None:
     if not (Path(out) / RUN).is_file():
         return
     previous = json.loads((Path(out) / RUN).read_text())
+    if isinstance(previous.get("env"), dict):  # env options added since take their defaults, as they did then
+        from toyland.sim import resolved_env_config
+
+        previous["env"] = resolved_env_config(previous["env"])
     changed = sorted(k for k in run if k != "episodes" and run[k] != previous.get(k))
     if changed:
         raise ValueError(f"{out} holds an evaluation with a different {changed}; resume with the same "

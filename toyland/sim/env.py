@@ -60,6 +60,7 @@ class ToylandEnv(gym.Env):
         settle_time: float = 2.0,
         factors: dict | None = None,
         shortcut: dict | None = None,
+        mask_noise: dict | None = None,
     ):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
@@ -78,6 +79,8 @@ class ToylandEnv(gym.Env):
         self.controller = make_controller(self.embodiment, self.control_cfg)
         self.factor_levels = check_levels(factors)
         self.shortcut = Shortcut.from_config(shortcut) if shortcut else None
+        self.mask_noise = self._mask_noise_config(mask_noise)
+        self._mask_generator = None
         sizes = [(c.height, c.width) for c in self.cameras] + ([tuple(render_size)] if render_mode else []) + [(8, 8)]
         self._offscreen = (max(s[0] for s in sizes), max(s[1] for s in sizes))
         self.renderers = RendererPool(*self._offscreen)
@@ -106,6 +109,18 @@ class ToylandEnv(gym.Env):
         self._last_eval: dict = {}
         self._episode_seed, self._factor_values = None, {}
 
+    def _mask_noise_config(self, entry: dict | None):
+        """A detector's errors on the target masks (toyland/augment/mask_noise.py), or None."""
+        if not entry:
+            return None
+        from toyland.augment.base import parse_config
+        from toyland.augment.mask_noise import MaskNoiseConfig
+
+        if not any("mask" in cam.modalities for cam in self.cameras):
+            raise ValueError("env mask_noise acts on target masks, and no camera has the mask modality: "
+                             "add it, e.g. cameras=[front:rgb+mask]")
+        return parse_config(MaskNoiseConfig, dict(entry), "env mask_noise")
+
     # ------------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -121,6 +136,10 @@ class ToylandEnv(gym.Env):
             levels.update(cue_levels)
         factor_values = {name: FACTORS.get(name).sample(level, factor_rng(episode_seed, name)) for name, level in levels.items()}
         self._episode_seed, self._factor_values = episode_seed, factor_values
+        if self.mask_noise is not None:  # its own stream: the scene is the same with and without the noise
+            import torch
+
+            self._mask_generator = torch.Generator().manual_seed(int(factor_rng(episode_seed, "mask_noise").integers(2**62)))
         for name, values in factor_values.items():
             FACTORS.get(name).edit_task(task, values)
         target_seed = options.pop("toy_seed", None)  # evaluate one particular toy of the set
@@ -232,9 +251,22 @@ class ToylandEnv(gym.Env):
                     obs[f"observation.segmentation.{cam.name}"] = labels
                 if "mask" in cam.modalities:
                     target = FIRST_OBJECT_LABEL + self.task.target_index
-                    obs[f"observation.masks.{cam.name}"] = (labels == target).astype(np.uint8)
+                    mask = (labels == target).astype(np.uint8)
+                    if self.mask_noise is not None:
+                        mask = self._detected(mask, labels)
+                    obs[f"observation.masks.{cam.name}"] = mask
         obs["task"] = self.task.instruction
         return obs
+
+    def _detected(self, mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The mask as the configured detector would give it, drawn from the episode's noise stream."""
+        import torch
+
+        from toyland.augment.mask_noise import noisy_masks
+
+        out = noisy_masks(torch.from_numpy(mask)[None], torch.from_numpy(labels.astype(np.int64))[None], self.mask_noise,
+                          self._mask_generator)
+        return out[0].numpy()
 
     def render(self):
         if self.render_mode != "rgb_array" or self.scene is None:
