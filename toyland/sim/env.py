@@ -61,12 +61,13 @@ class ToylandEnv(gym.Env):
         factors: dict | None = None,
         shortcut: dict | None = None,
         mask_noise: dict | None = None,
+        placement: str = "target_first",
     ):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
         self.embodiment = get_embodiment(embodiment)
         self.toy_set = get_toy_set(toy_set, num_toys)
-        self.task = TASKS.get(task)(self.toy_set)
+        self.task = TASKS.get(task)(self.toy_set, placement)
         self.cameras: tuple[CameraConfig, ...] = parse_cameras(cameras, image_size)
         self.control_cfg = ControlConfig(mode=control_mode, rate_hz=control_hz)
         self.arena = ArenaConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in (arena or {}).items()})
