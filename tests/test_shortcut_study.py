@@ -247,3 +247,27 @@ def test_bad_series_are_named(change, message):
     cfg["series"]["diversity"].update(change)
     with pytest.raises((StudyConfigError, ValueError), match=message):
         Study("shortcut", cfg, SCENARIO_DIR).validate()
+
+
+def _nearest_is_target(env_cfg: dict, episodes: int = 60) -> float:
+    env = make_env({**env_cfg, "cameras": []})
+    hits = 0
+    for seed in range(episodes):
+        _, info = env.reset(seed=seed)
+        scene = env.unwrapped.scene
+        xy = np.array([scene.data.xpos[b][:2] for b in scene.object_bodies])
+        hits += int(np.argmin(np.linalg.norm(xy - [0.51, 0.0], axis=1)) == info["target_index"])
+    return hits / episodes
+
+
+def test_where_a_toy_lies_says_nothing_of_the_target_in_the_shortcut_scenarios():
+    # target_first puts the target in the spawn area and the rest around it: the toy nearest the
+    # area's centre is the target in ~90% of episodes, a cue stronger than instruction or viewpoint
+    assert _nearest_is_target({"task": "language_lift"}) > 0.8
+    for name in ("shortcut_islands", "shortcut_islands_table", "viewpoint_shortcut", "table_colour_shortcut"):
+        cfg = scenario_env_config(name, "train")
+        assert cfg["placement"] == "exchangeable"
+        if name in ("shortcut_islands", "viewpoint_shortcut"):  # the same placement code: two suffice
+            assert 0.2 < _nearest_is_target(cfg) < 0.5, name  # chance: one toy in three
+    with pytest.raises(ValueError, match="placement 'middle'"):
+        make_env({"task": "lift", "placement": "middle", "cameras": []})

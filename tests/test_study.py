@@ -205,3 +205,20 @@ def test_an_arm_trained_before_an_option_was_removed_while_off_is_still_the_same
     assert current_form(old, run) == json.loads(json.dumps(cfg))  # what a checkpoint of that run loads as
     with pytest.raises(StudyConfigError, match="no longer has.*state_noise"):
         current_form({**cfg, "policy": {**cfg["policy"], "state_noise": 0.1}}, run)
+
+
+def test_an_arm_trained_before_newer_train_keys_and_env_options_is_still_the_same_arm(tmp_path):
+    from toyland.study.driver import added_since
+
+    study = Study.load(write_study(tmp_path), out=tmp_path / "out", only=["small"])
+    cfg = study.train_config("small", 0)
+    assert "finetune" in cfg and "placement" in cfg["env"]
+    old = {k: v for k, v in cfg.items() if k != "finetune"}
+    old["env"] = {k: v for k, v in cfg["env"].items() if k != "placement"}
+    a, b = added_since(old, cfg)
+    assert a == b  # added since, at their defaults: what the run had
+    tuned = {**cfg, "finetune": {**cfg["finetune"], "from": "somewhere"}}
+    a, b = added_since(old, tuned)
+    assert a.get("finetune") != b["finetune"]  # a run from scratch is not this fine-tune
+    a, b = added_since(old, {**cfg, "env": {**cfg["env"], "placement": "exchangeable"}})
+    assert a["env"]["placement"] == "target_first" != b["env"]["placement"]

@@ -283,9 +283,9 @@ class Study:
         run = self.run_dir(arm, seed)
         stored = run / "config.json"
         if stored.is_file():
-            old = current_form(json.loads(stored.read_text()), run)
-            changed = sorted(k for k in set(old) | set(cfg) if json.dumps(old.get(k), sort_keys=True, default=str)
-                             != json.dumps(cfg.get(k), sort_keys=True, default=str))
+            old, now = added_since(current_form(json.loads(stored.read_text()), run), cfg)
+            changed = sorted(k for k in set(old) | set(now) if json.dumps(old.get(k), sort_keys=True, default=str)
+                             != json.dumps(now.get(k), sort_keys=True, default=str))
             if changed:
                 raise StudyConfigError(f"{run} was trained with a different config ({changed} differ); delete that "
                                        "folder to train it again, or run the study into a new --out")
@@ -370,6 +370,28 @@ def current_form(cfg: dict, run: Path) -> dict:
     except IncompatibleCheckpoint as exc:
         raise StudyConfigError(f"{run} was trained with a policy option toyland no longer has: {exc}") from None
     return {**cfg, "policy": {"name": name, **{k: v for k, v in migrated.items() if k in policy}}}  # no added defaults
+
+
+def added_since(old: dict, cfg: dict) -> tuple[dict, dict]:
+    """A stored train config and today's, with what toyland added since the run filled in as it was
+    then: env options at their defaults (both envs resolved), and train keys the stored config lacks
+    at today's default when today's config has that default (a run from before ``finetune`` existed
+    was not a fine-tune; an arm that now fine-tunes differs from it)."""
+    from hydra import compose, initialize_config_module
+
+    from toyland.sim import resolved_env_config
+
+    old, cfg = dict(old), dict(cfg)
+    if isinstance(old.get("env"), dict) and isinstance(cfg.get("env"), dict):
+        old["env"], cfg["env"] = resolved_env_config(old["env"]), resolved_env_config(cfg["env"])
+    missing = set(cfg) - set(old)
+    if missing:
+        with initialize_config_module("toyland.configs", version_base="1.3"):
+            defaults = OmegaConf.to_container(compose("train", overrides=["output_dir=."]), resolve=True)
+        for key in missing:
+            if key in defaults and json.dumps(defaults[key], sort_keys=True) == json.dumps(cfg[key], sort_keys=True, default=str):
+                old[key] = cfg[key]
+    return old, cfg
 
 
 def study_names() -> list[str]:
