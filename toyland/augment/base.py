@@ -47,9 +47,10 @@ class MissingInputError(ValueError):
 SAMPLER_SUFFIXES = ("_is_pad", "_present", "_dim_mask")  # the sampler's per-key flags, not images
 
 
-def image_cameras(batch: dict) -> list[str]:
-    return sorted(k[len(IMAGES):] for k in batch
-                  if k.startswith(IMAGES) and not k.endswith(SAMPLER_SUFFIXES) and torch.is_tensor(batch[k]))
+def image_cameras(batch: dict, prefix: str = IMAGES) -> list[str]:
+    """The cameras a batch has ``prefix`` tensors of (images by default; e.g. masks)."""
+    return sorted(k[len(prefix):] for k in batch
+                  if k.startswith(prefix) and not k.endswith(SAMPLER_SUFFIXES) and torch.is_tensor(batch[k]))
 
 
 def require(batch: dict, augmentation: str, need: str, cam: str) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from toyland.augment.base import Augmentation, MissingInputError, check_number, require
+from toyland.augment.base import Augmentation, MissingInputError, check_number, image_cameras, require
 from toyland.augment.registry import AUGMENTATIONS
 
 MASKS = "observation.masks."
@@ -144,8 +144,7 @@ class MaskNoise(Augmentation):
         return frozenset({"masks", "segmentation"} if self.config.rate("wrong_object") > 0 else {"masks"})
 
     def cameras(self, batch: dict) -> list[str]:
-        cams = sorted(k[len(MASKS):] for k in batch if k.startswith(MASKS) and torch.is_tensor(batch[k])
-                      and not k.endswith(("_is_pad", "_present")))
+        cams = image_cameras(batch, MASKS)
         if not cams:
             raise MissingInputError("augmentation 'mask_noise' needs masks but the batch has no "
                                     f"'{MASKS}<camera>': collect with env.cameras=[front:rgb+mask]")

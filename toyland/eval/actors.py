@@ -148,14 +148,9 @@ class LeRobotPretrainedActor(Actor):
 def resolve_checkpoint(path: str | Path, weights: str = "ema") -> tuple[Path, str]:
     """(checkpoint folder, weights name): a training run folder gives its newest checkpoint, and
     ``ema`` falls back to ``model`` for a checkpoint saved without EMA weights."""
-    from toyland.train.state import latest_checkpoint
+    from toyland.train.state import checkpoint_of
 
-    folder = Path(path)
-    if (folder / "checkpoints").is_dir():
-        newest = latest_checkpoint(folder)
-        if newest is None:
-            raise FileNotFoundError(f"{folder} is a training run with no complete checkpoint yet")
-        folder = newest
+    folder = checkpoint_of(path, "policy")
     if weights == "ema" and not (folder / "ema.safetensors").is_file():
         weights = "model"
     return folder, weights

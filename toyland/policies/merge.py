@@ -55,17 +55,9 @@ class Parent:
     @classmethod
     def resolve(cls, role: str, path: str | Path, weights: str) -> "Parent":
         """A checkpoint folder or a training run folder (its newest checkpoint), as ``toyland eval`` takes."""
-        from toyland.train.state import latest_checkpoint
+        from toyland.train.state import checkpoint_of
 
-        folder = Path(path).expanduser().resolve()
-        if (folder / "checkpoints").is_dir():
-            newest = latest_checkpoint(folder)
-            if newest is None:
-                raise FileNotFoundError(f"{role} {folder} is a training run with no complete checkpoint yet")
-            folder = newest.resolve()
-        elif not (folder / POLICY_FILE).is_file():
-            raise FileNotFoundError(f"{role} {folder} is neither a toyland checkpoint folder (no {POLICY_FILE}) nor a "
-                                    "training run folder (no checkpoints/)")
+        folder = checkpoint_of(Path(path).expanduser().resolve(), role).resolve()
         file = folder / WEIGHT_FILES[weights]
         if not file.is_file():  # no silent fallback: merging raw with EMA weights would mix two things
             raise FileNotFoundError(f"{role} {folder} has no {file.name} (saved: "

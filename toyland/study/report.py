@@ -121,13 +121,13 @@ def series(study, table: dict) -> dict:
     for name, spec in (study.cfg.get("series") or {}).items():
         points = []
         for arm, x in spec["arms"].items():
-            records = [r for cell in spec["cells"] for r in table.get(arm, {}).get(spec["suite"], {}).get(cell, {}).values()]
+            cells = table.get(arm, {}).get(spec["suite"], {})
+            # (training seed, episode seed) repeats across cells: a list, not a dict
+            records = [(key, r) for cell in spec["cells"] for key, r in cells.get(cell, {}).items()]
             if records:
-                k = sum(METRICS[spec["metric"]](r) for r in records)
-                points.append({"arm": arm, "x": x, "k": k, "n": len(records), "rate": k / len(records),
-                               "ci95": list(wilson_interval(k, len(records))),
-                               "training_seeds": len({r_seed for cell in spec["cells"] for r_seed, _ in
-                                                      table.get(arm, {}).get(spec["suite"], {}).get(cell, {})})})
+                k, n = sum(METRICS[spec["metric"]](r) for _, r in records), len(records)
+                points.append({"arm": arm, "x": x, "k": k, "n": n, "rate": k / n, "ci95": list(wilson_interval(k, n)),
+                               "training_seeds": len({seed for (seed, _), _ in records})})
         out[name] = {**spec, "points": points}
     return out
 

@@ -52,7 +52,7 @@ class Start:
 def resolve_start(spec: dict | None) -> Start | None:
     """The checkpoint a run starts from (``finetune.from``: a checkpoint or training run folder), or
     None for a run from scratch."""
-    from toyland.train.state import latest_checkpoint
+    from toyland.train.state import checkpoint_of
 
     spec = dict(spec or {})
     reject_unknown_keys(spec, FINETUNE_KEYS, "train config `finetune`")
@@ -63,14 +63,7 @@ def resolve_start(spec: dict | None) -> Start | None:
         raise ValueError(f"finetune.weights={weights!r}; valid: {', '.join(WEIGHT_FILES)}")
     if statistics not in STATISTICS:
         raise ValueError(f"finetune.statistics={statistics!r}; valid: {', '.join(STATISTICS)}")
-    folder = Path(spec["from"]).expanduser()
-    if (folder / "checkpoints").is_dir():
-        newest = latest_checkpoint(folder)
-        if newest is None:
-            raise FileNotFoundError(f"finetune.from={folder} is a training run with no complete checkpoint yet")
-        folder = newest
-    elif not folder.is_dir():
-        raise FileNotFoundError(f"finetune.from={folder} does not exist; give a checkpoint or training run folder")
+    folder = checkpoint_of(spec["from"], "finetune.from")
     file = folder.resolve() / WEIGHT_FILES[weights]
     if not file.is_file():  # no fallback from EMA to raw weights: they are different starting points
         raise FileNotFoundError(f"finetune.from={folder} has no {file.name} (saved: "

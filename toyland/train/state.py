@@ -85,6 +85,23 @@ def latest_checkpoint(out: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
+def checkpoint_of(path: str | Path, role: str) -> Path:
+    """A checkpoint folder as given, or a training run folder's newest complete checkpoint; the errors
+    name ``role`` (what the path was given as, e.g. ``base`` or ``finetune.from``)."""
+    folder = Path(path).expanduser()
+    if (folder / CHECKPOINTS).is_dir():
+        newest = latest_checkpoint(folder)
+        if newest is None:
+            raise FileNotFoundError(f"{role} {folder} is a training run with no complete checkpoint yet")
+        return newest
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{role} {folder} does not exist; give a checkpoint or training run folder")
+    if not (folder / "policy.json").is_file():
+        raise FileNotFoundError(f"{role} {folder} is neither a toyland checkpoint folder (no policy.json) nor a "
+                                "training run folder (no checkpoints/)")
+    return folder
+
+
 def restore_training(folder: Path, policy, optimizer, scheduler, ema, cfg: dict) -> tuple[int, list]:
     record = read_record(folder)
     mine = policy_record(policy)
