@@ -117,6 +117,39 @@ def test_a_killed_and_resumed_evaluation_gives_the_records_of_an_uninterrupted_o
     assert (tmp_path / "killed" / "report.md").is_file() and "success" in proc.stdout
 
 
+def test_a_worker_killed_mid_evaluation_costs_its_chunk_only_and_ray_gives_the_same_records(tmp_path):
+    import threading
+
+    import psutil
+
+    straight = evaluate_suite("expert", SMALL, ID_ONLY, tmp_path / "straight", episodes=15, workers=1, videos=False,
+                              progress=False)
+    killed = []
+
+    def kill_a_worker():  # once the first chunk is written, SIGKILL a worker busy with another
+        deadline = time.time() + 300
+        while time.time() < deadline and not killed:
+            workers = [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+            if workers and len(read_records(tmp_path / "killed")) >= 5:
+                workers[0].send_signal(signal.SIGKILL)
+                killed.append(workers[0].pid)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=kill_a_worker)
+    watcher.start()
+    with pytest.warns(RuntimeWarning, match="worker process died"):
+        results = evaluate_suite("expert", SMALL, ID_ONLY, tmp_path / "killed", episodes=15, workers=2, videos=False,
+                                 progress=False)
+    watcher.join()
+    assert killed and results["cells"]["id"]["episodes"] == 15
+    assert strip(read_records(tmp_path / "killed")) == strip(read_records(tmp_path / "straight"))  # each episode once
+    pytest.importorskip("ray")
+    evaluate_suite("expert", SMALL, ID_ONLY, tmp_path / "ray", episodes=15, workers=2, videos=False, progress=False,
+                   launcher="ray")
+    assert strip(read_records(tmp_path / "ray")) == strip(read_records(tmp_path / "straight"))
+    assert straight["cells"]["id"]["episodes"] == 15
+
+
 def tiny_checkpoint(folder, camera: str, size: int) -> str:
     """An untrained diffusion policy (8-step chunks, 4 executed) saved as a checkpoint."""
     import torch
@@ -132,6 +165,24 @@ def tiny_checkpoint(folder, camera: str, size: int) -> str:
                          features, stats)
     save_policy(policy, folder)
     return str(folder)
+
+
+def test_envs_stepped_in_lockstep_give_each_episode_its_own_record(tmp_path):
+    suite = {"factors": ["lighting"], "levels": ["ood_3"]}
+    kwargs = dict(episodes=4, videos=False, progress=False)
+    # a scripted actor acts the same beside others: records identical to one env at a time
+    one = evaluate_suite("expert", SMALL, suite, tmp_path / "e1", workers=1, **kwargs)
+    evaluate_suite("expert", SMALL, suite, tmp_path / "e3", workers=1, envs_per_worker=3, **kwargs)
+    assert strip(read_records(tmp_path / "e1")) == strip(read_records(tmp_path / "e3"))
+    assert one["cells"]["id"]["successes"] >= 3
+    # a policy: batched records are the same for any number of workers
+    ckpt = tiny_checkpoint(tmp_path / "ckpt", "front", 32)
+    env = {**SMALL, "max_episode_steps": 30}
+    for workers in (1, 2):
+        evaluate_suite(ckpt, env, ID_ONLY, tmp_path / f"p{workers}", workers=workers, envs_per_worker=3, **kwargs)
+    assert strip(read_records(tmp_path / "p1")) == strip(read_records(tmp_path / "p2"))
+    with pytest.raises(ValueError, match="different \\['envs_per_worker'\\]"):  # never mixed with unbatched records
+        evaluate_suite(ckpt, env, ID_ONLY, tmp_path / "p1", workers=1, envs_per_worker=1, **kwargs)
 
 
 def test_a_policy_that_cannot_act_in_the_env_fails_before_any_episode(tmp_path):
@@ -189,6 +240,8 @@ def test_a_lerobot_pretrained_folder_is_evaluated_with_its_own_processors(tmp_pa
     from toyland.eval.actors import make_actor
 
     assert make_actor(str(folder), n_action_steps=8).policy.config.n_action_steps == 8  # the whole chunk
+    with pytest.raises(ValueError, match="envs_per_worker=1"):
+        evaluate_suite(str(folder), SMALL, ID_ONLY, tmp_path / "run3", episodes=1, workers=1, envs_per_worker=3)
     with pytest.raises(ValueError, match=r"n_action_steps=9 must lie in \[1, 8\]"):
         make_actor(str(folder), n_action_steps=9)
     with pytest.raises(FeatureMismatch, match="observation.images.front"):

@@ -91,6 +91,7 @@ def collect(cfg: DictConfig):
             post_success_steps=cfg.post_success_steps, checkpoint_every=cfg.checkpoint_every, video=cfg.video,
             repo_id=cfg.repo_id, provenance=provenance,
             action_noise=ActionNoise(cfg.action_noise, cfg.noise_correlation, cfg.noise_entries, cfg.noise_gated),
+            launcher=cfg.launcher, ray_address=cfg.ray_address,
         )
     except ExpertFailing as exc:
         print(f"toyland collect: {exc}", file=sys.stderr)
@@ -169,6 +170,7 @@ def evaluate(cfg: DictConfig):
     results = evaluate_suite(
         cfg.actor, env_config(cfg), suite, cfg.output_dir, episodes=cfg.episodes, seed_start=cfg.seed_start,
         workers=cfg.workers, weights=cfg.weights, videos=cfg.videos, n_action_steps=cfg.n_action_steps,
+        launcher=cfg.launcher, ray_address=cfg.ray_address,
     )
     print(f"{results['actor']}: {cfg.episodes} episodes per cell")
     for name, cell in results["cells"].items():

@@ -1,11 +1,18 @@
-"""Worker processes that build one object each and serve calls on it, with the worker's own error
-reaching the caller.
+"""Worker processes that build one object each and serve calls on it: on this machine (spawned
+processes) or on Ray (a local instance or a cluster), with the worker's own error reaching the
+caller and a dead worker costing only the items it was running.
 
 ``ProcessPoolExecutor``'s initializer failing (an unknown toy set, a missing GL library, a broken
 checkpoint) only breaks the pool, and the caller sees ``BrokenProcessPool`` with the cause lost in a
 worker's stderr. Here the initializer keeps its exception and the first call re-raises it, so the
 caller gets that error (its traceback from the worker attached as the cause). Workers are spawned:
 a fresh interpreter, no forked GL or OpenMP state.
+
+``map_unordered`` (evaluation chunks) and ``map_ordered`` (collection, re-rendering: a dataset is
+written in seed order) run a method over items. An item whose worker dies (SIGKILL, the OOM killer,
+a lost node) runs again on a fresh worker, up to ``retries`` times; an exception raised by the item
+itself is not retried (items are deterministic: it would fail again) and reaches the caller as
+itself.
 """
 
 from __future__ import annotations
@@ -14,8 +21,11 @@ import multiprocessing
 import pickle
 import signal
 import traceback
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable
+import warnings
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterable, Iterator
 
 # The object this worker process serves (or the error building it), set once by _init. Module
 # state by necessity: it is the only place a pool's initializer can leave something for its tasks.
@@ -71,3 +81,217 @@ class Pool:
 
     def __exit__(self, *exc):
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class WorkerLost(RuntimeError):
+    """Worker processes kept dying (killed, out of memory, a lost node) after their items were rerun."""
+
+
+class _Lost(Exception):
+    """A handle whose worker died before it returned."""
+
+
+LAUNCHERS = ("local", "ray")
+
+
+def check_launcher(launcher: str, address: str | None = None) -> None:
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher={launcher!r} is not one of {', '.join(LAUNCHERS)}")
+    if address and launcher != "ray":
+        raise ValueError(f"ray_address={address} needs launcher=ray")
+
+
+class _LocalBackend:
+    """Spawned processes; a dead one breaks the whole pool, which is replaced (``restart``)."""
+
+    def __init__(self, workers, factory, args, retries):
+        self.spec, self.pool = (workers, factory, args), None
+        self.restart()
+
+    def restart(self):
+        if self.pool is not None:
+            self.pool.__exit__(None, None, None)
+        self.pool = Pool(*self.spec)
+
+    def submit(self, method, item):
+        return self.pool.submit(method, item)
+
+    def wait_any(self, handles):
+        return next(iter(wait(handles, return_when=FIRST_COMPLETED).done))
+
+    def result(self, handle):
+        try:
+            return handle.result()
+        except BrokenProcessPool:
+            raise _Lost from None
+
+    def close(self):
+        self.pool.__exit__(None, None, None)
+
+
+class _Served:
+    """A Ray actor's object: built once, its construction error raised by the first call (as ``_init``)."""
+
+    def __init__(self, factory, args):
+        import torch
+
+        torch.set_num_threads(1)
+        try:
+            self.object, self.error = factory(*args), None
+        except BaseException as exc:
+            self.object, self.error = None, _portable(exc)
+
+    def call(self, method, item):
+        if self.error is not None:
+            raise self.error
+        return getattr(self.object, method)(item)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fails at once with the address instead of after Ray's own connection timeout."""
+    import socket
+
+    if address == "auto":  # the cluster this machine already belongs to
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"ray_address={address!r} is not HOST:PORT (the head node's GCS port, 6379 by default) or 'auto'")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConnectionError(f"the Ray cluster at {address} cannot be reached ({exc}); start it with `ray start "
+                              "--head` there, or leave ray_address unset for a local Ray instance") from None
+
+
+class _RayBackend:
+    """Ray actors, one CPU each. Ray itself restarts a dead actor (building its object again) and
+    retries the call it was running, ``retries`` times; past that the handle is lost for good."""
+
+    def __init__(self, workers, factory, args, retries, address):
+        try:
+            import ray
+        except ImportError:
+            raise ImportError("launcher=ray needs Ray: bash scripts/setup.sh installs it") from None
+        if address:
+            _check_reachable(address)
+        self.ray, self.started = ray, not ray.is_initialized()
+        if self.started:
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}},
+                     **({"address": address} if address else {"num_cpus": workers}))
+        served = ray.remote(num_cpus=1, max_restarts=retries, max_task_retries=retries)(_Served)
+        self.actors = [served.remote(factory, args) for _ in range(workers)]
+        self.load = [0] * workers  # calls in flight per actor: the least loaded gets the next item
+        self.owner = {}
+
+    def restart(self):
+        raise AssertionError("Ray restarts its own actors")
+
+    def submit(self, method, item):
+        k = min(range(len(self.actors)), key=self.load.__getitem__)
+        ref = self.actors[k].call.remote(method, item)
+        self.load[k] += 1
+        self.owner[ref] = k
+        return ref
+
+    def wait_any(self, handles):
+        return self.ray.wait(list(handles), num_returns=1)[0][0]
+
+    def result(self, ref):
+        from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+
+        self.load[self.owner.pop(ref)] -= 1
+        try:
+            return self.ray.get(ref)
+        except RayTaskError as exc:  # the item's own error, raised as itself
+            raise exc.as_instanceof_cause() from None
+        except (RayActorError, WorkerCrashedError):
+            raise _Lost from None
+
+    def close(self):
+        self.actors = []  # actors end with their last handle (on a cluster too)
+        if self.started:
+            self.ray.shutdown()
+
+
+def _backend(workers, factory, args, launcher, address, retries):
+    check_launcher(launcher, address)
+    if launcher == "ray":
+        return _RayBackend(workers, factory, args, retries, address)
+    return _LocalBackend(workers, factory, args, retries)
+
+
+def _lost_for_good(retries: int, what: str) -> WorkerLost:
+    return WorkerLost(f"worker processes died {retries + 1} times (killed, or out of memory?); {what}. Lower workers= "
+                      "or look for what kills them (dmesg shows the OOM killer)")
+
+
+def _recover(backend, losses: int, retries: int, what: str) -> int:
+    """Counts a lost worker; a fresh local pool, or the end when workers keep dying."""
+    losses += 1
+    if losses > retries or isinstance(backend, _RayBackend):  # Ray has already retried the item itself
+        raise _lost_for_good(retries, what)
+    warnings.warn(f"a worker process died; running {what} again on new workers", RuntimeWarning, stacklevel=3)
+    backend.restart()
+    return losses
+
+
+def map_unordered(items: list, factory: Callable, args: tuple, method: str, *, workers: int, launcher: str = "local",
+                  address: str | None = None, retries: int = 2) -> Iterator[tuple[int, Any]]:
+    """``factory(*args).method(item)`` for every item on ``workers`` workers; yields ``(index, result)``
+    as items finish, each index once."""
+    check_launcher(launcher, address)
+    backend = _backend(workers, factory, args, launcher, address, retries)
+    losses, pending = 0, dict(enumerate(items))
+    try:
+        while pending:
+            handles = {backend.submit(method, item): i for i, item in pending.items()}
+            lost = False
+            while handles:
+                handle = backend.wait_any(handles)
+                i = handles.pop(handle)
+                try:
+                    result = backend.result(handle)
+                except _Lost:
+                    lost = True
+                    continue
+                del pending[i]
+                yield i, result
+            if lost:
+                losses = _recover(backend, losses, retries, f"its {len(pending)} unfinished item(s)")
+    finally:
+        backend.close()
+
+
+def map_ordered(items: Iterable, factory: Callable, args: tuple, method: str, *, workers: int, launcher: str = "local",
+                address: str | None = None, retries: int = 2) -> Iterator[Any]:
+    """``factory(*args).method(item)`` for each item of a (possibly endless) iterable, yielded in the
+    items' order, with ``2 * workers`` items in flight."""
+    check_launcher(launcher, address)
+    backend = _backend(workers, factory, args, launcher, address, retries)
+    items, losses = iter(items), 0
+    window: deque = deque()  # (item, handle), in order
+    try:
+        while True:
+            while len(window) < 2 * workers:
+                item = next(items, _END)
+                if item is _END:
+                    break
+                window.append((item, backend.submit(method, item)))
+            if not window:
+                return
+            item, handle = window[0]
+            try:
+                result = backend.result(handle)
+            except _Lost:
+                losses = _recover(backend, losses, retries, f"the {len(window)} item(s) in flight")
+                window = deque((it, backend.submit(method, it)) for it, _ in window)
+                continue
+            window.popleft()
+            yield result
+    finally:
+        backend.close()
+
+
+_END = object()

@@ -9,7 +9,7 @@ are made durable.
 
 from __future__ import annotations
 
-import collections
+import itertools
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,28 +169,19 @@ class EpisodeRecorder:
 
 
 def ordered_episodes(env_cfg: dict, post_success_steps: int, first_seed: int, workers: int,
-                     action_noise: ActionNoise | float = 0.0):
-    """Episodes for seeds first_seed, first_seed + 1, ... in order, simulated on ``workers`` processes."""
-    if workers <= 1:
+                     action_noise: ActionNoise | float = 0.0, launcher: str = "local", address: str | None = None):
+    """Episodes for seeds first_seed, first_seed + 1, ... in order, simulated on ``workers`` processes
+    (local, or Ray actors)."""
+    if workers <= 1 and launcher == "local":
         recorder = EpisodeRecorder(env_cfg, post_success_steps, action_noise)
         seed = first_seed
         while True:
             yield recorder(seed)
             seed += 1
-    from toyland.parallel import worker_pool
+    from toyland.parallel import map_ordered
 
-    with worker_pool(workers, EpisodeRecorder, env_cfg, post_success_steps, action_noise) as pool:
-        window = collections.deque(pool.submit("__call__", first_seed + i) for i in range(2 * workers))
-        next_seed = first_seed + len(window)
-        try:
-            while True:
-                episode = window.popleft().result()
-                window.append(pool.submit("__call__", next_seed))
-                next_seed += 1
-                yield episode
-        finally:
-            for future in window:
-                future.cancel()
+    yield from map_ordered(itertools.count(first_seed), EpisodeRecorder, (env_cfg, post_success_steps, action_noise),
+                           "__call__", workers=workers, launcher=launcher, address=address)
 
 
 class StopRequest:
@@ -238,12 +229,16 @@ class CollectSummary:
 def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0, workers: int = 2,
             keep: str = "successful", post_success_steps: int = 10, checkpoint_every: int = 10,
             video: bool = False, repo_id: str | None = None, progress: bool = True,
-            provenance: dict | None = None, action_noise: ActionNoise | float = 0.0) -> CollectSummary:
+            provenance: dict | None = None, action_noise: ActionNoise | float = 0.0, launcher: str = "local",
+            ray_address: str | None = None) -> CollectSummary:
     """Collects until the dataset at ``output_dir`` holds ``episodes`` kept episodes (resuming one
     that is there). ``provenance`` (e.g. scenario and split) is stored in the episode log.
     ``action_noise``: DART-style noise on the executed arm actions while the clean expert actions are
-    recorded (an ``ActionNoise``, or its std in normalized units)."""
+    recorded (an ``ActionNoise``, or its std in normalized units). ``launcher``: ``local`` worker
+    processes or ``ray`` (a local instance, or the cluster at ``ray_address``); the dataset is the same."""
     from tqdm import tqdm
+
+    from toyland.parallel import check_launcher
 
     from toyland.data.writer import DatasetWriter
     from toyland.sim import make_env, resolved_env_config
@@ -251,6 +246,7 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
 
     if keep not in KEEP:
         raise ValueError(f"keep={keep!r}; valid: {', '.join(KEEP)}")
+    check_launcher(launcher, ray_address)
     if episodes < 1:
         raise ValueError(f"episodes={episodes}: ask for at least one episode")
     action_noise = ActionNoise.of(action_noise)
@@ -273,7 +269,8 @@ def collect(env_cfg: dict, output_dir: str | Path, episodes: int, seed: int = 0,
     try:
         with StopRequest() as stop:
             if writer.num_episodes < episodes:
-                for episode in ordered_episodes(env_cfg, post_success_steps, writer.log.next_seed, workers, action_noise):
+                for episode in ordered_episodes(env_cfg, post_success_steps, writer.log.next_seed, workers, action_noise,
+                                                launcher, ray_address):
                     if episode.success or keep == "all":
                         writer.add_episode(episode.frames, episode.task, episode.record, episode.sim_state)
                         bar.update(1)

@@ -13,7 +13,6 @@ from (its episode seed, the factor, ``seed``), so the same seed gives the same v
 
 from __future__ import annotations
 
-import collections
 import json
 import zlib
 from dataclasses import dataclass
@@ -270,21 +269,10 @@ def ordered(source, factors, seed, swap_from, first: int, count: int, workers: i
         for k in range(first, count):
             yield renderer(k)
         return
-    from toyland.parallel import worker_pool
+    from toyland.parallel import map_ordered
 
-    with worker_pool(workers, Rerenderer, source, factors, seed, swap_from) as pool:
-        window = collections.deque(pool.submit("__call__", k) for k in range(first, min(count, first + 2 * workers)))
-        next_k = first + len(window)
-        try:
-            while window:
-                episode = window.popleft().result()
-                if next_k < count:
-                    window.append(pool.submit("__call__", next_k))
-                    next_k += 1
-                yield episode
-        finally:
-            for future in window:
-                future.cancel()
+    yield from map_ordered(range(first, count), Rerenderer, (source, factors, seed, swap_from), "__call__",
+                           workers=workers)
 
 
 def augment(source: str | Path, output_dir: str | Path, factors: dict | None = None, seed: int = 0,

@@ -78,17 +78,33 @@ class PolicyActor(Actor):
     def check(self, env):
         self.policy.features.check_env(env)
 
+    @property
+    def period(self) -> int:
+        return self.policy.config.n_action_steps
+
     def reset(self, env, seed):
-        torch.manual_seed(seed)  # a stochastic policy acts the same on the same seed
-        self.policy.reset()
+        torch.manual_seed(seed)
+        self.policy.reset(seeds=[seed])  # a stochastic policy samples from the episode's own stream
 
     def act(self, obs):
         return np.asarray(self.policy.select_action(obs), dtype=np.float32)
 
+    def start(self, slot, env, seed):
+        torch.manual_seed(seed)
+        self.policy.reset(env_ids=[slot], seeds=[seed])
+
+    def act_many(self, observations, slots):
+        batch = {key: np.stack([o[key] for o in observations]) for key in observations[0] if key != "task"}
+        batch["task"] = [o["task"] for o in observations]
+        return np.asarray(self.policy.select_action(batch, env_ids=list(slots)), dtype=np.float32)
+
 
 class LeRobotPretrainedActor(Actor):
     """A folder written by lerobot's ``save_pretrained`` (``config.json`` with a ``type``, weights and
-    its pre/post-processor pipelines, which carry the normalization statistics)."""
+    its pre/post-processor pipelines, which carry the normalization statistics). It acts in one env
+    at a time: lerobot's policies keep one observation queue for the whole batch."""
+
+    batchable = False
 
     def __init__(self, path: Path, device: str = "cpu", n_action_steps: int | None = None):
         from lerobot.configs.policies import PreTrainedConfig

@@ -1,8 +1,10 @@
 """``toyland eval``: score one actor (a checkpoint or a scripted reference) on every cell of a suite.
 
-Episodes run in worker processes (each keeps one env per cell and its own copy of the policy) and
-every finished episode is appended to ``episodes.jsonl`` at once, so an interrupted evaluation
-resumes with the episodes it lacks. Seeds are ``seed_start + i`` in every cell, far from the
+Episodes run in worker processes, local or Ray actors (each keeps one env per cell and its own copy
+of the policy), in chunks; a finished chunk's episodes are appended to ``episodes.jsonl`` at once, so
+an interrupted evaluation resumes with the episodes it lacks, and a chunk whose worker died is run
+again on a fresh one. Every process acts with one torch thread, so the records are the same for any
+number of workers and either launcher. Seeds are ``seed_start + i`` in every cell, far from the
 collection seeds. Videos are made afterwards by replaying the first success and the first failure
 of each cell (episodes are deterministic given their seed), so recording costs nothing while
 evaluating.
@@ -19,10 +21,10 @@ from pathlib import Path
 from toyland.eval.actors import make_actor
 from toyland.eval.report import write_report
 from toyland.eval.records import RECORDS, RESULTS, RESULTS_VERSION, RUN, read_records, summarize
-from toyland.eval.runner import run_episode
+from toyland.eval.runner import run_episode, run_episodes
 from toyland.eval.suite import ID, Suite, build_suite
 from toyland.files import write_json_atomic
-CHUNK = 5  # episodes per work item: small enough to balance, large enough to amortize
+CHUNK = 5  # episodes per work item (per env of a worker): small enough to balance, large enough to amortize
 EVAL_SEED_START = 1_000_000  # far from the collection seeds (0, 1, 2, ...): never scored on a training episode
 
 
@@ -40,16 +42,18 @@ class CellRunner:
     """An actor and one env per cell, in one process; episodes through the one runner."""
 
     def __init__(self, actor_spec: str, weights: str, env_cfg: dict, cells: dict, n_action_steps: int | None = None,
-                 threads: int | None = None):
+                 envs_per_worker: int = 1, threads: int | None = None):
         if threads:
             import torch
 
             torch.set_num_threads(threads)
         self.actor = make_actor(actor_spec, weights=weights, n_action_steps=n_action_steps)
-        self.env_cfg, self.cells, self.envs = env_cfg, cells, {}
+        if envs_per_worker > 1 and not self.actor.batchable:
+            raise ValueError(f"{self.actor.label} acts in one env at a time; set envs_per_worker=1")
+        self.env_cfg, self.cells, self.envs, self.slots = env_cfg, cells, {}, int(envs_per_worker)
 
-    def env(self, cell: str, render: bool = False):
-        key = (cell, render)
+    def env(self, cell: str, render: bool = False, slot: int = 0):
+        key = (cell, render, slot)
         if key not in self.envs:
             from toyland.sim import make_env
 
@@ -61,7 +65,9 @@ class CellRunner:
         return run_episode(self.env(cell, render=record), self.actor, seed, cell=cell, record=record)
 
     def run_chunk(self, jobs: list[tuple[str, int]]) -> list[dict]:
-        return [self.run(cell, seed)[0] for cell, seed in jobs]
+        if self.slots <= 1:
+            return [self.run(cell, seed)[0] for cell, seed in jobs]
+        return run_episodes(lambda cell, slot: self.env(cell, slot=slot), self.actor, jobs, self.slots)
 
     def close(self):
         for env in self.envs.values():
@@ -74,15 +80,26 @@ def _worker_runner(*args) -> CellRunner:
 
 def evaluate_suite(actor: str, env_cfg: dict, suite_cfg: dict, out: str | Path, episodes: int = 20,
                    seed_start: int = EVAL_SEED_START, workers: int = 2, weights: str = "ema", videos: bool = True,
-                   progress: bool = True, n_action_steps: int | None = None) -> dict:
+                   progress: bool = True, n_action_steps: int | None = None, launcher: str = "local",
+                   ray_address: str | None = None, envs_per_worker: int = 1) -> dict:
+    """Scores ``actor`` on every cell of a suite into ``out`` (resuming what is there). ``workers``
+    processes (Ray actors with ``launcher=ray``) each step ``envs_per_worker`` envs in lockstep, a
+    policy predicting for all of them in one batch. The records do not depend on ``workers`` or the
+    launcher; batched inference rounds differently from one env at a time (~1e-6 in an action), so
+    ``envs_per_worker`` is part of the run's identity."""
     from toyland.sim import resolved_env_config
 
+    from toyland.parallel import check_launcher
+
+    check_launcher(launcher, ray_address)
+    if int(envs_per_worker) < 1:
+        raise ValueError(f"envs_per_worker={envs_per_worker}: at least 1")
     out = Path(out)
     suite = build_suite(suite_cfg)
     cells = {c.name: c.env for c in suite.cells}
     for cell in suite.cells:  # unknown env keys, factors or levels: before any episode
         resolved_env_config(cell_env(env_cfg, cell.env))
-    run = run_record(actor, env_cfg, suite_cfg, episodes, seed_start, weights, n_action_steps)
+    run = run_record(actor, env_cfg, suite_cfg, episodes, seed_start, weights, n_action_steps, envs_per_worker)
     out.mkdir(parents=True, exist_ok=True)
     check_same_run(out, run)  # resuming (more episodes per cell is allowed)
     write_json_atomic(out / RUN, run)
@@ -98,13 +115,13 @@ def evaluate_suite(actor: str, env_cfg: dict, suite_cfg: dict, out: str | Path, 
     try:
         with isolated_encoders():
             return _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_start, workers, videos,
-                             progress)
+                             progress, launcher, ray_address)
     finally:
         torch.set_num_threads(threads)
 
 
 def run_record(actor: str, env_cfg: dict, suite_cfg: dict, episodes: int, seed_start: int = EVAL_SEED_START,
-               weights: str = "ema", n_action_steps: int | None = None) -> dict:
+               weights: str = "ema", n_action_steps: int | None = None, envs_per_worker: int = 1) -> dict:
     """What an evaluation folder holds, as ``run.json`` records it."""
     from toyland.eval.actors import actor_fingerprint
     from toyland.sim import resolved_env_config
@@ -112,7 +129,8 @@ def run_record(actor: str, env_cfg: dict, suite_cfg: dict, episodes: int, seed_s
     return json.loads(json.dumps({
         "actor": str(actor), "weights": weights, "weights_sha256": actor_fingerprint(str(actor), weights),
         "n_action_steps": n_action_steps, "env": resolved_env_config(env_cfg), "suite": suite_cfg,
-        "seed_start": seed_start, "episodes": episodes, "records_version": RESULTS_VERSION}))
+        "seed_start": seed_start, "episodes": episodes, "envs_per_worker": int(envs_per_worker),
+        "records_version": RESULTS_VERSION}))
 
 
 def check_same_run(out: Path, run: dict) -> None:
@@ -124,20 +142,28 @@ def check_same_run(out: Path, run: dict) -> None:
         from toyland.sim import resolved_env_config
 
         previous["env"] = resolved_env_config(previous["env"])
+    previous.setdefault("envs_per_worker", 1)  # before batched evaluation, every worker stepped one env
     changed = sorted(k for k in run if k != "episodes" and run[k] != previous.get(k))
     if changed:
         raise ValueError(f"{out} holds an evaluation with a different {changed}; resume with the same "
                          "settings or use a new output_dir")
 
 
-def _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_start, workers, videos, progress):
+def _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_start, workers, videos, progress, launcher,
+              ray_address):
     from tqdm import tqdm
 
-    acting = (run["weights"], env_cfg, cells, run["n_action_steps"])  # how each process builds its runner
+    acting = (run["weights"], env_cfg, cells, run["n_action_steps"], run["envs_per_worker"])  # each process's runner
     runner = CellRunner(actor, *acting)
     runner.env(ID)  # the actor's contract against the env: a clear error before any episode
     done = {(r["cell"], r["seed"]) for r in read_records(out)}
-    jobs = [(c.name, seed_start + i) for c in suite.cells for i in range(episodes) if (c.name, seed_start + i) not in done]
+    # chunks at fixed seeds of each cell, so which episodes share a batch never depends on the
+    # workers, the launcher or an interruption; a resumed chunk runs the episodes it lacks
+    size = CHUNK * run["envs_per_worker"]
+    chunks = [[(c.name, seed) for seed in range(seed_start + i, seed_start + min(i + size, episodes))
+               if (c.name, seed) not in done] for c in suite.cells for i in range(0, episodes, size)]
+    chunks = [chunk for chunk in chunks if chunk]
+    jobs = [job for chunk in chunks for job in chunk]
     bar = tqdm(total=len(cells) * episodes, initial=len(cells) * episodes - len(jobs), desc="eval", unit="ep",
                disable=not progress)
     t0 = time.perf_counter()
@@ -148,29 +174,30 @@ def _evaluate(actor, env_cfg, suite, suite_cfg, cells, run, out, episodes, seed_
             os.fsync(log.fileno())
             bar.update(1)
 
-        if workers <= 1:
-            for cell, seed in jobs:
-                write(runner.run(cell, seed)[0])
+        if workers <= 1 and launcher == "local":
+            for chunk in chunks:
+                if runner.slots == 1:  # one env: each episode written as it ends
+                    for cell, seed in chunk:
+                        write(runner.run(cell, seed)[0])
+                else:
+                    for record in runner.run_chunk(chunk):
+                        write(record)
         elif jobs:
-            from toyland.parallel import worker_pool
+            from toyland.parallel import map_unordered
 
-            chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
-            with worker_pool(workers, _worker_runner, actor, *acting) as pool:
-                futures = [pool.submit("run_chunk", chunk) for chunk in chunks]
-                try:
-                    for future in as_completed(futures):
-                        for record in future.result():
-                            write(record)
-                except BaseException:
-                    for future in futures:
-                        future.cancel()
-                    raise
+            # a chunk's records are written together once it finishes: a chunk whose worker died is
+            # run again whole, and nothing is written twice
+            for _, records in map_unordered(chunks, _worker_runner, (actor, *acting), "run_chunk", workers=workers,
+                                            launcher=launcher, address=ray_address):
+                for record in records:
+                    write(record)
     bar.close()
     wall = time.perf_counter() - t0
     records = read_records(out)
     results = summarize(records, suite, episodes, seed_start)
     results.update(version=RESULTS_VERSION, actor=runner.actor.label, run=run,
-                   speed={"episodes": len(jobs), "wall_s": wall, "workers": workers,
+                   speed={"episodes": len(jobs), "wall_s": wall, "workers": workers, "launcher": launcher,
+                          "envs_per_worker": run["envs_per_worker"],
                           "episodes_per_hour": 3600 * len(jobs) / wall if jobs and wall > 0 else None})
     if videos:
         results["videos"] = record_videos(runner, records, suite, out)

@@ -27,9 +27,16 @@ import numpy as np
 
 class Actor(ABC):
     """``reset(env, seed)`` at each episode start, ``act(obs) -> action``; ``check(env)`` raises before
-    any episode when it cannot act in ``env``."""
+    any episode when it cannot act in ``env``.
+
+    Several envs at once (``run_episodes``): ``start(slot, env, seed)`` and ``act_many(observations,
+    slots)``. By default each slot acts through its own shallow copy of the actor; a policy overrides
+    both to predict for every slot in one batch. ``period``: the steps between the actor's decisions
+    (a policy's executed chunk length), which ``run_episodes`` aligns its episode starts to."""
 
     label = ""
+    period = 1
+    batchable = True  # can act for several envs at once (run_episodes)
 
     def check(self, env) -> None:
         pass
@@ -40,6 +47,18 @@ class Actor(ABC):
     @abstractmethod
     def act(self, obs) -> np.ndarray:
         """The action for ``obs``."""
+
+    def start(self, slot: int, env, seed: int) -> None:
+        import copy
+
+        copies = self.__dict__.setdefault("_slot_actors", {})
+        actor = copies.get(slot) or copy.copy(self)
+        actor.__dict__.pop("_slot_actors", None)
+        actor.reset(env, seed)
+        copies[slot] = actor
+
+    def act_many(self, observations: list, slots: list[int]) -> np.ndarray:
+        return np.stack([np.asarray(self._slot_actors[s].act(o), dtype=np.float32) for s, o in zip(slots, observations)])
 
 
 @dataclass
@@ -62,38 +81,91 @@ def scalar_outcome(info: dict) -> dict:
     return out
 
 
+class Episode:
+    """One episode in progress: reset, then ``step(action)`` until it returns True; ``record()``."""
+
+    def __init__(self, env, actor_label: str, seed: int, cell: str = "id", record: bool = False,
+                 observe: Callable[[Step], bool | None] | None = None):
+        self.env, self.label, self.seed, self.cell, self.observe = env, actor_label, seed, cell, observe
+        self.obs, self.info = env.reset(seed=seed)
+        space = env.unwrapped.action_space
+        self.shape, self.low, self.high = space.shape, space.low, space.high
+        self.frames = [env.render()] if record else None
+        self.success, self.steps, self.clipped, self.step_info = False, 0, 0, {}
+
+    def step(self, action) -> bool:
+        """Executes the actor's action; True when the episode has ended."""
+        action = np.asarray(action, dtype=np.float32)
+        if action.shape != self.shape:
+            raise ValueError(f"{self.label} returned an action of shape {action.shape}; the env takes {self.shape}")
+        executed = np.clip(action, self.low, self.high)
+        self.clipped += bool(np.any(executed != action))
+        next_obs, _, terminated, truncated, self.step_info = self.env.step(executed)
+        self.success = self.success or bool(self.step_info["is_success"])
+        if self.frames is not None:
+            self.frames.append(self.env.render())
+        done = terminated or truncated
+        stop = self.observe(Step(self.steps, self.obs, action, executed, self.step_info, done)) if self.observe else False
+        self.steps += 1
+        self.obs = next_obs
+        return bool(done or stop)
+
+    def record(self) -> dict:
+        info = self.info
+        return {
+            "cell": self.cell, "seed": self.seed, "episode_seed": info["episode_seed"], "success": self.success,
+            "steps": self.steps, "clipped_actions": self.clipped, "instruction": info["instruction"],
+            "target_index": info["target_index"], "cue_index": info.get("cue_index"),
+            "toy_seeds": [t.get("seed") for t in info["toys"]], "factors": info["factors"],
+            "outcome": scalar_outcome(self.step_info),
+        }
+
+
 def run_episode(env, actor: Actor, seed: int, *, cell: str = "id", record: bool = False,
                 observe: Callable[[Step], bool | None] | None = None) -> tuple[dict, list[np.ndarray]]:
     """One episode of ``actor`` in ``env`` from reset seed ``seed``: (record, frames). ``record``
     renders a frame after the reset and after every step (the env needs a render mode)."""
-    obs, info = env.reset(seed=seed)
+    episode = Episode(env, actor.label or type(actor).__name__, seed, cell, record, observe)
     actor.reset(env, seed)
-    space = env.unwrapped.action_space
-    low, high = space.low, space.high
-    frames = [env.render()] if record else []
-    success, steps, clipped, step_info = False, 0, 0, {}
-    while True:
-        action = np.asarray(actor.act(obs), dtype=np.float32)
-        if action.shape != space.shape:
-            raise ValueError(f"{actor.label or type(actor).__name__} returned an action of shape {action.shape}; "
-                             f"the env takes {space.shape}")
-        executed = np.clip(action, low, high)
-        clipped += bool(np.any(executed != action))
-        next_obs, _, terminated, truncated, step_info = env.step(executed)
-        success = success or bool(step_info["is_success"])
-        if record:
-            frames.append(env.render())
-        stop = observe(Step(steps, obs, action, executed, step_info, terminated or truncated)) if observe else False
-        steps += 1
-        obs = next_obs
-        if terminated or truncated or stop:
-            break
-    return {
-        "cell": cell, "seed": seed, "episode_seed": info["episode_seed"], "success": success, "steps": steps, "clipped_actions": clipped,
-        "instruction": info["instruction"], "target_index": info["target_index"], "cue_index": info.get("cue_index"),
-        "toy_seeds": [t.get("seed") for t in info["toys"]], "factors": info["factors"],
-        "outcome": scalar_outcome(step_info),
-    }, frames
+    while not episode.step(actor.act(episode.obs)):
+        pass
+    return episode.record(), episode.frames or []
+
+
+def run_episodes(env_for: Callable[[str, int], object], actor: Actor, jobs: list[tuple[str, int]],
+                 slots: int) -> list[dict]:
+    """Episodes ``jobs`` ((cell, seed) pairs) on ``slots`` envs stepped in lockstep, the actor acting
+    for all of them at once (a policy: one batched prediction per chunk); records in ``jobs``' order.
+
+    ``env_for(cell, slot)`` gives slot ``slot``'s env for a cell. A slot whose episode has ended
+    takes the next job at the next multiple of the actor's ``period`` (a policy's chunk length),
+    so every running episode needs its next chunk on the same step and one call serves them all.
+    Which episodes share a batch follows from ``jobs`` and ``slots`` alone."""
+    from collections import deque
+
+    queue, running, records = deque(enumerate(jobs)), {}, [None] * len(jobs)
+    period, tick = max(1, int(actor.period)), 0
+    label = actor.label or type(actor).__name__
+    while queue or running:
+        if tick % period == 0:
+            for slot in range(slots):
+                if slot not in running and queue:
+                    index, (cell, seed) = queue.popleft()
+                    env = env_for(cell, slot)
+                    running[slot] = (index, Episode(env, label, seed, cell))
+                    actor.start(slot, env, seed)
+        if not running:  # every slot waits for the next start: nothing to step until then
+            tick += period - tick % period
+            continue
+        acting = sorted(running)
+        actions = actor.act_many([running[s][1].obs for s in acting], acting)
+        for slot, action in zip(acting, actions):
+            index, episode = running[slot]
+            if episode.step(action):
+                records[index] = episode.record()
+                del running[slot]
+        tick += 1
+    return records
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int) -> Path:

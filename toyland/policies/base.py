@@ -72,6 +72,7 @@ class Policy(nn.Module, ABC):
         # start) and the actions left of its chunk; [] until the first call sets the batch size
         self._obs_queues: list[deque | None] = []
         self._action_queues: list[deque] = []
+        self._generators: list[torch.Generator | None] = []  # per env, when seeded (see reset)
 
     # --- what the policy needs from data ------------------------------------------------------
     def delta_timestamps(self) -> dict[str, list[float]]:
@@ -93,20 +94,33 @@ class Policy(nn.Module, ABC):
 
     # --- acting -------------------------------------------------------------------------------
     @abstractmethod
-    def predict_action_chunk(self, batch: dict) -> torch.Tensor:
+    def predict_action_chunk(self, batch: dict, generator=None) -> torch.Tensor:
         """Observation history in ``batch`` ([B, T, ...] tensors, ``task`` strings) -> [B, H, A] from the
-        current step on (H = horizon, see the module docstring)."""
+        current step on (H = horizon, see the module docstring). ``generator``: what samples (one
+        torch generator, a list with one per row, or None: the global one); see ``randn_rows``."""
 
-    def reset(self, env_ids=None) -> None:
+    def reset(self, env_ids=None, seeds=None) -> None:
         """Episode start for every env (``None``; the next call may bring another batch size) or for
-        the env indices listed: their history and action queue restart, the others' continue."""
+        the env indices listed: their history and action queue restart, the others' continue.
+        ``seeds`` (one per env reset) gives each env its own random stream for sampling, so an
+        episode's actions do not depend on which other episodes share its batch; without seeds the
+        global torch generator samples."""
+        if seeds is not None and len(seeds) != (len(seeds) if env_ids is None else len(env_ids)):
+            raise ValueError(f"reset got {len(seeds)} seeds for {len(env_ids)} envs")
         if env_ids is None:
             self._obs_queues, self._action_queues = [], []
+            self._generators = [_generator(s) for s in seeds] if seeds is not None else []
             return
-        for i in env_ids:
-            if not 0 <= i < len(self._obs_queues):
-                raise IndexError(f"reset(env_ids) names env {i}; select_action serves {len(self._obs_queues)} envs")
+        for k, i in enumerate(env_ids):
+            if i < 0:
+                raise IndexError(f"reset(env_ids) names env {i}")
+            while len(self._obs_queues) <= i:  # envs are numbered as they are started
+                self._obs_queues.append(None)
+                self._action_queues.append(deque())
             self._obs_queues[i], self._action_queues[i] = None, deque()
+            if seeds is not None:
+                self._generators.extend([None] * (i + 1 - len(self._generators)))
+                self._generators[i] = _generator(seeds[k])
 
     @property
     def device(self) -> torch.device:
@@ -130,35 +144,61 @@ class Policy(nn.Module, ABC):
         return out
 
     @torch.no_grad()
-    def select_action(self, obs: dict) -> np.ndarray:
+    def select_action(self, obs: dict, env_ids: list[int] | None = None) -> np.ndarray:
         """The next action for ``obs``: [A] for one env, [B, A] for a vector env's batch. Each env keeps
-        its own history and chunk; one prediction serves every env whose chunk has run out."""
+        its own history and chunk; one prediction serves every env whose chunk has run out.
+        ``env_ids``: the envs the batch's rows belong to, when only some of the envs act (the others
+        keep their history and queue); the envs must have been started with ``reset(env_ids)``."""
         frame = self.observation_batch(obs)
         keys = [k for k in frame if k != "task"]
         size = len(frame["task"])
-        if not self._obs_queues:
-            self._obs_queues, self._action_queues = [None] * size, [deque() for _ in range(size)]
-        elif size != len(self._obs_queues):
-            raise ValueError(f"select_action got a batch of {size} envs after {len(self._obs_queues)}; "
-                             "call reset() before changing the number of envs")
+        if env_ids is None:
+            if not self._obs_queues:
+                self._obs_queues, self._action_queues = [None] * size, [deque() for _ in range(size)]
+            elif size != len(self._obs_queues):
+                raise ValueError(f"select_action got a batch of {size} envs after {len(self._obs_queues)}; "
+                                 "call reset() before changing the number of envs")
+            env_ids = list(range(size))
+        elif len(env_ids) != size or max(env_ids, default=-1) >= len(self._obs_queues):
+            raise ValueError(f"select_action got {size} rows for envs {list(env_ids)}; start each env with "
+                             "reset(env_ids=[...]) first")
         n = self.config.n_obs_steps
-        for i, queue in enumerate(self._obs_queues):
-            row = {k: frame[k][i] for k in keys}
-            if queue is None:  # episode start: the history is the first frame repeated, as in training
+        for row_index, i in enumerate(env_ids):
+            row = {k: frame[k][row_index] for k in keys}
+            if self._obs_queues[i] is None:  # episode start: the history is the first frame repeated, as in training
                 self._obs_queues[i] = deque([row] * n, maxlen=n)
             else:
-                queue.append(row)
-        due = [i for i, actions in enumerate(self._action_queues) if not actions]
+                self._obs_queues[i].append(row)
+        due = [(r, i) for r, i in enumerate(env_ids) if not self._action_queues[i]]
         if due:
-            history = {k: torch.stack([torch.stack([f[k] for f in self._obs_queues[i]]) for i in due]) for k in keys}
-            history["task"] = [frame["task"][i] for i in due]
-            chunk = self.predict_action_chunk(history)
+            history = {k: torch.stack([torch.stack([f[k] for f in self._obs_queues[i]]) for _, i in due]) for k in keys}
+            history["task"] = [frame["task"][r] for r, _ in due]
+            seeded = [self._generators[i] if i < len(self._generators) else None for _, i in due]
+            if any(g is None for g in seeded) and any(g is not None for g in seeded):
+                raise ValueError("some envs of this batch were reset with seeds and some without; seed all or none")
+            generators = None if seeded[0] is None else seeded
+            chunk = self.predict_action_chunk(history, generator=generators) if generators else \
+                self.predict_action_chunk(history)
             if chunk.shape[1] < self.config.n_action_steps:
                 raise ValueError(f"policy '{self.name}' predicted {chunk.shape[1]} actions per chunk, fewer than "
                                  f"n_action_steps={self.config.n_action_steps}; lower n_action_steps")
             chunk = chunk[:, : self.config.n_action_steps].cpu().numpy()
-            for row, i in zip(chunk, due):
+            for row, (_, i) in zip(chunk, due):
                 self._action_queues[i].extend(row)
-        action = np.stack([actions.popleft() for actions in self._action_queues])
+        action = np.stack([self._action_queues[i].popleft() for i in env_ids])
         single = np.asarray(obs["observation.state"]).ndim == 1
         return action[0] if single else action
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def randn_rows(shape: tuple, generator=None, device=None) -> torch.Tensor:
+    """Standard normal noise of ``shape``; ``generator``: one torch generator, or a list with one per
+    row (drawn on the CPU row by row, so a row's noise does not depend on the batch it is in)."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for {shape[0]} rows")
+        return torch.stack([torch.randn(tuple(shape[1:]), generator=g) for g in generator]).to(device)
+    return torch.randn(shape, generator=generator, device=device)

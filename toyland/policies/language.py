@@ -39,9 +39,9 @@ class SentenceEncoder:
         new = sorted({t for t in texts if t not in self._sentences})
         for t in new:
             self._check_length(t)
-        if new:
-            emb = self.model.encode(new, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
-            self._sentences.update({t: e.float().cpu() for t, e in zip(new, emb)})
+        for t in new:  # one at a time: a sentence's embedding must not depend on what was padded beside it
+            emb = self.model.encode([t], convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
+            self._sentences[t] = emb[0].float().cpu()
         return torch.stack([self._sentences[t] for t in texts])
 
     @torch.no_grad()

@@ -147,7 +147,11 @@ class LeRobotPolicy(Policy):
         inputs[OBS_IMAGES] = torch.stack([inputs[k] for k in self.features.cameras], dim=-4)
         model = self.inner.diffusion
         cond = model._prepare_global_conditioning(inputs)
-        window = model.conditional_sample(cond.shape[0], global_cond=cond, generator=generator)
+        if isinstance(generator, (list, tuple)):  # lerobot draws a batch's noise at once: one row at a time
+            window = torch.cat([model.conditional_sample(1, global_cond=cond[i : i + 1], generator=g)
+                                for i, g in enumerate(generator)])
+        else:
+            window = model.conditional_sample(cond.shape[0], global_cond=cond, generator=generator)
         past = sum(1 for i in self.inner.config.action_delta_indices if i < 0)
         return window[:, past:]
 

@@ -33,7 +33,7 @@ from toyland.config_keys import reject_unknown_keys
 from toyland.files import write_json_atomic
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-STUDY_KEYS = {"description", "datasets", "arms", "suites", "workers", "seed_start", "series"}
+STUDY_KEYS = {"description", "datasets", "arms", "suites", "workers", "launcher", "ray_address", "seed_start", "series"}
 SERIES_KEYS = {"arms", "cells", "metric", "suite", "x_label"}
 DATASET_KEYS = {"overrides", "episodes", "seed"}
 DERIVED_KEYS = {"from", "factors", "seed", "swap_from"}  # a re-rendered dataset (toyland augment)
@@ -75,6 +75,12 @@ class Study:
     def validate(self) -> None:
         cfg = self.cfg
         reject_unknown_keys(cfg, STUDY_KEYS, f"study '{self.name}'")
+        from toyland.parallel import check_launcher
+
+        try:
+            check_launcher(cfg.get("launcher", "local"), cfg.get("ray_address"))
+        except ValueError as exc:
+            raise StudyConfigError(f"study '{self.name}': {exc}") from None
         for key in ("datasets", "arms", "suites"):
             if not cfg.get(key):
                 raise StudyConfigError(f"study '{self.name}' needs at least one entry under `{key}`")
@@ -177,8 +183,14 @@ class Study:
         with initialize_config_module("toyland.configs", version_base="1.3"):
             cfg = compose("collect", overrides=[*d.get("overrides", []), f"episodes={int(d.get('episodes', 100))}",
                                                 f"seed={int(d.get('seed', 0))}",
-                                                f"output_dir={self.data_dir(dataset)}"])
+                                                f"output_dir={self.data_dir(dataset)}", *self.launch_overrides()])
         return cfg
+
+    def launch_overrides(self) -> list[str]:
+        """Where collection runs (it changes no episode): the study's workers, launcher and Ray address."""
+        address = self.cfg.get("ray_address")
+        return [f"workers={int(self.cfg.get('workers', 2))}", f"launcher={self.cfg.get('launcher', 'local')}",
+                *([f"ray_address={address}"] if address else [])]
 
     def source_dataset(self, dataset: str) -> str:
         """The collected dataset a re-rendered one comes from (itself for a collected one)."""
@@ -322,7 +334,8 @@ class Study:
                 return results
         self.say(f"arm {arm} seed {seed}: suite {suite}, {episodes} episodes per cell")
         return evaluate_suite(actor, env, cells, out, episodes=episodes, seed_start=seed_start,
-                              workers=int(self.cfg.get("workers", 2)), progress=True)
+                              workers=int(self.cfg.get("workers", 2)), progress=True,
+                              launcher=self.cfg.get("launcher", "local"), ray_address=self.cfg.get("ray_address"))
 
     def run(self) -> Path:
         """Collects, trains and evaluates what is missing, then writes the report."""
@@ -384,14 +397,26 @@ def added_since(old: dict, cfg: dict) -> tuple[dict, dict]:
     old, cfg = dict(old), dict(cfg)
     if isinstance(old.get("env"), dict) and isinstance(cfg.get("env"), dict):
         old["env"], cfg["env"] = resolved_env_config(old["env"]), resolved_env_config(cfg["env"])
-    missing = set(cfg) - set(old)
-    if missing:
+    if set(cfg) - set(old) or any(isinstance(v, dict) and isinstance(old.get(k), dict) and set(v) - set(old[k])
+                                  for k, v in cfg.items()):
         with initialize_config_module("toyland.configs", version_base="1.3"):
             defaults = OmegaConf.to_container(compose("train", overrides=["output_dir=."]), resolve=True)
-        for key in missing:
-            if key in defaults and json.dumps(defaults[key], sort_keys=True) == json.dumps(cfg[key], sort_keys=True, default=str):
-                old[key] = cfg[key]
+        old = _fill_defaults(old, cfg, defaults)
     return old, cfg
+
+
+def _fill_defaults(old: dict, cfg: dict, defaults: dict) -> dict:
+    """``old`` with the keys it lacks (at any depth) taken from ``cfg`` where ``cfg`` holds the default."""
+    same = lambda a, b: json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+    old = dict(old)
+    for key, value in cfg.items():
+        default = defaults.get(key) if isinstance(defaults, dict) else None
+        if key not in old:
+            if isinstance(defaults, dict) and key in defaults and same(default, value):
+                old[key] = value
+        elif isinstance(value, dict) and isinstance(old[key], dict) and isinstance(default, dict) and key != "env":
+            old[key] = _fill_defaults(old[key], value, default)
+    return old
 
 
 def study_names() -> list[str]:

@@ -27,7 +27,7 @@ TRAIN_KEYS = {"env", "policy", "data", "steps", "batch_size", "seed", "device", 
               "save_every", "eval", "resume", "output_dir", "experiment", "prefetch", "augment", "finetune"}
 OPTIM_KEYS = {"lr", "weight_decay", "betas", "warmup_steps", "grad_clip"}
 EMA_KEYS = {"enabled", "decay"}
-EVAL_KEYS = {"every", "episodes", "final_episodes", "seed_start", "videos", "workers"}
+EVAL_KEYS = {"every", "episodes", "final_episodes", "seed_start", "videos", "workers", "envs_per_worker"}
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -271,12 +271,14 @@ class Evaluation:
         folder = self.out / "eval" / f"step_{step:07d}"
         checkpoint, env, cells = str(checkpoint_folder(self.out, step)), dict(self.cfg["env"]), {"base": {}}
         try:  # a resumed run continues its own evaluation of these weights
-            check_same_run(folder, run_record(checkpoint, env, cells, episodes, int(eval_cfg["seed_start"])))
+            check_same_run(folder, run_record(checkpoint, env, cells, episodes, int(eval_cfg["seed_start"]),
+                                              envs_per_worker=int(eval_cfg.get("envs_per_worker") or 1)))
         except ValueError:  # an earlier run's evaluation of other weights at this step: this trainer's own folder
             shutil.rmtree(folder)
         t0 = time.perf_counter()
         results = evaluate_suite(checkpoint, env, cells, folder, episodes=episodes, seed_start=int(eval_cfg["seed_start"]),
-                                 workers=int(eval_cfg.get("workers") or 1), weights="ema", videos=videos, progress=False)
+                                 workers=int(eval_cfg.get("workers") or 1), weights="ema", videos=videos, progress=False,
+                                 envs_per_worker=int(eval_cfg.get("envs_per_worker") or 1))
         cell = results["cells"]["id"]
         keep = ("episodes", "successes", "success_rate", "ci95", "wrong_object", "wrong_object_rate",
                 "wrong_object_ci95", "clipped_episodes", "failures")

@@ -13,7 +13,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 from torch.nn import functional as F
 
-from toyland.policies.base import Policy, PolicyConfig, check_steps
+from toyland.policies.base import Policy, PolicyConfig, check_steps, randn_rows
 from toyland.policies.features import ACTION, DEPTH, MASK, STATE, PolicyFeatures, viewpoint_offset_key
 from toyland.policies.registry import POLICIES
 from toyland.policies.vision import (ConvEncoder, crop, cropped_size, use_channels_last,
@@ -157,10 +157,10 @@ class DiffusionPolicy(Policy):
     def predict_action_chunk(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         cond = self.condition(batch)
         b = cond.shape[0]
-        x = torch.randn((b, self.config.horizon, self.features.action_dim), generator=generator, device=cond.device)
+        x = randn_rows((b, self.config.horizon, self.features.action_dim), generator, cond.device)
         scheduler = self.sample_scheduler
         scheduler.set_timesteps(self.config.inference_steps)
         for t in scheduler.timesteps:
             out = self.denoiser(x, torch.full((b,), int(t), device=cond.device), cond)
-            x = scheduler.step(out, t, x, generator=generator).prev_sample
+            x = scheduler.step(out, t, x).prev_sample  # DDIM, eta = 0: deterministic given the start noise
         return self.normalizer.unnormalize(ACTION, x)

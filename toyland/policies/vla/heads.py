@@ -24,6 +24,7 @@ from diffusers import DDIMScheduler
 from torch import nn
 from torch.nn import functional as F
 
+from toyland.policies.base import randn_rows
 from toyland.policies.vla.bins import QuantileBins
 from toyland.registry import Registry
 
@@ -101,7 +102,7 @@ class FlowHead(ActionHead):
 
     def sample(self, memory, memory_pad, generator=None):
         b, steps = memory.shape[0], self.config.flow_steps
-        x = torch.randn(b, self.horizon, self.action_dim, generator=generator, device=memory.device)
+        x = randn_rows((b, self.horizon, self.action_dim), generator, memory.device)
         for i in range(steps):
             t = torch.full((b,), 1.0 - i / steps, device=memory.device)
             x = x - self.velocity(x, t, memory, memory_pad) / steps
@@ -154,7 +155,7 @@ class DiscreteDiffusionHead(TokenHead):
 
     def sample(self, memory, memory_pad, generator=None):
         b, k = memory.shape[0], self.config.bins
-        x = torch.randn(b, self.horizon, self.action_dim, k, generator=generator, device=memory.device)
+        x = randn_rows((b, self.horizon, self.action_dim, k), generator, memory.device)
         self.scheduler.set_timesteps(self.config.inference_steps)
         logits = None
         for t in self.scheduler.timesteps:
