@@ -24,7 +24,7 @@ from toyland.eval.records import RECORDS, RESULTS, RESULTS_VERSION, RUN, read_re
 from toyland.eval.runner import run_episode, run_episodes
 from toyland.eval.suite import ID, Suite, build_suite
 from toyland.files import write_json_atomic
-CHUNK = 5  # episodes per work item (per env of a worker): small enough to balance, large enough to amortize
+CHUNK = 4  # episodes per work item (per env of a worker): small enough to balance, large enough to amortize
 EVAL_SEED_START = 1_000_000  # far from the collection seeds (0, 1, 2, ...): never scored on a training episode
 
 

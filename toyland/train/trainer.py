@@ -8,6 +8,7 @@ of ``(seed, k)``, so a run resumed from a checkpoint continues as the uninterrup
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -24,7 +25,9 @@ from toyland.train.state import (
 )
 
 TRAIN_KEYS = {"env", "policy", "data", "steps", "batch_size", "seed", "device", "threads", "optim", "ema", "log_every",
-              "save_every", "eval", "resume", "output_dir", "experiment", "prefetch", "augment", "finetune"}
+              "save_every", "eval", "resume", "output_dir", "experiment", "prefetch", "augment", "finetune", "precision",
+              "compile"}
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # bf16 autocast: no loss scaling to checkpoint, CPU and GPU
 OPTIM_KEYS = {"lr", "weight_decay", "betas", "warmup_steps", "grad_clip"}
 EMA_KEYS = {"enabled", "decay"}
 EVAL_KEYS = {"every", "episodes", "final_episodes", "seed_start", "videos", "workers", "envs_per_worker"}
@@ -88,6 +91,9 @@ def train(cfg: dict) -> TrainResult:
 
     augmentations = build_augmentations(cfg.get("augment"))  # a bad name or field fails before any data is read
     device = resolve_device(cfg["device"])
+    precision = cfg.get("precision") or "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; valid: {', '.join(PRECISIONS)}")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
     out = Path(cfg["output_dir"])
@@ -123,6 +129,15 @@ def train(cfg: dict) -> TrainResult:
     ema = AveragedModel(policy, multi_avg_fn=get_ema_multi_avg_fn(float(ema_cfg["decay"])), use_buffers=True) \
         if ema_cfg["enabled"] else None
 
+    # compiled: the same module and state dict (checkpoints unchanged), its forward traced and fused;
+    # random ops draw from torch's generator (fallback_random), so a seed still gives the same run
+    if cfg.get("compile"):
+        from torch._inductor import config as inductor
+
+        inductor.fallback_random = True
+    model = torch.compile(policy) if cfg.get("compile") else policy
+    autocast = (lambda: torch.autocast(device.type, dtype=PRECISIONS[precision])) if PRECISIONS[precision] else \
+        contextlib.nullcontext
     step, history = 0, []
     if cfg.get("resume"):
         ckpt = latest_checkpoint(out)
@@ -154,7 +169,9 @@ def train(cfg: dict) -> TrainResult:
             batch = to_device(next(batches), device)
             t1 = time.perf_counter()
             torch.manual_seed(seed * 1_000_003 + step)  # this step's noise, the same after a resume
-            loss, metrics = policy(batch)
+            with autocast():
+                loss, metrics = model(batch)
+            loss = loss.float()
             if not torch.isfinite(loss):
                 last = latest_checkpoint(out)
                 raise NonFiniteLoss(
