@@ -118,6 +118,29 @@ def test_a_study_runs_skips_what_is_done_and_refuses_a_changed_arm(tmp_path, mon
         Study.load(write_study(tmp_path), ["datasets.demos.episodes=3"], out=out).run()
 
 
+def test_a_study_on_ray_runs_its_arms_as_tasks_with_the_records_of_a_local_run(tmp_path):
+    pytest.importorskip("ray")
+    path = write_study(tmp_path)
+    local = Study.load(path, ["arms.small.seeds=[0]", "arms.one_frame.seeds=[0]", "cpus_per_arm=1"],
+                       out=tmp_path / "local")
+    for arm in local.arms:  # one torch thread, as a one-CPU Ray task gets
+        local.cfg["arms"][arm]["overrides"].append("threads=1")
+    local.run()
+    on_ray = Study.load(path, ["arms.small.seeds=[0]", "arms.one_frame.seeds=[0]", "launcher=ray", "cpus_per_arm=1"],
+                        out=tmp_path / "ray")
+    for arm in on_ray.arms:
+        on_ray.cfg["arms"][arm]["overrides"].append("threads=1")
+    on_ray.run()
+    for arm in ("small", "one_frame"):
+        a = read_records(tmp_path / "local" / "arms" / arm / "seed_0" / "eval" / "id")
+        b = read_records(tmp_path / "ray" / "arms" / arm / "seed_0" / "eval" / "id")
+        assert len(a) == 2 and sorted(map(str, a)) == sorted(map(str, b))
+    timing = json.loads((tmp_path / "ray" / "timing.json").read_text())
+    assert "train small 0" in timing and "eval one_frame 0 id" in timing
+    with pytest.raises(StudyConfigError, match="launcher='slurm'"):
+        Study.load(path, ["launcher=slurm"], out=tmp_path / "bad")
+
+
 def test_bad_study_configs_are_named(tmp_path):
     path = write_study(tmp_path)
     with pytest.raises(ValueError, match="seedz"):

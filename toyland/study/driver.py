@@ -33,7 +33,8 @@ from toyland.config_keys import reject_unknown_keys
 from toyland.files import write_json_atomic
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-STUDY_KEYS = {"description", "datasets", "arms", "suites", "workers", "launcher", "ray_address", "seed_start", "series"}
+STUDY_KEYS = {"description", "datasets", "arms", "suites", "workers", "launcher", "ray_address", "cpus_per_arm",
+              "seed_start", "series"}
 SERIES_KEYS = {"arms", "cells", "metric", "suite", "x_label"}
 DATASET_KEYS = {"overrides", "episodes", "seed"}
 DERIVED_KEYS = {"from", "factors", "seed", "swap_from"}  # a re-rendered dataset (toyland augment)
@@ -181,9 +182,9 @@ class Study:
 
         d = self.cfg["datasets"][dataset]
         with initialize_config_module("toyland.configs", version_base="1.3"):
-            cfg = compose("collect", overrides=[*d.get("overrides", []), f"episodes={int(d.get('episodes', 100))}",
-                                                f"seed={int(d.get('seed', 0))}",
-                                                f"output_dir={self.data_dir(dataset)}", *self.launch_overrides()])
+            cfg = compose("collect", overrides=[*self.launch_overrides(), *d.get("overrides", []),
+                                                f"episodes={int(d.get('episodes', 100))}", f"seed={int(d.get('seed', 0))}",
+                                                f"output_dir={self.data_dir(dataset)}"])
         return cfg
 
     def launch_overrides(self) -> list[str]:
@@ -264,10 +265,7 @@ class Study:
         return last is not None and int(last.name.split("_")[-1]) >= int(self.train_config(arm, seed)["steps"])
 
     def check_parents(self, arm: str, seed: int) -> None:
-        spec = self.cfg["arms"][arm]
-        parents = [spec["merge"]["base"], spec["merge"]["finetuned"]] if "merge" in spec else \
-            [spec["init_from"]] if spec.get("init_from") is not None else []
-        for parent in parents:
+        for parent in self.parents(arm):
             if not self.trained(parent, seed):
                 raise StudyConfigError(f"arm {arm} seed {seed} builds on arm {parent} seed {seed}, which has not finished "
                                        f"training: run it first (--only {parent})")
@@ -347,12 +345,67 @@ class Study:
         for dataset in self.cfg["datasets"]:
             if dataset in needed:
                 self._timed(f"collect {dataset}", lambda: self.collect(dataset))
-        for arm in self.arms:
-            for seed in self.cfg["arms"][arm]["seeds"]:
-                self._timed(f"train {arm} {seed}", lambda: self.train(arm, seed))
-                for suite in self.cfg["suites"]:
-                    self._timed(f"eval {arm} {seed} {suite}", lambda: self.evaluate(arm, seed, suite))
+        units = [(arm, seed) for arm in self.arms for seed in self.cfg["arms"][arm]["seeds"]]
+        if self.cfg.get("launcher", "local") == "ray":
+            self._run_units_on_ray(units)
+        else:
+            for arm, seed in units:
+                self._add_timing(self.run_unit(arm, seed))
         return write_study_report(self)
+
+    def run_unit(self, arm: str, seed: int) -> dict:
+        """Trains one arm's seed and evaluates it on every suite; the wall time of each part."""
+        timing = {}
+        for what, work in [(f"train {arm} {seed}", lambda: self.train(arm, seed)),
+                           *((f"eval {arm} {seed} {suite}", lambda suite=suite: self.evaluate(arm, seed, suite))
+                             for suite in self.cfg["suites"])]:
+            t0 = time.perf_counter()
+            work()
+            timing[what] = time.perf_counter() - t0
+        return timing
+
+    def parents(self, arm: str) -> list[str]:
+        spec = self.cfg["arms"][arm]
+        if "merge" in spec:
+            return [spec["merge"]["base"], spec["merge"]["finetuned"]]
+        return [spec["init_from"]] if spec.get("init_from") is not None else []
+
+    def _run_units_on_ray(self, units: list[tuple[str, int]]) -> None:
+        """Each arm's seed as a Ray task of ``cpus_per_arm`` CPUs (training and its evaluations on local
+        workers inside it), started once the arms it builds on have finished. The study folder must
+        be on a file system every node shares."""
+        import ray
+
+        address = self.cfg.get("ray_address")
+        started = not ray.is_initialized()
+        if started:
+            if address:
+                from toyland.parallel import _check_reachable
+
+                _check_reachable(address)
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     **({"address": address} if address else {}))
+        try:
+            cpus = int(self.cfg.get("cpus_per_arm") or self.cfg.get("workers", 2))
+            task = ray.remote(num_cpus=cpus, max_retries=0)(_unit_task)  # a retry would resume from checkpoints anyway
+            inside = {**self.cfg, "launcher": "local", "ray_address": None, "workers": cpus}
+            refs: dict[tuple[str, int], object] = {}
+            for arm, seed in units:  # arms come after the arms they build on (validate checks the order)
+                parents = [refs[(p, seed)] for p in self.parents(arm) if (p, seed) in refs]
+                refs[(arm, seed)] = task.remote(self.name, inside, str(self.out), self.command, arm, seed, *parents)
+                self.say(f"arm {arm} seed {seed}: submitted to Ray ({cpus} CPUs)")
+            pending = {ref: unit for unit, ref in refs.items()}
+            while pending:
+                [ref], _ = ray.wait(list(pending), num_returns=1)
+                arm, seed = pending.pop(ref)
+                try:
+                    self._add_timing(ray.get(ref))
+                except ray.exceptions.RayTaskError as exc:
+                    raise exc.as_instanceof_cause() from None
+                self.say(f"arm {arm} seed {seed}: done on Ray")
+        finally:
+            if started:
+                ray.shutdown()
 
     # --- helpers --------------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -360,12 +413,21 @@ class Study:
 
     def _timed(self, what: str, work) -> None:
         """Runs ``work`` and adds its wall time to ``timing.json`` (a resumed study adds the rest)."""
-        path = self.out / "timing.json"
         t0 = time.perf_counter()
         work()
+        self._add_timing({what: time.perf_counter() - t0})
+
+    def _add_timing(self, seconds: dict) -> None:
+        path = self.out / "timing.json"
         timing = json.loads(path.read_text()) if path.is_file() else {}
-        timing[what] = round(timing.get(what, 0.0) + time.perf_counter() - t0, 1)
+        for what, s in seconds.items():
+            timing[what] = round(timing.get(what, 0.0) + s, 1)
         write_json_atomic(path, timing)
+
+
+def _unit_task(name: str, cfg: dict, out: str, command: str, arm: str, seed: int, *parents) -> dict:
+    """A Ray task: one arm's seed of a study (``parents``: the finished tasks it builds on)."""
+    return Study(name, cfg, Path(out), command=command).run_unit(arm, seed)
 
 
 def current_form(cfg: dict, run: Path) -> dict:
