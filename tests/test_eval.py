@@ -309,7 +309,7 @@ def test_the_execution_horizon_is_chosen_at_evaluation(tmp_path):
         actor = make_actor(str(tmp_path / "ckpt"), n_action_steps=n)
         calls = []
         predict = actor.policy.predict_action_chunk
-        actor.policy.predict_action_chunk = lambda batch: calls.append(1) or predict(batch)
+        actor.policy.predict_action_chunk = lambda batch, *a, **k: calls.append(1) or predict(batch, *a, **k)
         actor.reset(env, 0)
         for _ in range(10):
             actor.act(obs)

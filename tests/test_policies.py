@@ -397,19 +397,17 @@ def test_seeded_envs_sample_their_own_streams_whatever_shares_their_batch(policy
     np.testing.assert_array_equal(np.stack(unseeded), np.stack(seeded))
     # env 2 beside others, or alone in a batch: the same actions up to rounding
     obs = fake_obs(3, batch=3)
-    policy.reset()
-    policy.reset(env_ids=[0, 1, 2], seeds=[5, 6, 7])
+    policy.reset(seeds=[5, 6, 7])
     together = policy.select_action(obs)
-    policy.reset()
+    policy.reset(num_envs=3)
     policy.reset(env_ids=[2], seeds=[7])
     alone = policy.select_action({k: (v[2:] if k != "task" else v[2:]) for k, v in obs.items()}, env_ids=[2])
     np.testing.assert_allclose(together[2:], alone, atol=1e-4)
     same = {k: (np.stack([v[0]] * 3) if k != "task" else [v[0]] * 3) for k, v in obs.items()}
-    policy.reset()
-    policy.reset(env_ids=[0, 1, 2], seeds=[5, 5, 6])
+    policy.reset(seeds=[5, 5, 6])
     rows = policy.select_action(same)
     np.testing.assert_allclose(rows[0], rows[1], atol=1e-4)  # same observation, same seed
     if policy.name in ("diffusion", "lerobot_diffusion") or getattr(policy.config, "head", "") in ("flow", "discrete_diffusion"):
         assert not np.allclose(rows[0], rows[2], atol=1e-3)  # another seed, another sample
-    with pytest.raises(ValueError, match="reset\\(env_ids"):
+    with pytest.raises(ValueError, match="reset\\(num_envs"):
         policy.select_action({k: v[:1] for k, v in obs.items()}, env_ids=[5])

@@ -89,6 +89,9 @@ class PolicyActor(Actor):
     def act(self, obs):
         return np.asarray(self.policy.select_action(obs), dtype=np.float32)
 
+    def prepare(self, slots):
+        self.policy.reset(num_envs=slots)
+
     def start(self, slot, env, seed):
         torch.manual_seed(seed)
         self.policy.reset(env_ids=[slot], seeds=[seed])

@@ -48,6 +48,9 @@ class Actor(ABC):
     def act(self, obs) -> np.ndarray:
         """The action for ``obs``."""
 
+    def prepare(self, slots: int) -> None:
+        """Before ``run_episodes`` starts any of its ``slots`` envs."""
+
     def start(self, slot: int, env, seed: int) -> None:
         import copy
 
@@ -146,6 +149,7 @@ def run_episodes(env_for: Callable[[str, int], object], actor: Actor, jobs: list
     queue, running, records = deque(enumerate(jobs)), {}, [None] * len(jobs)
     period, tick = max(1, int(actor.period)), 0
     label = actor.label or type(actor).__name__
+    actor.prepare(slots)
     while queue or running:
         if tick % period == 0:
             for slot in range(slots):

@@ -99,27 +99,27 @@ class Policy(nn.Module, ABC):
         current step on (H = horizon, see the module docstring). ``generator``: what samples (one
         torch generator, a list with one per row, or None: the global one); see ``randn_rows``."""
 
-    def reset(self, env_ids=None, seeds=None) -> None:
-        """Episode start for every env (``None``; the next call may bring another batch size) or for
-        the env indices listed: their history and action queue restart, the others' continue.
-        ``seeds`` (one per env reset) gives each env its own random stream for sampling, so an
-        episode's actions do not depend on which other episodes share its batch; without seeds the
-        global torch generator samples."""
-        if seeds is not None and len(seeds) != (len(seeds) if env_ids is None else len(env_ids)):
-            raise ValueError(f"reset got {len(seeds)} seeds for {len(env_ids)} envs")
+    def reset(self, env_ids=None, seeds=None, num_envs: int | None = None) -> None:
+        """Episode start for every env (``None``; the next call may bring another batch size, or
+        ``num_envs`` fixes it now) or for the env indices listed: their history and action queue
+        restart, the others' continue. ``seeds`` (one per env reset) gives each env its own random
+        stream for sampling, so an episode's actions do not depend on which other episodes share
+        its batch; without seeds the global torch generator samples."""
         if env_ids is None:
-            self._obs_queues, self._action_queues = [], []
-            self._generators = [_generator(s) for s in seeds] if seeds is not None else []
+            n = len(seeds) if seeds is not None else num_envs
+            if seeds is not None and num_envs is not None and len(seeds) != num_envs:
+                raise ValueError(f"reset got {len(seeds)} seeds for {num_envs} envs")
+            self._obs_queues = [None] * n if n else []
+            self._action_queues = [deque() for _ in range(n or 0)]
+            self._generators = [_generator(s) for s in seeds] if seeds is not None else [None] * (n or 0)
             return
+        if seeds is not None and len(seeds) != len(env_ids):
+            raise ValueError(f"reset got {len(seeds)} seeds for {len(env_ids)} envs")
         for k, i in enumerate(env_ids):
-            if i < 0:
-                raise IndexError(f"reset(env_ids) names env {i}")
-            while len(self._obs_queues) <= i:  # envs are numbered as they are started
-                self._obs_queues.append(None)
-                self._action_queues.append(deque())
+            if not 0 <= i < len(self._obs_queues):
+                raise IndexError(f"reset(env_ids) names env {i}; select_action serves {len(self._obs_queues)} envs")
             self._obs_queues[i], self._action_queues[i] = None, deque()
             if seeds is not None:
-                self._generators.extend([None] * (i + 1 - len(self._generators)))
                 self._generators[i] = _generator(seeds[k])
 
     @property
@@ -148,20 +148,21 @@ class Policy(nn.Module, ABC):
         """The next action for ``obs``: [A] for one env, [B, A] for a vector env's batch. Each env keeps
         its own history and chunk; one prediction serves every env whose chunk has run out.
         ``env_ids``: the envs the batch's rows belong to, when only some of the envs act (the others
-        keep their history and queue); the envs must have been started with ``reset(env_ids)``."""
+        keep their history and queue; ``reset(num_envs=N)`` sets how many there are)."""
         frame = self.observation_batch(obs)
         keys = [k for k in frame if k != "task"]
         size = len(frame["task"])
         if env_ids is None:
             if not self._obs_queues:
                 self._obs_queues, self._action_queues = [None] * size, [deque() for _ in range(size)]
+                self._generators = [None] * size
             elif size != len(self._obs_queues):
                 raise ValueError(f"select_action got a batch of {size} envs after {len(self._obs_queues)}; "
                                  "call reset() before changing the number of envs")
             env_ids = list(range(size))
         elif len(env_ids) != size or max(env_ids, default=-1) >= len(self._obs_queues):
-            raise ValueError(f"select_action got {size} rows for envs {list(env_ids)}; start each env with "
-                             "reset(env_ids=[...]) first")
+            raise ValueError(f"select_action got {size} rows for envs {list(env_ids)} of "
+                             f"{len(self._obs_queues)}; reset(num_envs=N) sets how many envs there are")
         n = self.config.n_obs_steps
         for row_index, i in enumerate(env_ids):
             row = {k: frame[k][row_index] for k in keys}
@@ -173,7 +174,7 @@ class Policy(nn.Module, ABC):
         if due:
             history = {k: torch.stack([torch.stack([f[k] for f in self._obs_queues[i]]) for _, i in due]) for k in keys}
             history["task"] = [frame["task"][r] for r, _ in due]
-            seeded = [self._generators[i] if i < len(self._generators) else None for _, i in due]
+            seeded = [self._generators[i] for _, i in due]
             if any(g is None for g in seeded) and any(g is not None for g in seeded):
                 raise ValueError("some envs of this batch were reset with seeds and some without; seed all or none")
             generators = None if seeded[0] is None else seeded
