@@ -129,3 +129,33 @@ def test_rendering_works_when_mujoco_was_imported_before_toyland(tmp_path):
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr[-2000:]
+
+
+def test_an_env_renders_the_same_while_another_in_the_process_resets_mid_episode():
+    cfg = {"task": "lift", "image_size": 32, "cameras": ["front:rgb+depth", "wrist:rgb+depth"]}
+    actions = np.random.default_rng(0).uniform(-0.3, 0.3, (4, 7)).astype(np.float32)
+
+    def run(interleave: bool):
+        a = make_env(cfg)
+        b = make_env(cfg) if interleave else None
+        a.reset(seed=0)
+        if b is not None:
+            b.reset(seed=1)
+        frames = []
+        for i, action in enumerate(actions):
+            obs = a.step(action)[0]  # `a` rendered last: its GL context is the current one
+            frames.append(obs)
+            if b is not None:
+                b.reset(seed=2 + i)  # drops b's model-bound GL objects while a's context is current
+        for env in (a, b):
+            if env is not None:
+                env.close()
+        return frames
+
+    alone, beside = run(False), run(True)
+    for x, y in zip(alone, beside):
+        for key in x:
+            if key.startswith("observation.depth"):
+                assert np.all(np.isfinite(y[key]))
+            if key != "task":
+                np.testing.assert_array_equal(x[key], y[key], err_msg=key)
