@@ -170,7 +170,7 @@ def evaluate(cfg: DictConfig):
     results = evaluate_suite(
         cfg.actor, env_config(cfg), suite, cfg.output_dir, episodes=cfg.episodes, seed_start=cfg.seed_start,
         workers=cfg.workers, weights=cfg.weights, videos=cfg.videos, n_action_steps=cfg.n_action_steps,
-        launcher=cfg.launcher, ray_address=cfg.ray_address,
+        launcher=cfg.launcher, ray_address=cfg.ray_address, envs_per_worker=cfg.envs_per_worker,
     )
     print(f"{results['actor']}: {cfg.episodes} episodes per cell")
     for name, cell in results["cells"].items():

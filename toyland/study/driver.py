@@ -34,7 +34,7 @@ from toyland.files import write_json_atomic
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 STUDY_KEYS = {"description", "datasets", "arms", "suites", "workers", "launcher", "ray_address", "cpus_per_arm",
-              "seed_start", "series"}
+              "envs_per_worker", "seed_start", "series"}
 SERIES_KEYS = {"arms", "cells", "metric", "suite", "x_label"}
 DATASET_KEYS = {"overrides", "episodes", "seed"}
 DERIVED_KEYS = {"from", "factors", "seed", "swap_from"}  # a re-rendered dataset (toyland augment)
@@ -322,7 +322,8 @@ class Study:
         seed_start = int(self.cfg.get("seed_start", EVAL_SEED_START))
         actor = str(self.actor_dir(arm, seed))
         try:  # the same weights, env, cells and seeds, or a clear refusal (never old records under new settings)
-            check_same_run(out, run_record(actor, env, cells, episodes, seed_start))
+            check_same_run(out, run_record(actor, env, cells, episodes, seed_start,
+                                           envs_per_worker=int(self.cfg.get("envs_per_worker", 1))))
         except ValueError as exc:
             raise StudyConfigError(f"{exc} (rename the suite, delete that folder, or run the study into a new --out)")
         if (out / RESULTS).is_file():
@@ -333,7 +334,8 @@ class Study:
         self.say(f"arm {arm} seed {seed}: suite {suite}, {episodes} episodes per cell")
         return evaluate_suite(actor, env, cells, out, episodes=episodes, seed_start=seed_start,
                               workers=int(self.cfg.get("workers", 2)), progress=True,
-                              launcher=self.cfg.get("launcher", "local"), ray_address=self.cfg.get("ray_address"))
+                              launcher=self.cfg.get("launcher", "local"), ray_address=self.cfg.get("ray_address"),
+                              envs_per_worker=int(self.cfg.get("envs_per_worker", 1)))
 
     def run(self) -> Path:
         """Collects, trains and evaluates what is missing, then writes the report."""
