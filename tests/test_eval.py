@@ -242,6 +242,8 @@ def test_a_lerobot_pretrained_folder_is_evaluated_with_its_own_processors(tmp_pa
     assert make_actor(str(folder), n_action_steps=8).policy.config.n_action_steps == 8  # the whole chunk
     with pytest.raises(ValueError, match="envs_per_worker=1"):
         evaluate_suite(str(folder), SMALL, ID_ONLY, tmp_path / "run3", episodes=1, workers=1, envs_per_worker=3)
+    # nothing was written: the corrected call uses the same folder
+    evaluate_suite(str(folder), SMALL, ID_ONLY, tmp_path / "run3", episodes=1, workers=1, videos=False, progress=False)
     with pytest.raises(ValueError, match=r"n_action_steps=9 must lie in \[1, 8\]"):
         make_actor(str(folder), n_action_steps=9)
     with pytest.raises(FeatureMismatch, match="observation.images.front"):

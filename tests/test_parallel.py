@@ -80,8 +80,27 @@ def test_an_error_in_an_item_or_in_building_the_worker_reaches_the_caller_as_its
 
 
 def test_a_worker_that_always_dies_ends_with_a_clear_error(tmp_path):
-    with pytest.raises(WorkerLost, match="died 2 times"), pytest.warns(RuntimeWarning):
-        list(map_unordered([0, 1], AlwaysDies, (), "double", workers=1, retries=1))
+    with pytest.raises(WorkerLost, match="died 2 times running item 1"), pytest.warns(RuntimeWarning):
+        list(map_unordered([0, 1, 2, 3], AlwaysDies, (), "double", workers=1, retries=1))
+
+
+def test_sporadic_deaths_of_different_items_do_not_add_up(tmp_path):
+    items = list(range(8))
+    with pytest.warns(RuntimeWarning):  # three items each kill their worker once, within two reruns each
+        out = list(map_unordered(items, DiesOncePerItem, (str(tmp_path),), "double", workers=2, retries=2))
+    assert sorted(i for i, _ in out) == items
+
+
+class DiesOncePerItem(Doubler):
+    def __init__(self, folder):
+        self.folder = Path(folder)
+
+    def double(self, x):
+        marker = self.folder / f"died_{x}"
+        if x in (1, 4, 6) and not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return 2 * x, os.getpid()
 
 
 class AlwaysDies(Doubler):

@@ -10,9 +10,9 @@ a fresh interpreter, no forked GL or OpenMP state.
 
 ``map_unordered`` (evaluation chunks) and ``map_ordered`` (collection, re-rendering: a dataset is
 written in seed order) run a method over items. An item whose worker dies (SIGKILL, the OOM killer,
-a lost node) runs again on a fresh worker, up to ``retries`` times; an exception raised by the item
-itself is not retried (items are deterministic: it would fail again) and reaches the caller as
-itself.
+a lost node) runs again on a fresh worker, up to ``retries`` times (a local pool breaks as a whole,
+so the other items it was running run again too); an exception raised by the item itself is not
+retried (items are deterministic: it would fail again) and reaches the caller as itself.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def check_launcher(launcher: str, address: str | None = None) -> None:
 class _LocalBackend:
     """Spawned processes; a dead one breaks the whole pool, which is replaced (``restart``)."""
 
-    def __init__(self, workers, factory, args, retries):
+    def __init__(self, workers, factory, args):
         self.spec, self.pool = (workers, factory, args), None
         self.restart()
 
@@ -147,7 +147,7 @@ class _Served:
         return getattr(self.object, method)(item)
 
 
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
+def check_reachable(address: str, timeout: float = 5.0) -> None:
     """Fails at once with the address instead of after Ray's own connection timeout."""
     import socket
 
@@ -174,7 +174,7 @@ class _RayBackend:
         except ImportError:
             raise ImportError("launcher=ray needs Ray: bash scripts/setup.sh installs it") from None
         if address:
-            _check_reachable(address)
+            check_reachable(address)
         self.ray, self.started = ray, not ray.is_initialized()
         if self.started:
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
@@ -219,47 +219,62 @@ def _backend(workers, factory, args, launcher, address, retries):
     check_launcher(launcher, address)
     if launcher == "ray":
         return _RayBackend(workers, factory, args, retries, address)
-    return _LocalBackend(workers, factory, args, retries)
+    return _LocalBackend(workers, factory, args)
 
 
-def _lost_for_good(retries: int, what: str) -> WorkerLost:
-    return WorkerLost(f"worker processes died {retries + 1} times (killed, or out of memory?); {what}. Lower workers= "
-                      "or look for what kills them (dmesg shows the OOM killer)")
+class _Losses:
+    """How often each item's worker died under it; too often ends the run, naming the item."""
 
+    def __init__(self, backend, retries: int):
+        self.backend, self.retries, self.count = backend, retries, {}
 
-def _recover(backend, losses: int, retries: int, what: str) -> int:
-    """Counts a lost worker; a fresh local pool, or the end when workers keep dying."""
-    losses += 1
-    if losses > retries or isinstance(backend, _RayBackend):  # Ray has already retried the item itself
-        raise _lost_for_good(retries, what)
-    warnings.warn(f"a worker process died; running {what} again on new workers", RuntimeWarning, stacklevel=3)
-    backend.restart()
-    return losses
+    def lost(self, keys: list, describe) -> None:
+        if isinstance(self.backend, _RayBackend):  # Ray has already restarted the actor and retried the call
+            raise WorkerLost(f"a Ray worker died {self.retries + 1} times running {describe(keys[0])} (killed, or out of "
+                             "memory?); lower workers= or look for what kills them")
+        for key in keys:
+            self.count[key] = self.count.get(key, 0) + 1
+            if self.count[key] > self.retries:
+                raise WorkerLost(f"a worker process died {self.count[key]} times running {describe(key)} (killed, or "
+                                 "out of memory?); lower workers= or look for what kills them (dmesg shows the OOM killer)")
+        warnings.warn(f"a worker process died; running the {len(keys)} item(s) it took down again on new workers",
+                      RuntimeWarning, stacklevel=4)
+        self.backend.restart()
 
 
 def map_unordered(items: list, factory: Callable, args: tuple, method: str, *, workers: int, launcher: str = "local",
                   address: str | None = None, retries: int = 2) -> Iterator[tuple[int, Any]]:
     """``factory(*args).method(item)`` for every item on ``workers`` workers; yields ``(index, result)``
-    as items finish, each index once."""
-    check_launcher(launcher, address)
+    as items finish, each index once. Items are handed out as workers free up (one per local process,
+    two per Ray actor so that the next is queued on it). A local pool breaks as a whole when one of
+    its processes dies: every item it was running is run again (each at most ``retries`` times)."""
     backend = _backend(workers, factory, args, launcher, address, retries)
-    losses, pending = 0, dict(enumerate(items))
+    losses = _Losses(backend, retries)
+    queue, running = deque(enumerate(items)), {}  # running: handle -> (index, item)
+    flight = workers * (2 if launcher == "ray" else 1)
     try:
-        while pending:
-            handles = {backend.submit(method, item): i for i, item in pending.items()}
-            lost = False
-            while handles:
-                handle = backend.wait_any(handles)
-                i = handles.pop(handle)
-                try:
-                    result = backend.result(handle)
-                except _Lost:
-                    lost = True
-                    continue
-                del pending[i]
-                yield i, result
-            if lost:
-                losses = _recover(backend, losses, retries, f"its {len(pending)} unfinished item(s)")
+        while queue or running:
+            while queue and len(running) < flight:
+                i, item = queue.popleft()
+                running[backend.submit(method, item)] = (i, item)
+            handle = backend.wait_any(running)
+            i, item = running.pop(handle)
+            try:
+                result = backend.result(handle)
+            except _Lost:
+                lost = [(i, item)]
+                for other, (j, it) in list(running.items()):  # the broken pool has settled every call
+                    try:
+                        done = backend.result(other)
+                    except _Lost:
+                        lost.append((j, it))
+                        continue
+                    yield j, done
+                running.clear()
+                losses.lost([j for j, _ in lost], lambda j: f"item {j}")
+                queue.extendleft(reversed(lost))
+                continue
+            yield i, result
     finally:
         backend.close()
 
@@ -268,30 +283,46 @@ def map_ordered(items: Iterable, factory: Callable, args: tuple, method: str, *,
                 address: str | None = None, retries: int = 2) -> Iterator[Any]:
     """``factory(*args).method(item)`` for each item of a (possibly endless) iterable, yielded in the
     items' order, with ``2 * workers`` items in flight."""
-    check_launcher(launcher, address)
     backend = _backend(workers, factory, args, launcher, address, retries)
-    items, losses = iter(items), 0
-    window: deque = deque()  # (item, handle), in order
+    losses = _Losses(backend, retries)
+    items, position = iter(items), 0
+    window: deque = deque()  # [position, item, handle or _Settled], in order
     try:
         while True:
             while len(window) < 2 * workers:
                 item = next(items, _END)
                 if item is _END:
                     break
-                window.append((item, backend.submit(method, item)))
+                window.append([position, item, backend.submit(method, item)])
+                position += 1
             if not window:
                 return
-            item, handle = window[0]
             try:
-                result = backend.result(handle)
+                result = _settle(backend, window[0][2])
             except _Lost:
-                losses = _recover(backend, losses, retries, f"the {len(window)} item(s) in flight")
-                window = deque((it, backend.submit(method, it)) for it, _ in window)
+                lost = []
+                for entry in window:  # keep what finished before the pool broke; the rest run again
+                    try:
+                        entry[2] = _Settled(_settle(backend, entry[2]))
+                    except _Lost:
+                        lost.append(entry)
+                losses.lost([e[0] for e in lost], lambda k: f"item {k} of the stream")
+                for entry in lost:
+                    entry[2] = backend.submit(method, entry[1])
                 continue
             window.popleft()
             yield result
     finally:
         backend.close()
+
+
+class _Settled:
+    def __init__(self, value):
+        self.value = value
+
+
+def _settle(backend, handle):
+    return handle.value if isinstance(handle, _Settled) else backend.result(handle)
 
 
 _END = object()

@@ -82,6 +82,10 @@ class PolicyActor(Actor):
     def period(self) -> int:
         return self.policy.config.n_action_steps
 
+    @property
+    def batchable(self) -> bool:
+        return self.policy.batchable
+
     def reset(self, env, seed):
         torch.manual_seed(seed)
         self.policy.reset(seeds=[seed])  # a stochastic policy samples from the episode's own stream

@@ -116,7 +116,9 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
             gap_text = f"{gap['difference']:+.2f} [{gap['ci95'][0]:+.2f}, {gap['ci95'][1]:+.2f}]" if gap.get("n") else ""
             p = f"{gap['mcnemar_p']:.3f}" if gap.get("n") else ""
             shortcut = f"{cell['shortcut_rate']:.2f}" if cell.get("shortcut_rate") is not None else ""
-            vids = " ".join(f"[{k}]({v})" for k, v in (run.get("videos") or {}).get(name, {}).items())
+            vids = " ".join(f"[{k}]({v})" + (" (replayed alone, ended otherwise)" if cell_videos.get(f"{k}_replay_differs") else "")
+                            for cell_videos in [(run.get("videos") or {}).get(name, {})]
+                            for k, v in cell_videos.items() if isinstance(v, str))
             rate_text = f"{cell['successes']}/{cell['episodes']} = {cell['success_rate']:.2f}" if cell["episodes"] else "-"
             lines.append(f"| {name} | {rate_text} | {cell['ci95'][0]:.2f}-{cell['ci95'][1]:.2f} | {gap_text} | {p} | {shortcut} | {vids} |")
         lines.append("")

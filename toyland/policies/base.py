@@ -122,6 +122,19 @@ class Policy(nn.Module, ABC):
             if seeds is not None:
                 self._generators[i] = _generator(seeds[k])
 
+    def _samples_per_row(self) -> bool:
+        """Whether ``predict_action_chunk`` takes a ``generator`` (a policy written before it did
+        samples from the global generator)."""
+        import inspect
+
+        return "generator" in inspect.signature(self.predict_action_chunk).parameters
+
+    @property
+    def batchable(self) -> bool:
+        """Whether an episode's actions stay its own when it shares a batch with others: sampling
+        from its own stream (or not sampling at all)."""
+        return self._samples_per_row()
+
     @property
     def device(self) -> torch.device:
         return next(iter(self.parameters()), torch.zeros(())).device
@@ -160,7 +173,7 @@ class Policy(nn.Module, ABC):
                 raise ValueError(f"select_action got a batch of {size} envs after {len(self._obs_queues)}; "
                                  "call reset() before changing the number of envs")
             env_ids = list(range(size))
-        elif len(env_ids) != size or max(env_ids, default=-1) >= len(self._obs_queues):
+        elif len(env_ids) != size or not all(0 <= i < len(self._obs_queues) for i in env_ids):
             raise ValueError(f"select_action got {size} rows for envs {list(env_ids)} of "
                              f"{len(self._obs_queues)}; reset(num_envs=N) sets how many envs there are")
         n = self.config.n_obs_steps
@@ -178,8 +191,10 @@ class Policy(nn.Module, ABC):
             if any(g is None for g in seeded) and any(g is not None for g in seeded):
                 raise ValueError("some envs of this batch were reset with seeds and some without; seed all or none")
             generators = None if seeded[0] is None else seeded
-            chunk = self.predict_action_chunk(history, generator=generators) if generators else \
-                self.predict_action_chunk(history)
+            if generators and self._samples_per_row():
+                chunk = self.predict_action_chunk(history, generator=generators)
+            else:  # the global generator samples (the actor seeds it at each episode start)
+                chunk = self.predict_action_chunk(history)
             if chunk.shape[1] < self.config.n_action_steps:
                 raise ValueError(f"policy '{self.name}' predicted {chunk.shape[1]} actions per chunk, fewer than "
                                  f"n_action_steps={self.config.n_action_steps}; lower n_action_steps")

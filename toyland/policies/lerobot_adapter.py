@@ -129,6 +129,12 @@ class LeRobotPolicy(Policy):
         loss, info = self.inner.forward(inputs)
         return loss, {k: float(v) for k, v in (info or {}).items() if isinstance(v, (int, float))}
 
+    @property
+    def batchable(self) -> bool:
+        # lerobot's diffusion is sampled row by row from each episode's stream, and ACT acts without
+        # sampling; other lerobot policies draw from the global generator, shared by a batch
+        return self.kind in ("diffusion", "act")
+
     @torch.no_grad()
     def predict_action_chunk(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         """[B, chunk_length, A] from the current step on."""

@@ -34,7 +34,7 @@ from toyland.files import write_json_atomic
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 STUDY_KEYS = {"description", "datasets", "arms", "suites", "workers", "launcher", "ray_address", "cpus_per_arm",
-              "envs_per_worker", "seed_start", "series"}
+              "gpus_per_arm", "envs_per_worker", "seed_start", "series"}
 SERIES_KEYS = {"arms", "cells", "metric", "suite", "x_label"}
 DATASET_KEYS = {"overrides", "episodes", "seed"}
 DERIVED_KEYS = {"from", "factors", "seed", "swap_from"}  # a re-rendered dataset (toyland augment)
@@ -352,11 +352,12 @@ class Study:
             self._run_units_on_ray(units)
         else:
             for arm, seed in units:
-                self._add_timing(self.run_unit(arm, seed))
+                self.run_unit(arm, seed, lambda what, seconds: self._add_timing({what: seconds}))
         return write_study_report(self)
 
-    def run_unit(self, arm: str, seed: int) -> dict:
-        """Trains one arm's seed and evaluates it on every suite; the wall time of each part."""
+    def run_unit(self, arm: str, seed: int, timed=None) -> dict:
+        """Trains one arm's seed and evaluates it on every suite; the wall time of each part, also
+        handed to ``timed(what, seconds)`` as each part ends (a killed study keeps what finished)."""
         timing = {}
         for what, work in [(f"train {arm} {seed}", lambda: self.train(arm, seed)),
                            *((f"eval {arm} {seed} {suite}", lambda suite=suite: self.evaluate(arm, seed, suite))
@@ -364,6 +365,8 @@ class Study:
             t0 = time.perf_counter()
             work()
             timing[what] = time.perf_counter() - t0
+            if timed is not None:
+                timed(what, timing[what])
         return timing
 
     def parents(self, arm: str) -> list[str]:
@@ -382,14 +385,20 @@ class Study:
         started = not ray.is_initialized()
         if started:
             if address:
-                from toyland.parallel import _check_reachable
+                from toyland.parallel import check_reachable
 
-                _check_reachable(address)
+                check_reachable(address)
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
                      **({"address": address} if address else {}))
         try:
             cpus = int(self.cfg.get("cpus_per_arm") or self.cfg.get("workers", 2))
-            task = ray.remote(num_cpus=cpus, max_retries=0)(_unit_task)  # a retry would resume from checkpoints anyway
+            gpus = float(self.cfg.get("gpus_per_arm") or 0)
+            nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+            if not any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
+                raise StudyConfigError(f"no node of the Ray cluster has cpus_per_arm={cpus} CPUs and gpus_per_arm={gpus} "
+                                       f"GPUs (nodes: {[(n.get('CPU', 0), n.get('GPU', 0)) for n in nodes]}); lower them")
+            # Ray shows a task only the GPUs it asked for: without gpus_per_arm, device=auto trains on CPU
+            task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_unit_task)  # a rerun resumes anyway
             inside = {**self.cfg, "launcher": "local", "ray_address": None, "workers": cpus}
             refs: dict[tuple[str, int], object] = {}
             for arm, seed in units:  # arms come after the arms they build on (validate checks the order)
@@ -461,8 +470,7 @@ def added_since(old: dict, cfg: dict) -> tuple[dict, dict]:
     old, cfg = dict(old), dict(cfg)
     if isinstance(old.get("env"), dict) and isinstance(cfg.get("env"), dict):
         old["env"], cfg["env"] = resolved_env_config(old["env"]), resolved_env_config(cfg["env"])
-    if set(cfg) - set(old) or any(isinstance(v, dict) and isinstance(old.get(k), dict) and set(v) - set(old[k])
-                                  for k, v in cfg.items()):
+    if json.dumps(old, sort_keys=True, default=str) != json.dumps(cfg, sort_keys=True, default=str):
         with initialize_config_module("toyland.configs", version_base="1.3"):
             defaults = OmegaConf.to_container(compose("train", overrides=["output_dir=."]), resolve=True)
         old = _fill_defaults(old, cfg, defaults)
