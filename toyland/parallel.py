@@ -114,7 +114,14 @@ class _LocalBackend:
         self.pool = Pool(*self.spec)
 
     def submit(self, method, item):
-        return self.pool.submit(method, item)
+        try:
+            return self.pool.submit(method, item)
+        except BrokenProcessPool as exc:  # broke since the last result: a handle that reports the loss
+            from concurrent.futures import Future
+
+            lost = Future()
+            lost.set_exception(exc)
+            return lost
 
     def wait_any(self, handles):
         return next(iter(wait(handles, return_when=FIRST_COMPLETED).done))
