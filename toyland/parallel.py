@@ -171,22 +171,34 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
                               "--head` there, or leave ray_address unset for a local Ray instance") from None
 
 
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("launcher=ray needs Ray: bash scripts/setup.sh installs it") from None
+    return ray
+
+
+def start_ray(address: str | None, num_cpus: int | None = None, **kwargs) -> bool:
+    """Connects to the cluster at ``address`` (checked first) or starts a local instance of
+    ``num_cpus`` CPUs, unless Ray is already running; whether this call started it (and shuts it down)."""
+    ray = _ray()
+    if address:
+        check_reachable(address)
+    if ray.is_initialized():
+        return False
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+             **({"address": address} if address else {"num_cpus": num_cpus}), **kwargs)
+    return True
+
+
 class _RayBackend:
     """Ray actors, one CPU each. Ray itself restarts a dead actor (building its object again) and
     retries the call it was running, ``retries`` times; past that the handle is lost for good."""
 
     def __init__(self, workers, factory, args, retries, address):
-        try:
-            import ray
-        except ImportError:
-            raise ImportError("launcher=ray needs Ray: bash scripts/setup.sh installs it") from None
-        if address:
-            check_reachable(address)
-        self.ray, self.started = ray, not ray.is_initialized()
-        if self.started:
-            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
-                     runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}},
-                     **({"address": address} if address else {"num_cpus": workers}))
+        ray = self.ray = _ray()
+        self.started = start_ray(address, num_cpus=workers, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
         served = ray.remote(num_cpus=1, max_restarts=retries, max_task_retries=retries)(_Served)
         self.actors = [served.remote(factory, args) for _ in range(workers)]
         self.load = [0] * workers  # calls in flight per actor: the least loaded gets the next item

@@ -381,15 +381,9 @@ class Study:
         be on a file system every node shares."""
         import ray
 
-        address = self.cfg.get("ray_address")
-        started = not ray.is_initialized()
-        if started:
-            if address:
-                from toyland.parallel import check_reachable
+        from toyland.parallel import start_ray
 
-                check_reachable(address)
-            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
-                     **({"address": address} if address else {}))
+        started = start_ray(self.cfg.get("ray_address"))  # a local instance: every CPU of this machine
         try:
             cpus = int(self.cfg.get("cpus_per_arm") or self.cfg.get("workers", 2))
             gpus = float(self.cfg.get("gpus_per_arm") or 0)
