@@ -106,12 +106,11 @@ class Policy(nn.Module, ABC):
         stream for sampling, so an episode's actions do not depend on which other episodes share
         its batch; without seeds the global torch generator samples."""
         if env_ids is None:
-            n = len(seeds) if seeds is not None else num_envs
             if seeds is not None and num_envs is not None and len(seeds) != num_envs:
                 raise ValueError(f"reset got {len(seeds)} seeds for {num_envs} envs")
-            self._obs_queues = [None] * n if n else []
-            self._action_queues = [deque() for _ in range(n or 0)]
-            self._generators = [_generator(s) for s in seeds] if seeds is not None else [None] * (n or 0)
+            n = len(seeds) if seeds is not None else (num_envs or 0)
+            self._obs_queues, self._action_queues = [None] * n, [deque() for _ in range(n)]
+            self._generators = [_generator(s) for s in seeds] if seeds is not None else [None] * n
             return
         if seeds is not None and len(seeds) != len(env_ids):
             raise ValueError(f"reset got {len(seeds)} seeds for {len(env_ids)} envs")
