@@ -46,14 +46,13 @@ def hub_offline():
     os.environ.update({key: "1" for key in OFFLINE_ENV})
     import datasets.config
     import huggingface_hub.constants
-    from huggingface_hub.utils import reset_sessions
 
     flags = [(huggingface_hub.constants, "HF_HUB_OFFLINE"), (datasets.config, "HF_HUB_OFFLINE"),
              (datasets.config, "HF_DATASETS_OFFLINE")]
     saved_flags = [getattr(module, name) for module, name in flags]
     for module, name in flags:
         setattr(module, name, True)
-    reset_sessions()  # sessions made before carry no offline adapter
+    # (huggingface_hub 1.x checks the constant at every request, so sessions made before obey it too)
     try:
         yield
     finally:
@@ -64,7 +63,6 @@ def hub_offline():
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        reset_sessions()
 
 
 def _repair_hint(root: Path) -> str:
@@ -270,6 +268,7 @@ def _decode_video(ds, key: str, out: np.ndarray) -> None:
     """All frames of each episode in one call to lerobot's decoder."""
     import torch
     from lerobot.datasets.video_utils import decode_video_frames
+    from lerobot.utils.import_utils import get_safe_default_video_backend
 
     eps = ds.meta.episodes
     for e in range(len(eps)):
@@ -278,5 +277,5 @@ def _decode_video(ds, key: str, out: np.ndarray) -> None:
         base = row[f"videos/{key}/from_timestamp"]
         stamps = [base + i / ds.meta.fps for i in range(end - start)]
         frames = decode_video_frames(ds.root / ds.meta.get_video_file_path(row["episode_index"], key), stamps,
-                                     ds.tolerance_s, ds.video_backend)
+                                     ds.tolerance_s, get_safe_default_video_backend())
         out[start:end] = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

@@ -252,11 +252,11 @@ class DatasetWriter:
             if self.root.exists():
                 shutil.rmtree(self.root)
             self.dataset = LeRobotDataset.create(repo_id, fps=fps, features=features, root=self.root,
-                                                 robot_type=robot_type, use_videos=use_videos)
+                                                 robot_type=robot_type, use_videos=use_videos,
+                                                 image_writer_threads=self.image_threads)
             self.log = EpisodeLog(config=config, discarded=log.discarded if log else [])
             self._discards_committed = len(self.log.discarded)
             commit_checkpoint(self.root, self.log)  # the empty record: a kill from here on rolls back to it
-        self.dataset.start_image_writer(num_processes=0, num_threads=self.image_threads)
 
     def _resume(self, config: dict) -> EpisodeLog | None:
         """The log of the collection at ``root``, rolled back to its checkpoint; None when it holds nothing to keep."""
@@ -305,10 +305,8 @@ class DatasetWriter:
 
         require_readable(self.root)
         _quiet_datasets()
-        with hub_offline():
-            # only the last episode's frames are loaded: loading them all would copy the whole dataset into
-            # the datasets cache at every checkpoint, in time and disk growing with the dataset
-            return LeRobotDataset(self.repo_id, root=self.root, episodes=[self.log.checkpoint.episodes - 1])
+        with hub_offline():  # (resume reads the metadata only, not the frames)
+            return LeRobotDataset.resume(self.repo_id, root=self.root, image_writer_threads=self.image_threads)
 
     def _check_features(self, features: dict) -> None:
         stored = {k: v for k, v in self.dataset.meta.features.items() if k in features}
@@ -351,12 +349,13 @@ class DatasetWriter:
         self.log.discarded.append(record)
 
     def _finalize_and_commit(self) -> None:
-        self.dataset.stop_image_writer()
         if self._pending or len(self.log.discarded) != self._discards_committed:
             with self._kill.inside(self.dataset.meta, "_close_writer", "finalize", after=False):
-                self.dataset.finalize()
+                self.dataset.finalize()  # (stops lerobot's image writer threads first)
             commit_checkpoint(self.root, self.log, self._kill.hit)
             self._discards_committed = len(self.log.discarded)
+        else:
+            self.dataset.writer.stop_image_writer()
 
     def checkpoint(self) -> None:
         """Make everything added so far durable: finalize, commit the record, reopen for appending."""
@@ -364,7 +363,6 @@ class DatasetWriter:
         if self._pending:  # a finalized lerobot dataset would overwrite its last files: reopen
             self._pending = 0
             self.dataset = self._open_for_append()
-            self.dataset.start_image_writer(num_processes=0, num_threads=self.image_threads)
 
     def close(self) -> None:
         self._finalize_and_commit()

@@ -160,10 +160,10 @@ class LeRobotPretrainedActor(Actor):
 
     @torch.no_grad()
     def act(self, obs):
-        batch = {"task": obs["task"]}
-        for key in self.config.input_features:
+        batch = {"task": [obs["task"]]}
+        for key in self.config.input_features:  # each with its batch dimension, as lerobot's env rollouts give them
             x = torch.as_tensor(np.asarray(obs[key]))
-            batch[key] = x.permute(2, 0, 1).float().div(255.0) if key.startswith("observation.images.") else x.float()
+            batch[key] = (x.permute(2, 0, 1).float().div(255.0) if key.startswith("observation.images.") else x.float())[None]
         action = self.post(self.policy.select_action(self.pre(batch)))
         return np.asarray(action, dtype=np.float32).reshape(-1)
 

@@ -161,7 +161,13 @@ class Policy(nn.Module, ABC):
         its own history and chunk; one prediction serves every env whose chunk has run out.
         ``env_ids``: the envs the batch's rows belong to, when only some of the envs act (the others
         keep their history and queue; ``reset(num_envs=N)`` sets how many there are)."""
-        frame = self.observation_batch(obs)
+        action = self.act(self.observation_batch(obs), env_ids)
+        single = np.asarray(obs["observation.state"]).ndim == 1
+        return action[0] if single else action
+
+    def act(self, frame: dict, env_ids: list[int] | None = None) -> np.ndarray:
+        """``select_action`` on a frame already in tensors (``observation_batch``'s layout: [B, ...]
+        per key, images in [0, 1], ``task`` strings): the [B, A] actions."""
         keys = [k for k in frame if k != "task"]
         size = len(frame["task"])
         if env_ids is None:
@@ -200,9 +206,7 @@ class Policy(nn.Module, ABC):
             chunk = chunk[:, : self.config.n_action_steps].cpu().numpy()
             for row, (_, i) in zip(chunk, due):
                 self._action_queues[i].extend(row)
-        action = np.stack([self._action_queues[i].popleft() for i in env_ids])
-        single = np.asarray(obs["observation.state"]).ndim == 1
-        return action[0] if single else action
+        return np.stack([self._action_queues[i].popleft() for i in env_ids])
 
 
 def _generator(seed: int) -> torch.Generator:

@@ -2,7 +2,7 @@
 
 Registered as ``lerobot_<type>`` (``lerobot_diffusion``, ``lerobot_act``; other lerobot types,
 VLAs included, through ``lerobot`` with ``lerobot_type`` and a local ``pretrained_path``). lerobot
-0.4 policies expect normalized inputs (its processors do that); here the adapter normalizes state,
+policies expect normalized inputs (its processors do that); here the adapter normalizes state,
 action and images with the dataset statistics, kept as buffers so they travel with the checkpoint.
 Observation and action windows come from lerobot's own config (its delta indices).
 
@@ -23,9 +23,12 @@ from toyland.policies.base import Policy, PolicyConfig
 from toyland.policies.features import ACTION, STATE, PolicyFeatures
 from toyland.policies.registry import POLICIES
 
-# lerobot defaults that would download weights or not fit a CPU; a user's overrides win
+# lerobot defaults that would download weights or not fit a CPU, and the backbone layout of lerobot 0.4
+# (group norm, one encoder for all cameras), whose defaults 0.5 changed: checkpoints made before load
+# into the same modules; a user's overrides win
 CPU_DEFAULTS = {
-    "diffusion": {"pretrained_backbone_weights": None, "down_dims": (64, 128, 256), "num_inference_steps": 10},
+    "diffusion": {"pretrained_backbone_weights": None, "down_dims": (64, 128, 256), "num_inference_steps": 10,
+                  "use_group_norm": True, "use_separate_rgb_encoder_per_camera": False},
     "act": {"pretrained_backbone_weights": None, "dim_model": 256, "dim_feedforward": 1024, "n_encoder_layers": 2},
 }
 

@@ -1,0 +1,252 @@
+"""toyland inside lerobot's own CLIs: the env type, the policy types and the simulated robot
+(toyland/plugins, registered by the distributions under plugins/)."""
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+PLUGINS = ("lerobot_env_toyland", "lerobot_policy_toyland", "lerobot_robot_toyland")
+SEED = 1_000_000
+
+
+def lerobot_cli(name: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """One of lerobot's console scripts from this environment, offline, its output returned."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    exe = Path(sys.executable).parent / name
+    done = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=timeout)
+    if done.returncode != 0:
+        raise AssertionError(f"{name} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
+    return done
+
+
+def test_the_plugin_distributions_register_toyland_with_lerobot():
+    installed = {d.metadata["Name"] for d in importlib.metadata.distributions()}
+    missing = [p for p in PLUGINS if p not in installed]
+    assert not missing, f"plugins {missing} are not installed: run scripts/setup.sh"
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.envs.configs import EnvConfig
+    from lerobot.robots.config import RobotConfig
+    from lerobot.utils.import_utils import register_third_party_plugins
+
+    register_third_party_plugins()
+    assert "toyland" in EnvConfig.get_known_choices()
+    assert {"toyland_diffusion", "toyland_vla"} <= set(PreTrainedConfig.get_known_choices())
+    assert "toyland" in RobotConfig.get_known_choices()
+
+
+def test_env_task_names():
+    from toyland.plugins.env import toyland_task
+
+    assert toyland_task("Lift-v0") == "lift"
+    assert toyland_task("toyland/PickPlace-v0") == "pick_place"
+    assert toyland_task("language_lift") == "language_lift"
+    with pytest.raises(ValueError, match="Push-v0"):
+        toyland_task("Stack-v0")
+
+
+def test_the_env_type_gives_toylands_scenes_under_lerobots_names():
+    from lerobot.envs.utils import preprocess_observation
+
+    from toyland.plugins.env import ToylandEnvConfig
+    from toyland.sim import make_env
+
+    cfg = ToylandEnvConfig(task="Lift-v0", cameras=["front:rgb+depth", "wrist"], image_size=32,
+                           factors={"camera_viewpoint": "ood_1"})
+    assert cfg.features_map["pixels/front"] == "observation.images.front"
+    assert cfg.features["agent_pos"].shape == (15,) and cfg.features["action"].shape == (7,)
+    vec = cfg.create_envs(2)["toyland"][0]
+    try:
+        obs, _ = vec.reset(seed=[7, 8])
+        batch = preprocess_observation(obs)
+        assert batch["observation.images.front"].shape == (2, 3, 32, 32)
+        assert batch["observation.depth.front"].shape == (2, 32, 32, 1)
+        assert list(vec.call("task_description")) == [vec.call("task")[0], vec.call("task")[1]]
+        for row, seed in enumerate([7, 8]):
+            env = make_env(cfg.toyland_env)
+            own, _ = env.reset(seed=seed)
+            env.close()
+            assert np.array_equal(obs["pixels"]["front"][row], own["observation.images.front"])
+            assert np.array_equal(obs["agent_pos"][row], own["observation.state"])
+            assert vec.call("task_description")[row] == own["task"]
+    finally:
+        vec.close()
+
+
+class _Replay:
+    """A lerobot policy replaying fixed action sequences, one per env of the batch."""
+
+    @staticmethod
+    def make(actions: list[np.ndarray]):
+        from lerobot.policies.pretrained import PreTrainedPolicy
+
+        from toyland.plugins.configuration_toyland import ToylandDiffusionConfig
+
+        class Replay(PreTrainedPolicy):
+            config_class, name = ToylandDiffusionConfig, "replay"
+
+            def __init__(self):
+                super().__init__(ToylandDiffusionConfig(device="cpu"))
+                self.actions, self.t = actions, 0
+
+            def reset(self):
+                self.t = 0
+
+            def select_action(self, batch, **_):
+                rows = [a[min(self.t, len(a) - 1)] for a in self.actions]
+                self.t += 1
+                return torch.as_tensor(np.stack(rows)).float()
+
+            def get_optim_params(self):
+                return []
+
+            def forward(self, batch):
+                raise NotImplementedError
+
+            def predict_action_chunk(self, batch, **_):
+                raise NotImplementedError
+
+        return Replay()
+
+
+def test_lerobots_evaluation_scores_the_episodes_toyland_scores():
+    """The expert's episodes of seeds S, S+1 replayed through lerobot's own eval_policy on the env type
+    succeed exactly where toyland's runner says they do (and fail where a cut-short replay fails)."""
+    from lerobot.processor import PolicyProcessorPipeline
+    from lerobot.processor.factory import make_policy_processor_pipelines
+    from lerobot.scripts.lerobot_eval import eval_policy
+
+    from toyland.eval.actors import ExpertActor
+    from toyland.plugins.env import ToylandEnvConfig
+    from toyland.sim import make_env
+
+    cfg = ToylandEnvConfig(task="Lift-v0", image_size=32)
+    runs = []
+    for seed in (SEED, SEED + 1):
+        env, actor = make_env(cfg.toyland_env), ExpertActor()
+        obs, _ = env.reset(seed=seed)
+        actor.reset(env, seed)
+        actions, success = [], False
+        while not success and len(actions) < 100:
+            actions.append(np.asarray(actor.act(obs), dtype=np.float32))
+            obs, _, success, _, _ = env.step(actions[-1])
+        env.close()
+        runs.append((actions, success))
+    assert all(success for _, success in runs), "the expert should lift in both scenes"
+    # the second replay stops short of the lift (it holds its 10th action): a failure toyland also scores
+    replays = [runs[0][0], runs[1][0][:10]]
+    vec = cfg.create_envs(2)["toyland"][0]
+    identity = PolicyProcessorPipeline(steps=[])
+    pre, post = make_policy_processor_pipelines([], [])
+    try:
+        info = eval_policy(vec, _Replay.make(replays), identity, identity, pre, post, n_episodes=2, start_seed=SEED)
+    finally:
+        vec.close()
+    lerobot_success = [bool(e["success"]) for e in info["per_episode"]]
+    assert [e["seed"] for e in info["per_episode"]] == [SEED, SEED + 1]
+    assert lerobot_success == [True, False]
+
+
+@pytest.fixture(scope="module")
+def lerobot_trained(tmp_path_factory, lift_demos):
+    """toyland's diffusion policy trained for 2 steps by lerobot-train on toyland's Lift demos."""
+    out = tmp_path_factory.mktemp("lerobot_train") / "run"
+    lerobot_cli("lerobot-train", "--policy.type=toyland_diffusion", "--policy.device=cpu", "--policy.push_to_hub=false",
+                "--policy.channels=[8,16,16]", "--policy.down_dims=[16,32,64]", "--dataset.repo_id=local/lift",
+                f"--dataset.root={lift_demos}", "--steps=2", "--batch_size=4", "--save_freq=2", "--log_freq=1",
+                "--num_workers=0", "--wandb.enable=false", f"--output_dir={out}")
+    return out / "checkpoints" / "000002" / "pretrained_model"
+
+
+def test_lerobot_train_saves_a_toyland_policy_that_carries_its_statistics(lerobot_trained, lift_demos):
+    from toyland.plugins.modeling_toyland import ToylandDiffusionPolicy
+    from toyland.policies.features import ACTION
+
+    config = json.loads((lerobot_trained / "config.json").read_text())
+    assert config["type"] == "toyland_diffusion" and config["channels"] == [8, 16, 16] and config["fps"] == 20
+    policy = ToylandDiffusionPolicy.from_pretrained(str(lerobot_trained))
+    stats = json.loads((lift_demos / "meta" / "stats.json").read_text())
+    lo, hi = np.asarray(stats[ACTION]["min"]), np.asarray(stats[ACTION]["max"])
+    shift = policy.inner.normalizer.action_shift.numpy()
+    np.testing.assert_allclose(shift, (hi + lo) / 2, rtol=1e-5, atol=1e-6)
+
+
+def test_lerobot_eval_on_the_env_type_agrees_with_toyland_eval(lerobot_trained, tmp_path):
+    from toyland.eval.actors import make_actor
+    from toyland.eval.runner import run_episode
+    from toyland.sim import make_env
+
+    out = tmp_path / "eval"
+    lerobot_cli("lerobot-eval", f"--policy.path={lerobot_trained}", "--env.type=toyland", "--env.task=Lift-v0",
+                "--env.image_size=48", "--env.max_episode_steps=12", "--eval.n_episodes=2", "--eval.batch_size=2",
+                f"--seed={SEED}", f"--output_dir={out}")
+    info = json.loads((out / "eval_info.json").read_text())
+    lerobot_success = info["per_task"][0]["metrics"]["successes"]
+    actor = make_actor(str(lerobot_trained))
+    env = make_env({"task": "lift", "image_size": 48, "max_episode_steps": 12})
+    try:
+        toyland_success = [run_episode(env, actor, seed)[0]["success"] for seed in (SEED, SEED + 1)]
+    finally:
+        env.close()
+    assert lerobot_success == toyland_success
+
+
+def test_lerobot_rollout_drives_the_simulated_robot(lerobot_trained, tmp_path):
+    report = tmp_path / "robot.json"
+    lerobot_cli("lerobot-rollout", "--strategy.type=base", f"--policy.path={lerobot_trained}", "--robot.type=toyland",
+                "--robot.image_size=48", f"--robot.report_path={report}", "--fps=20", "--duration=6",
+                "--task=pick up the toy", "--play_sounds=false")
+    done = json.loads(report.read_text())
+    assert done["steps"] >= 2 and done["episodes"] >= 1
+    assert done["loop_seconds"]["n"] == done["steps"] - 1 and done["decide_seconds"]["n"] == done["steps"]
+
+
+def test_a_policy_the_robot_cannot_feed_is_refused_before_the_arm_moves(lerobot_trained):
+    """Another image size (and a missing camera) stop at the first observation, named, with no step taken."""
+    from lerobot.policies.utils import prepare_observation_for_inference
+    from lerobot.utils.feature_utils import build_dataset_frame, hw_to_dataset_features
+
+    from toyland.plugins.config_toyland_robot import ToylandRobotConfig
+    from toyland.plugins.modeling_toyland import ToylandDiffusionPolicy
+    from toyland.plugins.toyland_robot import ToylandRobot
+    from toyland.policies.features import FeatureMismatch
+
+    policy = ToylandDiffusionPolicy.from_pretrained(str(lerobot_trained))
+    for cameras, size, match in ((["front"], 32, r"'observation.images.front' is \(3, 32, 32\)"),
+                                 (["wrist"], 48, "lacks \\['observation.images.front'\\]")):
+        robot = ToylandRobot(ToylandRobotConfig(sim_cameras=cameras, image_size=size))
+        robot.connect()
+        try:
+            features = hw_to_dataset_features(robot.observation_features, "observation")
+            frame = build_dataset_frame(features, robot.get_observation(), prefix="observation")
+            batch = prepare_observation_for_inference(frame, torch.device("cpu"), "pick up the toy", "toyland")
+            with pytest.raises(FeatureMismatch, match=match):
+                policy.select_action(batch)
+            assert robot.report()["steps"] == 0
+        finally:
+            robot.disconnect()
+
+
+def test_the_simulated_robot_clips_actions_outside_its_limits_and_counts_them():
+    from toyland.plugins.config_toyland_robot import ToylandRobotConfig
+    from toyland.plugins.toyland_robot import ToylandRobot
+
+    robot = ToylandRobot(ToylandRobotConfig(image_size=32))
+    assert set(robot.observation_features) >= {"joint1.pos", "gripper.opening.pos", "tcp.x.pos", "front"}
+    robot.connect()
+    try:
+        keys = list(robot.action_features)
+        sent = robot.send_action({k: 3.0 for k in keys})
+        assert all(v == 1.0 for v in sent.values()) and robot.clipped_actions == 1
+        robot.send_action({k: 0.5 for k in keys})
+        assert robot.clipped_actions == 1
+        with pytest.raises(KeyError, match="ee_pose control"):
+            robot.send_action({keys[0]: 0.0})
+    finally:
+        robot.disconnect()
