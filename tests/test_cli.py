@@ -39,3 +39,10 @@ def test_bad_config_key_is_named(tmp_path):
 def test_unknown_command_lists_commands(tmp_path):
     proc = toyland("trian", cwd=tmp_path)
     assert proc.returncode == 2 and "demo" in proc.stderr
+
+
+def test_export_names_what_it_cannot_export(tmp_path):
+    proc = toyland("export", str(tmp_path / "nowhere"), str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 2 and "nowhere" in proc.stderr
+    proc = toyland("export", str(tmp_path), str(tmp_path / "out"), "weigths=ema", cwd=tmp_path)
+    assert proc.returncode != 0 and "weigths" in proc.stderr

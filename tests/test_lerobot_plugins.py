@@ -250,3 +250,45 @@ def test_the_simulated_robot_clips_actions_outside_its_limits_and_counts_them():
             robot.send_action({keys[0]: 0.0})
     finally:
         robot.disconnect()
+
+
+@pytest.mark.parametrize("name", ["diffusion", "vla"])
+def test_an_exported_checkpoint_acts_in_lerobot_as_it_does_in_toyland(name, tmp_path):
+    """``toyland export``: lerobot's own loader and processors give the toyland policy's actions."""
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+
+    from toyland.plugins.export import export_checkpoint
+    from toyland.policies import make_policy
+    from toyland.policies.checkpoint import load_policy, save_policy
+    from toyland.policies.features import PolicyFeatures
+
+    features = PolicyFeatures(cameras={"observation.images.front": (3, 32, 32)}, state_dim=15, action_dim=7, fps=20,
+                              masks={"observation.masks.front": (32, 32)} if name == "vla" else {})
+    rng = np.random.default_rng(0)
+    stats = {"observation.state": {"min": -rng.random(15), "max": rng.random(15)},
+             "action": {"min": -rng.random(7), "max": rng.random(7)}}
+    options = {"diffusion": {"channels": [8, 16], "down_dims": [16, 32], "horizon": 8, "n_action_steps": 4},
+               "vla": {"dim": 32, "heads": 2, "patch_size": 4, "use_language": False}}[name]
+    torch.manual_seed(0)
+    save_policy(make_policy({"name": name, **options}, features, stats), tmp_path / "ckpt")
+    dst = export_checkpoint(tmp_path / "ckpt", tmp_path / "lerobot", weights="model")
+
+    config = PreTrainedConfig.from_pretrained(str(dst))
+    lerobot_policy = get_policy_class(config.type).from_pretrained(str(dst), config=config)
+    pre, post = make_pre_post_processors(config, pretrained_path=str(dst))
+    toyland_policy = load_policy(tmp_path / "ckpt")
+    obs = {"observation.images.front": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
+           "observation.state": rng.random(15).astype(np.float32), "task": "pick up the toy"}
+    if name == "vla":
+        obs["observation.masks.front"] = (rng.random((32, 32)) > 0.7).astype(np.uint8)
+    batch = {"task": obs["task"], "observation.state": torch.from_numpy(obs["observation.state"]),
+             "observation.images.front": torch.from_numpy(obs["observation.images.front"]).permute(2, 0, 1).float() / 255}
+    if name == "vla":
+        batch["observation.masks.front"] = torch.from_numpy(obs["observation.masks.front"]).float()[None]  # (batched: lerobot adds the dim to images and state only)
+    for step in range(5):  # across a chunk boundary: each keeps its own queue
+        torch.manual_seed(step)
+        ours = toyland_policy.select_action(obs)
+        torch.manual_seed(step)
+        theirs = post(lerobot_policy.select_action(pre(batch)))
+        np.testing.assert_allclose(theirs.numpy()[0], ours, rtol=1e-5, atol=1e-6)

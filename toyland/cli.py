@@ -9,6 +9,7 @@ Commands and their configs (toyland/configs/<command>.yaml):
   study     `toyland study NAME [key=value ...]`: collect, train over seeds, evaluate, report (configs/study/)
   augment   `toyland augment SRC output_dir=DST factors.camera_viewpoint=ood_1 ...`: re-render a dataset
   merge     `toyland merge BASE FINETUNED alpha=0.5 output_dir=DIR`: interpolate two checkpoints' weights
+  export    `toyland export CHECKPOINT DST [weights=ema|model]`: a lerobot pretrained folder (lerobot-eval, lerobot-rollout)
   data      dataset utilities: `toyland data stats PATH [PATH ...]` (factor diversity, fragmentation)
 """
 
@@ -269,7 +270,25 @@ def merge(argv: list[str]) -> None:
           f"{record['statistics']['kept']} parent" + (f" (they differed in {differed})" if differed else ""))
 
 
-PLAIN_COMMANDS = {"augment": augment, "data": data, "merge": merge, "report": report, "study": study}
+def export(argv: list[str]) -> None:
+    """``toyland export CHECKPOINT DST [weights=ema|model]``: the checkpoint as a lerobot policy folder."""
+    paths = _paths(argv, 2, "usage: toyland export CHECKPOINT DST [weights=ema|model]")
+    options = dict(a.split("=", 1) for a in argv if "=" in a)
+    unknown = sorted(set(options) - {"weights"})
+    if unknown:
+        raise SystemExit(f"toyland export: unknown options {unknown}; usage: toyland export CHECKPOINT DST [weights=ema|model]")
+    from toyland.plugins.export import export_checkpoint
+
+    try:
+        dst = export_checkpoint(*paths, weights=options.get("weights", "ema"))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"toyland export: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"lerobot policy folder {dst}: run it with lerobot-eval --policy.path={dst} --env.type=toyland ... "
+          f"or lerobot-rollout --policy.path={dst} --robot.type=...")
+
+
+PLAIN_COMMANDS = {"augment": augment, "data": data, "export": export, "merge": merge, "report": report, "study": study}
 
 
 def main(argv: list[str] | None = None) -> None:

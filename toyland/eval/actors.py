@@ -116,7 +116,9 @@ class LeRobotPretrainedActor(Actor):
     def __init__(self, path: Path, device: str = "cpu", n_action_steps: int | None = None):
         from lerobot.configs.policies import PreTrainedConfig
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+        from lerobot.utils.import_utils import register_third_party_plugins
 
+        register_third_party_plugins()  # policy types from plugins (toyland's own among them), as lerobot's CLIs do
         config = PreTrainedConfig.from_pretrained(str(path))
         config.device = device
         if n_action_steps is not None:

@@ -7,15 +7,15 @@ from __future__ import annotations
 from lerobot.processor.factory import make_default_policy_processor_steps, make_policy_processor_pipelines
 
 
-def _pipelines(config, dataset_stats=None):
+def processors(config, dataset_stats=None):
     steps = make_default_policy_processor_steps(config, dataset_stats)
     return make_policy_processor_pipelines(input_steps=[steps.rename_observations, steps.add_batch_dim, steps.to_device],
                                            output_steps=[steps.to_cpu])
 
 
 def make_toyland_diffusion_pre_post_processors(config, dataset_stats=None):
-    return _pipelines(config, dataset_stats)
+    return processors(config, dataset_stats)
 
 
 def make_toyland_vla_pre_post_processors(config, dataset_stats=None):
-    return _pipelines(config, dataset_stats)
+    return processors(config, dataset_stats)
