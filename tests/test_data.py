@@ -120,7 +120,7 @@ def test_resume_refuses_a_different_config(tmp_path, lift_dataset):
     with pytest.raises(FileExistsError, match="not a LeRobotDataset"):
         collect({"task": "lift", **SMALL}, tmp_path / "junk", episodes=1, workers=1, progress=False)
     # a mode the experts cannot act in is refused before anything is written or any worker starts
-    with pytest.raises(ValueError, match="control_mode=ee_pose or ee_delta"):
+    with pytest.raises(ValueError, match="control_mode=ee_pose, ee_delta or lerobot_joint"):
         collect({"task": "lift", **SMALL, "control_mode": "joint_position"}, tmp_path / "joints", episodes=1, workers=2,
                 progress=False)
     assert not (tmp_path / "joints").exists()

@@ -21,12 +21,17 @@ def make(task, embodiment, mode, **kw):
     return make_env(task=task, embodiment=embodiment, control_mode=mode, cameras=kw.pop("cameras", CAMS), **kw)
 
 
+def middle(env) -> np.ndarray:
+    """The action in the middle of the env's action space (zero where it is [-1, 1])."""
+    return ((env.action_space.low + env.action_space.high) / 2).astype(np.float32)
+
+
 def rollout(env, seed, steps=6):
     obs, info = env.reset(seed=seed)
     trace = [obs]
     action_rng = np.random.default_rng(seed)
     for _ in range(steps):
-        obs, *_ = env.step(action_rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+        obs, *_ = env.step(action_rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32))
         trace.append(obs)
     return info, trace
 
@@ -42,7 +47,7 @@ def test_observations_match_spaces_and_info_has_toys(task, embodiment, mode):
     assert info["is_success"] is False and info["toys"]
     for toy in info["toys"]:
         assert 1 <= len(toy["parts"]) <= 5 and {p["kind"] for p in toy["parts"]} <= set(KINDS)
-    obs, reward, terminated, truncated, info = env.step(np.zeros(env.action_space.shape, np.float32))
+    obs, reward, terminated, truncated, info = env.step(middle(env))
     assert env.observation_space.contains(obs)
     assert isinstance(info["is_success"], bool) and reward == float(info["is_success"])
     env.close()
@@ -106,9 +111,11 @@ def test_bad_actions_raise_instead_of_clipping(task, embodiment, mode):
     env = make(task, embodiment, mode, cameras=[])
     env.reset(seed=0)
     dim = env.action_space.shape[0]
+    beyond = middle(env)
+    beyond[0] = env.action_space.high[0] + 0.25 * (env.action_space.high[0] - env.action_space.low[0])
     for bad, match in [
         (np.full(dim, np.nan), "NaN"),
-        (np.r_[1.5, np.zeros(dim - 1)], r"\[-1, 1\]"),
+        (beyond, r"entries \[0\] lie outside the action space"),
         (np.zeros(dim + 1), "shape"),
     ]:
         with pytest.raises(ValueError, match=match):

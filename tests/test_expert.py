@@ -8,6 +8,7 @@ from toyland.eval.actors import ExpertActor
 from toyland.eval.runner import run_episode
 from toyland.eval.stats import wilson_interval
 from toyland.sim import make_env
+from toyland.sim.embodiments import EMBODIMENTS
 from toyland.sim.experts import EXPERTS
 from toyland.sim.tasks import TASKS
 
@@ -34,6 +35,13 @@ def test_expert_succeeds_in_distribution(task):
     assert all(r["steps"] < env.spec.max_episode_steps for r in results if r["success"])
     assert not any(r["clipped_actions"] for r in results)  # the expert acts inside the action space
     env.close()
+
+
+@pytest.mark.parametrize("embodiment", EMBODIMENTS.names())
+def test_expert_lifts_with_every_embodiment(embodiment):
+    env = make_env(embodiment=embodiment, cameras=[])
+    wins = sum(run_episode(env, ExpertActor(), seed=2000 + i)[0]["success"] for i in range(20))
+    assert wins >= 18, f"{wins}/20"
 
 
 def test_expert_is_deterministic():

@@ -292,3 +292,28 @@ def test_an_exported_checkpoint_acts_in_lerobot_as_it_does_in_toyland(name, tmp_
         torch.manual_seed(step)
         theirs = post(lerobot_policy.select_action(pre(batch)))
         np.testing.assert_allclose(theirs.numpy()[0], ours, rtol=1e-5, atol=1e-6)
+
+
+def test_the_so101_twin_has_the_features_of_lerobots_so101_follower():
+    """In lerobot's joint units the simulated SO-101 reads and takes exactly what the real arm's driver
+    does: a policy trained on its data needs no mapping on the real arm (cameras named alike)."""
+    from lerobot.cameras.opencv import OpenCVCameraConfig
+    from lerobot.robots.so_follower import SO101Follower, SO101FollowerConfig
+
+    from toyland.plugins.config_toyland_robot import ToylandRobotConfig
+    from toyland.plugins.toyland_robot import ToylandRobot
+
+    real = SO101Follower(SO101FollowerConfig(  # (not connected: no port is opened)
+        port="/dev/null", cameras={"wrist": OpenCVCameraConfig(index_or_path=0, width=64, height=64, fps=30)}))
+    twin = ToylandRobot(ToylandRobotConfig(embodiment="so101", control_mode="lerobot_joint", image_size=64,
+                                           sim_cameras=["wrist"]))
+    assert twin.observation_features == real.observation_features
+    assert twin.action_features == real.action_features
+    twin.connect()
+    try:
+        obs = twin.get_observation()
+        assert obs["gripper.pos"] > 95 and obs["wrist"].shape == (64, 64, 3)
+        sent = twin.send_action({**{k: obs[k] for k in twin.action_features}, "gripper.pos": 130.0})
+        assert sent["gripper.pos"] == 100.0 and twin.clipped_actions == 1
+    finally:
+        twin.disconnect()

@@ -116,7 +116,9 @@ class NoisyExpert(Actor):
         if not self.noise.std:
             return self.clean
         scale = self.expert.noise_scale() if self.noise.gated else 1.0
-        return np.clip(self.clean + scale * self.mask * next(self.draws), -1.0, 1.0).astype(self.clean.dtype)
+        space = self.env.unwrapped.action_space  # (noise in normalized units: half the space's width is 1)
+        noise = scale * self.mask * next(self.draws) * (space.high - space.low) / 2.0
+        return np.clip(self.clean + noise, space.low, space.high).astype(self.clean.dtype)
 
 
 class EpisodeRecorder:

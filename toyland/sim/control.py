@@ -1,5 +1,5 @@
-"""Action modes. Actions are normalized to [-1, 1]; the last entry is always the gripper
-(-1 open, +1 closed).
+"""Action modes. Actions are normalized to [-1, 1] (but ``lerobot_joint``'s); the last entry is always
+the gripper (-1 open, +1 closed).
 
 ``ee_delta``: end-effector delta pose (dx, dy, dz, droll, dpitch, dyaw in the world frame, scaled
 by the maximal linear and angular speed times the control period) tracked through differential
@@ -10,6 +10,9 @@ than ``ee_delta``'s top speed. Position control: a chunk of poses means the same
 controller's command currently leads the tool, which a delta chunk does not (the command leads the
 tool by up to 3 cm at top speed, and nothing in one observation shows by how much).
 ``joint_position``: absolute arm joint targets, [-1, 1] mapped onto each joint's range.
+``lerobot_joint``: absolute joint targets in lerobot's units (degrees; the gripper 0 closed .. 100
+open), not normalized: the action space's bounds are the joints' ranges. Its state is in the same
+units, so the data reads as a lerobot arm's.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import mink
+import mujoco
 import numpy as np
 
 from toyland.registry import Registry
 from toyland.sim import geometry as geo
 from toyland.sim.embodiments import Embodiment
-from toyland.sim.embodiments.gripper import finger_target
+from toyland.sim.embodiments.gripper import FINGER_TRAVEL, finger_target
 from toyland.sim.scene import Scene
 
 CONTROLLERS: Registry[type] = Registry("control mode")
@@ -46,14 +50,16 @@ class ControlConfig:
             raise ValueError(f"control field 'rate_hz' = {self.rate_hz}; allowed range [1, 500]")
 
 
-def validate_action(action, dim: int) -> np.ndarray:
+def validate_action(action, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     a = np.asarray(action, dtype=np.float64)
-    if a.shape != (dim,):
-        raise ValueError(f"action must have shape ({dim},), got {a.shape}")
+    if a.shape != low.shape:
+        raise ValueError(f"action must have shape {low.shape}, got {a.shape}")
     if not np.all(np.isfinite(a)):
         raise ValueError(f"action contains NaN or inf: {a}")
-    if np.any(np.abs(a) > 1.0 + 1e-6):
-        raise ValueError(f"actions are normalized to [-1, 1]; got {a} (max |a| = {np.abs(a).max():.4g})")
+    slack = 1e-6 * np.maximum(1.0, np.abs(high - low))
+    if np.any(a < low - slack) or np.any(a > high + slack):
+        outside = [i for i in range(a.size) if not low[i] - slack[i] <= a[i] <= high[i] + slack[i]]
+        raise ValueError(f"action entries {outside} lie outside the action space [{low[outside]}, {high[outside]}]: {a}")
     return a
 
 
@@ -76,6 +82,27 @@ class Controller(ABC):
     @property
     @abstractmethod
     def action_names(self) -> list[str]: ...
+
+    @property
+    def action_low(self) -> np.ndarray:
+        return -np.ones(self.action_dim)
+
+    @property
+    def action_high(self) -> np.ndarray:
+        return np.ones(self.action_dim)
+
+    @property
+    def state_names(self) -> list[str]:
+        """The entries of ``observation.state``: arm joints (rad), the finger opening (m), the tool's
+        position (m) and orientation quaternion."""
+        return ([f"{j}.pos" for j in self.embodiment.arm_joints] + ["gripper.opening"]
+                + [f"tcp.{a}" for a in "xyz"] + [f"tcp.q{a}" for a in "wxyz"])
+
+    def state(self, scene: Scene) -> np.ndarray:
+        d = scene.data
+        tcp_quat = np.empty(4)
+        mujoco.mju_mat2Quat(tcp_quat, d.site_xmat[scene.tcp_site])
+        return np.concatenate([d.qpos[scene.arm_qpos], [scene.finger_opening()], d.site_xpos[scene.tcp_site], tcp_quat])
 
     end_effector = False  # whether actions move the tool, so scripted experts can act in this mode
 
@@ -129,7 +156,7 @@ class EndEffectorDeltaController(Controller):
         self.mount = np.asarray(emb.mount_pos, dtype=float)
         self.ik_qpos = np.array([self.ik_model.joint(n).qposadr[0] for n in emb.arm_joints])
         self.configuration = mink.Configuration(self.ik_model)
-        self.task = mink.FrameTask("tcp", "site", position_cost=1.0, orientation_cost=0.5, lm_damping=1e-3)
+        self.task = mink.FrameTask("tcp", "site", position_cost=1.0, orientation_cost=emb.orientation_cost, lm_damping=1e-3)
         self.posture = mink.PostureTask(self.ik_model, cost=1e-3)
         velocity = dict(zip(emb.arm_joints, emb.max_joint_velocity))
         self.limits = [mink.ConfigurationLimit(self.ik_model), mink.VelocityLimit(self.ik_model, velocity)]
@@ -166,6 +193,12 @@ class EndEffectorDeltaController(Controller):
     def _track(self, action: np.ndarray) -> None:
         """Moves the command by a normalized delta (clipped to the workspace and to ``max_lead``
         ahead of the tool) and drives the arm there through differential IK."""
+        self.scene.data.ctrl[self.scene.arm_ctrl] = self._solve(action)
+        self._set_gripper(action[-1])
+
+    def _solve(self, action: np.ndarray) -> np.ndarray:
+        """The command moved by a normalized delta and one differential-IK step towards it: the arm's
+        joint targets."""
         tcp_pos, _ = self.scene.tcp_pose()
         target = self.target_pos + action[:3] * self.max_step
         target = np.clip(target, self.low, self.high)
@@ -179,8 +212,7 @@ class EndEffectorDeltaController(Controller):
         self.task.set_target(goal)
         velocity = mink.solve_ik(self.configuration, [self.task, self.posture], self.dt, "daqp", 1e-3, limits=self.limits)
         self.configuration.integrate_inplace(velocity, self.dt)
-        self.scene.data.ctrl[self.scene.arm_ctrl] = self.configuration.q[self.ik_qpos]
-        self._set_gripper(action[-1])
+        return self.configuration.q[self.ik_qpos].copy()
 
 
 @CONTROLLERS.register("ee_pose")
@@ -218,6 +250,69 @@ class EndEffectorPoseController(EndEffectorDeltaController):
         move = np.clip((pos - self.target_pos) / self.max_step, -1.0, 1.0)
         turn = np.clip(geo.rotvec_from_mat(rot @ self.target_rot.T) / self.max_rot, -1.0, 1.0)
         self._track(np.concatenate([move, turn, [action[-1]]]))
+
+
+@CONTROLLERS.register("lerobot_joint")
+class LeRobotJointController(EndEffectorDeltaController):
+    """lerobot's joint units, as its arms' drivers read and write them (``use_degrees=True``): each arm
+    joint's absolute target in degrees from the joint's zero, ``<joint>.pos``, and ``gripper.pos``
+    from 0 (closed) to 100 (open); ``observation.state`` holds the same quantities, measured. A
+    policy trained on such data drives a real arm of the embodiment's kinematics through
+    ``lerobot-rollout`` as it is. Scripted experts plan through the ``ee_delta`` IK and record its
+    joint targets."""
+
+    def __init__(self, embodiment: Embodiment, cfg: ControlConfig):
+        super().__init__(embodiment, cfg)
+        self._planned: np.ndarray | None = None  # the action from_ee_delta made last, until applied
+
+    @property
+    def action_dim(self) -> int:
+        return len(self.embodiment.arm_joints) + 1
+
+    @property
+    def action_names(self) -> list[str]:
+        return [f"{j}.pos" for j in self.embodiment.arm_joints] + ["gripper.pos"]
+
+    @property
+    def action_low(self) -> np.ndarray:
+        return np.concatenate([np.degrees(self.joint_low), [0.0]])
+
+    @property
+    def action_high(self) -> np.ndarray:
+        return np.concatenate([np.degrees(self.joint_high), [100.0]])
+
+    @property
+    def state_names(self) -> list[str]:
+        return self.action_names
+
+    def state(self, scene: Scene) -> np.ndarray:
+        opening = scene.finger_opening() / (2 * FINGER_TRAVEL)
+        return np.concatenate([np.degrees(scene.data.qpos[scene.arm_qpos]), [100.0 * opening]])
+
+    @staticmethod
+    def encode(q: np.ndarray, grip: float) -> np.ndarray:
+        """Joint targets (rad) and toyland's gripper command (-1 open .. +1 closed) -> this mode's action."""
+        return np.concatenate([np.degrees(q), [50.0 * (1.0 - grip)]]).astype(np.float32)
+
+    def from_ee_delta(self, action: np.ndarray) -> np.ndarray:
+        self._planned = self.encode(self._solve(action), float(action[-1]))
+        return self._planned.copy()
+
+    def apply(self, action: np.ndarray) -> None:
+        q = np.radians(np.asarray(action[:-1], dtype=float))
+        self.scene.data.ctrl[self.scene.arm_ctrl] = q
+        self._set_gripper(1.0 - float(action[-1]) / 50.0)
+        if self._planned is None or not np.allclose(action, self._planned, atol=1e-4):
+            self._follow(q)  # not the planned action (a policy's, or a noisy one): the IK starts from it
+        self._planned = None
+
+    def _follow(self, q: np.ndarray) -> None:
+        full = self.configuration.q.copy()
+        full[self.ik_qpos] = q
+        self.configuration.update(full)
+        pose = self.configuration.get_transform_frame_to_world("tcp", "site")
+        self.target_pos = pose.translation() + self.mount
+        self.target_rot = pose.rotation().as_matrix()
 
 
 def make_controller(embodiment: Embodiment, cfg: ControlConfig) -> Controller:

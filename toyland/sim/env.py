@@ -86,13 +86,9 @@ class ToylandEnv(gym.Env):
         self._offscreen = (max(s[0] for s in sizes), max(s[1] for s in sizes))
         self.renderers = RendererPool(*self._offscreen)
         self.scene: Scene | None = None
-        n_arm = len(self.embodiment.arm_joints)
-        self.state_names = (
-            [f"{j}.pos" for j in self.embodiment.arm_joints] + ["gripper.opening"]
-            + [f"tcp.{a}" for a in "xyz"] + [f"tcp.q{a}" for a in "wxyz"]
-        )
+        self.state_names = self.controller.state_names
         self.action_names = self.controller.action_names
-        spaces = {"observation.state": gym.spaces.Box(-np.inf, np.inf, (n_arm + 8,), np.float32)}
+        spaces = {"observation.state": gym.spaces.Box(-np.inf, np.inf, (len(self.state_names),), np.float32)}
         for cam in self.cameras:
             if "rgb" in cam.modalities:
                 spaces[f"observation.images.{cam.name}"] = gym.spaces.Box(0, 255, (cam.height, cam.width, 3), np.uint8)
@@ -106,7 +102,8 @@ class ToylandEnv(gym.Env):
                 spaces[f"observation.masks.{cam.name}"] = gym.spaces.Box(0, 1, (cam.height, cam.width), np.uint8)
         spaces["task"] = gym.spaces.Text(max_length=256, charset=INSTRUCTION_CHARSET)
         self.observation_space = gym.spaces.Dict(spaces)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.controller.action_dim,), np.float32)
+        self.action_space = gym.spaces.Box(self.controller.action_low.astype(np.float32),
+                                           self.controller.action_high.astype(np.float32), dtype=np.float32)
         self._last_eval: dict = {}
         self._episode_seed, self._factor_values = None, {}
 
@@ -181,7 +178,7 @@ class ToylandEnv(gym.Env):
     def step(self, action):
         if self.scene is None:
             raise RuntimeError("call reset() before step()")
-        action = validate_action(action, self.controller.action_dim)
+        action = validate_action(action, self.action_space.low, self.action_space.high)
         self.controller.apply(action)
         mujoco.mj_step(self.scene.model, self.scene.data, nstep=self.substeps)
         self._check_stable()
@@ -232,11 +229,7 @@ class ToylandEnv(gym.Env):
     def _observation(self) -> dict:
         scene = self.scene
         d = scene.data
-        tcp_pos = d.site_xpos[scene.tcp_site]
-        tcp_quat = np.empty(4)
-        mujoco.mju_mat2Quat(tcp_quat, d.site_xmat[scene.tcp_site])
-        state = np.concatenate([d.qpos[scene.arm_qpos], [scene.finger_opening()], tcp_pos, tcp_quat])
-        obs = {"observation.state": state.astype(np.float32)}
+        obs = {"observation.state": self.controller.state(scene).astype(np.float32)}
         for cam in self.cameras:
             name = scene.camera_name(cam.name)
             if "rgb" in cam.modalities:

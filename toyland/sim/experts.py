@@ -152,7 +152,7 @@ class Expert(ABC):
         if not self.env.controller.end_effector:
             raise ValueError(
                 f"the scripted experts move the tool, which control mode '{self.env.control_cfg.mode}' cannot express; "
-                "collect demonstrations with control_mode=ee_pose or ee_delta"
+                "collect demonstrations with control_mode=ee_pose, ee_delta or lerobot_joint"
             )
 
     def reset(self) -> None:

@@ -25,6 +25,10 @@ class Embodiment:
     mount_pos: tuple[float, float, float]
     max_joint_velocity: tuple[float, ...]
     build_fn: object  # () -> mujoco.MjSpec
+    # the end-effector IK's weight on the tool's orientation against its position (per radian and
+    # metre), one number or one per axis of the tool frame: an arm with fewer than six joints gives up
+    # some of the orientation to reach a position
+    orientation_cost: float | tuple[float, float, float] = 0.5
 
     def build(self) -> mujoco.MjSpec:
         spec = self.build_fn()
