@@ -19,7 +19,7 @@ if ((${#missing[@]})); then
 fi
 
 # toyland needs Python 3.12 (lerobot 0.5 and later do): $PYTHON, python3.12 on PATH, or pyenv's newest 3.12
-is_312() { [ -n "$1" ] && command -v "$1" >/dev/null && "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; }
+is_312() { [ -n "$1" ] && command -v "$1" >/dev/null && "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null; }  # (a pyenv shim of an unselected version fails)
 find_python() {
   for candidate in "${PYTHON:-}" python3.12; do
     if is_312 "$candidate"; then command -v "$candidate"; return 0; fi

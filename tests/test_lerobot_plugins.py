@@ -317,3 +317,19 @@ def test_the_so101_twin_has_the_features_of_lerobots_so101_follower():
         assert sent["gripper.pos"] == 100.0 and twin.clipped_actions == 1
     finally:
         twin.disconnect()
+
+
+def test_lerobot_train_evaluates_lerobots_own_act_on_the_env_type(lift_demos, tmp_path):
+    """Any lerobot policy on toyland's env type: lerobot's ACT, evaluated in toyland's Lift while
+    lerobot-train trains it, with lerobot's evaluation videos (its actions clipped into the space)."""
+    out = tmp_path / "act"
+    done = lerobot_cli("lerobot-train", "--policy.type=act", "--policy.device=cpu", "--policy.push_to_hub=false",
+                       "--policy.dim_model=64", "--policy.dim_feedforward=128", "--policy.n_encoder_layers=1",
+                       "--policy.pretrained_backbone_weights=null", "--policy.chunk_size=10", "--policy.n_action_steps=10",
+                       "--dataset.repo_id=local/lift", f"--dataset.root={lift_demos}", "--steps=2", "--batch_size=4",
+                       "--save_freq=2", "--log_freq=1", "--num_workers=0", "--wandb.enable=false", "--env.type=toyland",
+                       "--env.image_size=48", "--env.max_episode_steps=10", "--env_eval_freq=2", "--eval.n_episodes=2",
+                       "--eval.batch_size=2", f"--output_dir={out}")
+    assert "pc_success" in done.stdout + done.stderr
+    videos = sorted((out / "eval").rglob("*.mp4"))
+    assert len(videos) == 2 and all(v.stat().st_size > 1000 for v in videos)

@@ -7,7 +7,8 @@ plugin distribution (plugins/ in this repository). Observations are renamed to w
 and masks pass through as ``observation.<modality>.<camera>``. The instruction is the env's
 ``task_description``, success is ``info["is_success"]`` at the step it happens, and episode ``k`` of
 ``lerobot-eval --seed=S`` is the scene of toyland seed ``S + k``, so ``toyland eval`` with
-``seed_start=S`` scores the same episodes (tests/test_lerobot_plugins.py checks both agree).
+``seed_start=S`` scores the same episodes (tests/test_lerobot_plugins.py checks both agree). Actions
+outside the action space are clipped into it, as toyland's runner does (lerobot sends them raw).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import gymnasium as gym
+import numpy as np
 from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.envs.configs import EnvConfig
 
@@ -49,6 +51,7 @@ class LeRobotView(gym.ObservationWrapper):
             if key.startswith(PASSED_THROUGH):
                 out[key.removeprefix("observation.")] = space
         self.observation_space = gym.spaces.Dict(out)
+        self.clipped_actions = 0  # steps whose action was clipped into the action space
 
     def reset(self, *, seed=None, options=None):
         from lerobot.envs.utils import NEW_ROLLOUT_OPTION
@@ -56,6 +59,15 @@ class LeRobotView(gym.ObservationWrapper):
         # lerobot's rollout marks a new rollout for its freeze wrapper; toyland's env refuses unknown options
         options = {k: v for k, v in (options or {}).items() if k != NEW_ROLLOUT_OPTION}
         return super().reset(seed=seed, options=options or None)
+
+    def step(self, action):
+        # lerobot's rollout sends a policy's raw actions; toyland's env refuses any outside its space, so
+        # they are clipped here, as toyland's own runner does, and flagged in the step's info
+        action = np.asarray(action, dtype=np.float32)
+        sent = np.clip(action, self.action_space.low, self.action_space.high)
+        obs, reward, terminated, truncated, info = super().step(sent)
+        self.clipped_actions += int(not np.array_equal(sent, action))
+        return obs, reward, terminated, truncated, {**info, "clipped_action": not np.array_equal(sent, action)}
 
     def observation(self, obs: dict) -> dict:
         out = {"agent_pos": obs["observation.state"]}
@@ -122,7 +134,8 @@ class ToylandEnvConfig(EnvConfig):
     def _make_one(self) -> gym.Env:
         from toyland.sim import make_env
 
-        return LeRobotView(make_env(self.toyland_env))
+        # lerobot records its evaluation videos through env.render (rendered only when it asks)
+        return LeRobotView(make_env(self.toyland_env, render_mode="rgb_array"))
 
     def create_envs(self, n_envs: int, use_async_envs: bool = False) -> dict[str, dict[int, gym.vector.VectorEnv]]:
         from lerobot.envs.utils import freeze_after_episode_end
