@@ -252,19 +252,16 @@ def test_the_simulated_robot_clips_actions_outside_its_limits_and_counts_them():
         robot.disconnect()
 
 
-@pytest.mark.parametrize("name", ["diffusion", "vla"])
-def test_an_exported_checkpoint_acts_in_lerobot_as_it_does_in_toyland(name, tmp_path):
-    """``toyland export``: lerobot's own loader and processors give the toyland policy's actions."""
-    from lerobot.configs.policies import PreTrainedConfig
-    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
-
+def exported(tmp_path, name: str, size: int = 32):
+    """A freshly initialized toyland policy (the VLA with DetPool's masks) saved as a checkpoint and
+    exported: (lerobot folder, toyland checkpoint)."""
     from toyland.plugins.export import export_checkpoint
     from toyland.policies import make_policy
-    from toyland.policies.checkpoint import load_policy, save_policy
+    from toyland.policies.checkpoint import save_policy
     from toyland.policies.features import PolicyFeatures
 
-    features = PolicyFeatures(cameras={"observation.images.front": (3, 32, 32)}, state_dim=15, action_dim=7, fps=20,
-                              masks={"observation.masks.front": (32, 32)} if name == "vla" else {})
+    features = PolicyFeatures(cameras={"observation.images.front": (3, size, size)}, state_dim=15, action_dim=7, fps=20,
+                              masks={"observation.masks.front": (size, size)} if name == "vla" else {})
     rng = np.random.default_rng(0)
     stats = {"observation.state": {"min": -rng.random(15), "max": rng.random(15)},
              "action": {"min": -rng.random(7), "max": rng.random(7)}}
@@ -272,12 +269,23 @@ def test_an_exported_checkpoint_acts_in_lerobot_as_it_does_in_toyland(name, tmp_
                "vla": {"dim": 32, "heads": 2, "patch_size": 4, "use_language": False}}[name]
     torch.manual_seed(0)
     save_policy(make_policy({"name": name, **options}, features, stats), tmp_path / "ckpt")
-    dst = export_checkpoint(tmp_path / "ckpt", tmp_path / "lerobot", weights="model")
+    return export_checkpoint(tmp_path / "ckpt", tmp_path / "lerobot", weights="model"), tmp_path / "ckpt"
 
+
+@pytest.mark.parametrize("name", ["diffusion", "vla"])
+def test_an_exported_checkpoint_acts_in_lerobot_as_it_does_in_toyland(name, tmp_path):
+    """``toyland export``: lerobot's own loader and processors give the toyland policy's actions."""
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+
+    from toyland.policies.checkpoint import load_policy
+
+    dst, ckpt = exported(tmp_path, name)
+    rng = np.random.default_rng(1)
     config = PreTrainedConfig.from_pretrained(str(dst))
     lerobot_policy = get_policy_class(config.type).from_pretrained(str(dst), config=config)
     pre, post = make_pre_post_processors(config, pretrained_path=str(dst))
-    toyland_policy = load_policy(tmp_path / "ckpt")
+    toyland_policy = load_policy(ckpt)
     obs = {"observation.images.front": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
            "observation.state": rng.random(15).astype(np.float32), "task": "pick up the toy"}
     if name == "vla":
@@ -333,3 +341,54 @@ def test_lerobot_train_evaluates_lerobots_own_act_on_the_env_type(lift_demos, tm
     assert "pc_success" in done.stdout + done.stderr
     videos = sorted((out / "eval").rglob("*.mp4"))
     assert len(videos) == 2 and all(v.stat().st_size > 1000 for v in videos)
+
+
+def test_a_detectors_mask_reaches_detpool_through_lerobots_rename_map(tmp_path):
+    """The simulated robot's mask camera (what a detector gives a real robot) renamed to the policy's
+    mask input: the VLA acts on it exactly as in toyland on the same observation."""
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+    from lerobot.policies.utils import prepare_observation_for_inference
+    from lerobot.utils.feature_utils import build_dataset_frame, hw_to_dataset_features
+
+    from toyland.plugins.config_toyland_robot import ToylandRobotConfig
+    from toyland.plugins.toyland_robot import ToylandRobot
+    from toyland.policies.checkpoint import load_policy
+
+    dst, ckpt = exported(tmp_path, "vla")
+    config = PreTrainedConfig.from_pretrained(str(dst))
+    policy = get_policy_class(config.type).from_pretrained(str(dst), config=config)
+    rename = {"observation.images.front_mask": "observation.masks.front"}
+    pre, post = make_pre_post_processors(config, pretrained_path=str(dst),
+                                         preprocessor_overrides={"rename_observations_processor": {"rename_map": rename}})
+    robot = ToylandRobot(ToylandRobotConfig(task="language_lift", sim_cameras=["front:rgb+mask"], image_size=32))
+    assert robot.observation_features["front_mask"] == (32, 32, 1)
+    robot.connect()
+    try:
+        raw = robot.get_observation()
+        assert set(np.unique(raw["front_mask"])) <= {0, 255} and raw["front_mask"].any()
+        frame = build_dataset_frame(hw_to_dataset_features(robot.observation_features, "observation"), raw, "observation")
+        batch = prepare_observation_for_inference(frame, torch.device("cpu"), "pick up the toy", "toyland")
+        toyland_policy = load_policy(ckpt)
+        torch.manual_seed(0)
+        theirs = post(policy.select_action(pre(batch))).numpy()[0]
+        torch.manual_seed(0)
+        ours = toyland_policy.select_action(robot._obs)
+        np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-6)
+    finally:
+        robot.disconnect()
+
+
+def test_lerobot_train_trains_the_vla_type_on_masks_and_instructions(language_lift_demos, tmp_path):
+    from toyland.plugins.modeling_toyland import ToylandVlaPolicy
+
+    out = tmp_path / "vla"
+    lerobot_cli("lerobot-train", "--policy.type=toyland_vla", "--policy.device=cpu", "--policy.push_to_hub=false",
+                "--policy.dim=32", "--policy.heads=2", "--policy.patch_size=6", "--policy.head=discrete_diffusion",
+                "--policy.bins=16", "--dataset.repo_id=local/language_lift", f"--dataset.root={language_lift_demos}",
+                "--steps=2", "--batch_size=4", "--save_freq=2", "--log_freq=1", "--num_workers=0", "--wandb.enable=false",
+                f"--output_dir={out}")
+    policy = ToylandVlaPolicy.from_pretrained(str(out / "checkpoints" / "000002" / "pretrained_model"))
+    assert "observation.masks.front" in policy.inner.features.masks and policy.inner.config.use_language
+    bins = policy.inner.head.bins  # fitted on the dataset's actions when lerobot built the policy, saved with it
+    assert bool(bins.fitted) and not torch.equal(bins.edges, torch.linspace(-1, 1, 17).repeat(7, 1))

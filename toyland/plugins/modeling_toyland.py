@@ -96,8 +96,11 @@ class ToylandPolicyBase(PreTrainedPolicy):
         frame, problems = {}, []
         for key in keys:
             x = batch[key]
-            if key in features.depths and x.ndim == 4:  # an env's [B, H, W, 1] depth
-                x = x[..., 0]
+            if key in features.depths or key in features.masks:
+                if x.ndim == 4 and x.shape[-1] == 1:  # an env's [B, H, W, 1] depth
+                    x = x[..., 0]
+                elif x.ndim == 4 and x.shape[1] == 1:  # a one-channel camera image [B, 1, H, W] (a detector's mask)
+                    x = x[:, 0]
             frame[key] = x.to(self.inner.device).float()
             wanted = (features.cameras.get(key) or features.depths.get(key) or features.masks.get(key)
                       or (features.state_dim,))

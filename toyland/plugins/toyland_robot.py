@@ -27,6 +27,7 @@ from lerobot.robots.robot import Robot
 from toyland.plugins.config_toyland_robot import ToylandRobotConfig
 
 SUFFIX = ".pos"
+MASK_SUFFIX = "_mask"
 
 
 def feature_name(name: str) -> str:
@@ -48,8 +49,13 @@ class ToylandRobot(Robot):
         try:
             base = probe.unwrapped
             self._state_names, self._action_names = list(base.state_names), list(base.action_names)
+            spaces = base.observation_space.spaces
             self._images = {k.removeprefix("observation.images."): tuple(s.shape)
-                            for k, s in base.observation_space.spaces.items() if k.startswith("observation.images.")}
+                            for k, s in spaces.items() if k.startswith("observation.images.")}
+            # a camera with the 'mask' modality also gives the target's mask as a one-channel image
+            # <camera>_mask (0 or 255), what a detector on a real robot would give
+            self._masks = {k.removeprefix("observation.masks.") + MASK_SUFFIX: tuple(s.shape) + (1,)
+                           for k, s in spaces.items() if k.startswith("observation.masks.")}
             self._make_env = lambda: make_env(config.toyland_env())
         finally:
             probe.close()
@@ -64,7 +70,7 @@ class ToylandRobot(Robot):
 
     @property
     def observation_features(self) -> dict:
-        return {**{feature_name(n): float for n in self._state_names}, **self._images}
+        return {**{feature_name(n): float for n in self._state_names}, **self._images, **self._masks}
 
     @property
     def action_features(self) -> dict:
@@ -104,6 +110,8 @@ class ToylandRobot(Robot):
         out = {feature_name(n): float(v) for n, v in zip(self._state_names, state)}
         for cam in self._images:
             out[cam] = self._obs[f"observation.images.{cam}"]
+        for name in self._masks:
+            out[name] = self._obs["observation.masks." + name.removesuffix(MASK_SUFFIX)][..., None] * np.uint8(255)
         return out
 
     def send_action(self, action: dict) -> dict:
