@@ -51,6 +51,8 @@ def _quiet_datasets() -> None:
     # some of its calls, hence a call before each write
     datasets.disable_progress_bars()
     logging.getLogger("datasets").setLevel(logging.ERROR)
+    # lerobot 0.6 names its default video codec each time a dataset is opened for writing, images or not
+    logging.getLogger("lerobot.configs.video").setLevel(logging.WARNING)
 
 
 def is_lerobot_dataset(root: Path) -> bool:
