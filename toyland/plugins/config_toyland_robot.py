@@ -20,9 +20,9 @@ class ToylandRobotConfig(RobotConfig):
     control_mode: str = "ee_pose"
     control_hz: int = 20
     placement: str = "target_first"
+    max_episode_steps: int | None = None  # an episode's control steps before the next scene; null: the task's own
     factors: dict[str, str] = field(default_factory=dict)
     seed: int = 0  # the first scene's seed; each new episode (reset) takes the next
-    realtime: bool = False  # true: send_action waits out the control period, as a real arm would
     report_path: str | None = None  # a JSON file written at disconnect: steps, episodes, successes, clipped actions, latency
 
     def toyland_env(self) -> dict:
@@ -30,7 +30,7 @@ class ToylandRobotConfig(RobotConfig):
 
         cfg = {"task": toyland_task(self.task), "embodiment": self.embodiment, "toy_set": self.toy_set,
                "cameras": list(self.sim_cameras), "image_size": self.image_size, "control_mode": self.control_mode,
-               "control_hz": self.control_hz, "placement": self.placement}
+               "control_hz": self.control_hz, "placement": self.placement, "max_episode_steps": self.max_episode_steps}
         if self.factors:
             cfg["factors"] = dict(self.factors)
         return cfg

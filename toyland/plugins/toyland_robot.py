@@ -142,8 +142,6 @@ class ToylandRobot(Robot):
             self.loop_seconds.append(start - self._last_step)
         self._obs, _, terminated, truncated, info = self.env.step(sent)
         self.step_seconds.append(time.perf_counter() - start)
-        if self.config.realtime and self._last_step is not None:
-            time.sleep(max(0.0, 1.0 / self.config.control_hz - (time.perf_counter() - self._last_step)))
         self._last_step = time.perf_counter()
         if terminated or truncated:
             self.successes += int(bool(info.get("is_success")))
