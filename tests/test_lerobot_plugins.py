@@ -203,7 +203,7 @@ def test_lerobot_rollout_drives_the_simulated_robot(lerobot_trained, tmp_path):
                 "--robot.image_size=48", f"--robot.report_path={report}", "--fps=20", "--duration=6",
                 "--task=pick up the toy", "--play_sounds=false")
     done = json.loads(report.read_text())
-    assert done["steps"] >= 2 and done["episodes"] >= 1
+    assert done["steps"] >= 2 and done["episodes"] >= 1 and len(done["finished_episodes"]) == done["episodes"] - 1
     assert done["loop_seconds"]["n"] == done["steps"] - 1 and done["decide_seconds"]["n"] == done["steps"]
 
 

@@ -61,6 +61,8 @@ class ToylandRobot(Robot):
             probe.close()
         self._obs: dict | None = None
         self.episodes, self.clipped_actions, self.successes = 0, 0, 0
+        self.finished: list[dict] = []  # per finished episode: its seed, success and steps
+        self._episode_steps = 0
         self.step_seconds: list[float] = []  # the simulated arm's own step
         self.loop_seconds: list[float] = []  # from one action to the next, all of the control loop
         self.decide_seconds: list[float] = []  # from an observation to the action sent after it
@@ -101,6 +103,7 @@ class ToylandRobot(Robot):
         self._obs, _ = self.env.reset(seed=self._next_seed)
         self._next_seed += 1
         self.episodes += 1
+        self._episode_steps = 0
 
     def get_observation(self) -> dict:
         if self.env is None:
@@ -141,10 +144,13 @@ class ToylandRobot(Robot):
         if self._last_step is not None:  # the whole control loop since the last action: observation, policy, step
             self.loop_seconds.append(start - self._last_step)
         self._obs, _, terminated, truncated, info = self.env.step(sent)
+        self._episode_steps += 1
         self.step_seconds.append(time.perf_counter() - start)
         self._last_step = time.perf_counter()
         if terminated or truncated:
             self.successes += int(bool(info.get("is_success")))
+            self.finished.append({"seed": self._next_seed - 1, "success": bool(info.get("is_success")),
+                                  "steps": self._episode_steps})
             self.reset()
         return dict(zip(keys, sent.tolist()))
 
@@ -153,7 +159,7 @@ class ToylandRobot(Robot):
         return {"steps": len(self.step_seconds), "episodes": self.episodes, "successes": self.successes,
                 "clipped_actions": self.clipped_actions, "step_seconds": _summary(self.step_seconds),
                 "decide_seconds": _summary(self.decide_seconds), "loop_seconds": _summary(self.loop_seconds),
-                "control_period_s": 1.0 / self.config.control_hz}
+                "control_period_s": 1.0 / self.config.control_hz, "finished_episodes": self.finished}
 
     def disconnect(self) -> None:
         if self.env is not None:
