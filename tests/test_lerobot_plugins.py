@@ -272,7 +272,19 @@ def exported(tmp_path, name: str, size: int = 32):
     return export_checkpoint(tmp_path / "ckpt", tmp_path / "lerobot", weights="model"), tmp_path / "ckpt"
 
 
-@pytest.mark.parametrize("name", ["diffusion", "vla"])
+def test_every_toyland_policy_has_a_lerobot_policy_type():
+    from lerobot.policies.factory import get_policy_class
+
+    from toyland.plugins.configuration_toyland import LEROBOT_TYPES
+    from toyland.policies.registry import POLICIES
+
+    own = [n for n in POLICIES.names() if not n.startswith("lerobot")]  # (the lerobot_* adapters wrap lerobot's own)
+    assert sorted(LEROBOT_TYPES) == sorted(own)
+    for lerobot_type in LEROBOT_TYPES.values():
+        assert get_policy_class(lerobot_type).name == lerobot_type
+
+
+@pytest.mark.parametrize("name", ["diffusion", "vla"])  # (every key of LEROBOT_TYPES, checked above)
 def test_an_exported_checkpoint_acts_in_lerobot_as_it_does_in_toyland(name, tmp_path):
     """``toyland export``: lerobot's own loader and processors give the toyland policy's actions."""
     from lerobot.configs.policies import PreTrainedConfig

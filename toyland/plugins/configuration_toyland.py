@@ -137,6 +137,9 @@ def _resolved_hints(cls) -> dict:
     return out
 
 
-ToylandDiffusionConfig = _config_class("toyland_diffusion", "diffusion")
-ToylandVlaConfig = _config_class("toyland_vla", "vla")
-__all__ = ["ToylandPolicyConfig", "ToylandDiffusionConfig", "ToylandVlaConfig"]
+# toyland policy -> its lerobot policy type (each also needs its class in modeling_toyland and its
+# processor factory in processor_toyland, which lerobot looks up by these names)
+LEROBOT_TYPES = {"diffusion": "toyland_diffusion", "vla": "toyland_vla"}
+ToylandDiffusionConfig = _config_class(LEROBOT_TYPES["diffusion"], "diffusion")
+ToylandVlaConfig = _config_class(LEROBOT_TYPES["vla"], "vla")
+__all__ = ["LEROBOT_TYPES", "ToylandPolicyConfig", "ToylandDiffusionConfig", "ToylandVlaConfig"]

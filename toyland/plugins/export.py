@@ -14,8 +14,6 @@ from pathlib import Path
 
 from toyland.policies.features import ACTION, STATE, PolicyFeatures
 
-LEROBOT_TYPES = {"diffusion": "toyland_diffusion", "vla": "toyland_vla"}
-
 
 def lerobot_features(features: PolicyFeatures) -> tuple[dict, dict]:
     """(input_features, output_features) of lerobot for a toyland feature contract."""
@@ -33,7 +31,7 @@ def export_checkpoint(src: str | Path, dst: str | Path, weights: str = "ema") ->
     from lerobot.configs.policies import PreTrainedConfig
 
     from toyland.eval.actors import resolve_checkpoint
-    from toyland.plugins import configuration_toyland  # noqa: F401  (registers the policy types)
+    from toyland.plugins.configuration_toyland import LEROBOT_TYPES
     from lerobot.policies.factory import get_policy_class
 
     from toyland.plugins.processor_toyland import processors
