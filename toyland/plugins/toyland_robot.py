@@ -56,7 +56,6 @@ class ToylandRobot(Robot):
             # <camera>_mask (0 or 255), what a detector on a real robot would give
             self._masks = {k.removeprefix("observation.masks.") + MASK_SUFFIX: tuple(s.shape) + (1,)
                            for k, s in spaces.items() if k.startswith("observation.masks.")}
-            self._make_env = lambda: make_env(config.toyland_env())
         finally:
             probe.close()
         self._obs: dict | None = None
@@ -95,7 +94,9 @@ class ToylandRobot(Robot):
     def connect(self, calibrate: bool = True) -> None:
         if self.env is not None:
             raise RuntimeError("the toyland robot is already connected")
-        self.env = self._make_env()
+        from toyland.sim import make_env
+
+        self.env = make_env(self.config.toyland_env())
         self.reset()
 
     def reset(self) -> None:
