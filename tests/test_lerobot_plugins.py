@@ -208,7 +208,8 @@ def test_lerobot_rollout_drives_the_simulated_robot(lerobot_trained, tmp_path):
 
 
 def test_a_policy_the_robot_cannot_feed_is_refused_before_the_arm_moves(lerobot_trained):
-    """Another image size (and a missing camera) stop at the first observation, named, with no step taken."""
+    """Another image size, a missing camera or another joint count stop at the first observation,
+    named, with no step taken."""
     from lerobot.policies.utils import prepare_observation_for_inference
     from lerobot.utils.feature_utils import build_dataset_frame, hw_to_dataset_features
 
@@ -218,9 +219,11 @@ def test_a_policy_the_robot_cannot_feed_is_refused_before_the_arm_moves(lerobot_
     from toyland.policies.features import FeatureMismatch
 
     policy = ToylandDiffusionPolicy.from_pretrained(str(lerobot_trained))
-    for cameras, size, match in ((["front"], 32, r"'observation.images.front' is \(3, 32, 32\)"),
-                                 (["wrist"], 48, "lacks \\['observation.images.front'\\]")):
-        robot = ToylandRobot(ToylandRobotConfig(sim_cameras=cameras, image_size=size))
+    for cameras, size, embodiment, match in (
+            (["front"], 32, "panda", r"'observation.images.front' is \(3, 32, 32\)"),
+            (["wrist"], 48, "panda", "lacks \\['observation.images.front'\\]"),
+            (["front"], 48, "floating_gripper", r"'observation.state' is \(14,\), the policy takes \(15,\)")):  # 6 joints, not 7
+        robot = ToylandRobot(ToylandRobotConfig(sim_cameras=cameras, image_size=size, embodiment=embodiment))
         robot.connect()
         try:
             features = hw_to_dataset_features(robot.observation_features, "observation")
