@@ -179,10 +179,14 @@ class EndEffectorDeltaController(Controller):
 
     def reset(self, scene: Scene, qpos_arm: np.ndarray) -> None:
         super().reset(scene, qpos_arm)
+        self._command_from(qpos_arm)
+        self.posture.set_target(self.configuration.q)
+
+    def _command_from(self, qpos_arm: np.ndarray) -> None:
+        """The IK at these arm joints, and the commanded tool pose where they put the tool."""
         q = self.ik_model.qpos0.copy()
         q[self.ik_qpos] = qpos_arm
         self.configuration.update(q)
-        self.posture.set_target(q)
         pose = self.configuration.get_transform_frame_to_world("tcp", "site")
         self.target_pos = pose.translation() + self.mount
         self.target_rot = pose.rotation().as_matrix()
@@ -303,16 +307,8 @@ class LeRobotJointController(EndEffectorDeltaController):
         self.scene.data.ctrl[self.scene.arm_ctrl] = q
         self._set_gripper(1.0 - float(action[-1]) / 50.0)
         if self._planned is None or not np.allclose(action, self._planned, atol=1e-4):
-            self._follow(q)  # not the planned action (a policy's, or a noisy one): the IK starts from it
+            self._command_from(q)  # not the planned action (a policy's, or a noisy one): the IK starts from it
         self._planned = None
-
-    def _follow(self, q: np.ndarray) -> None:
-        full = self.configuration.q.copy()
-        full[self.ik_qpos] = q
-        self.configuration.update(full)
-        pose = self.configuration.get_transform_frame_to_world("tcp", "site")
-        self.target_pos = pose.translation() + self.mount
-        self.target_rot = pose.rotation().as_matrix()
 
 
 def make_controller(embodiment: Embodiment, cfg: ControlConfig) -> Controller:
