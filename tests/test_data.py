@@ -415,6 +415,27 @@ def test_demo_frames_record_the_grasp_the_expert_is_executing(task):
     np.testing.assert_allclose(np.linalg.norm(grasps[:, 3:], axis=1), 1.0, atol=1e-5)  # (cos, sin) of twice the yaw
 
 
+@pytest.mark.parametrize("task", TASKS.names())
+def test_demo_frames_record_the_phase_the_expert_is_in(task, monkeypatch):
+    from toyland.data.collect import EpisodeRecorder
+    from toyland.sim.annotations import PHASE_ANNOTATION, PHASES
+
+    recorder = EpisodeRecorder({"task": task, "cameras": []}, 10)
+    seen = []
+    act = recorder.actor.act
+    monkeypatch.setattr(recorder.actor, "act", lambda obs: (a := act(obs), seen.append(recorder.actor.expert.phase))[0])
+    episode = recorder(0)
+    expert = recorder.actor.expert
+    assert episode.success
+    assert expert.PHASES and set(expert.PHASES) <= set(PHASES) and set(seen) <= set(expert.PHASES)
+    assert expert.annotation_features()[PHASE_ANNOTATION]["names"] == list(PHASES)
+    labels = np.stack([f[PHASE_ANNOTATION] for f in episode.frames])
+    assert np.all(labels.sum(1) == 1) and set(np.unique(labels)) == {0.0, 1.0}  # one phase per frame
+    # each frame's label is the phase the expert was in when it chose that frame's action
+    assert [PHASES[i] for i in labels.argmax(1)] == seen[: len(episode.frames)]
+    assert seen[0] == "approach" and len(set(seen)) >= 3  # the skill passes through phases
+
+
 # --- local datasets, damage and repair (issue 31) ----------------------------------------------
 
 

@@ -9,6 +9,7 @@ import torch
 from toyland.policies import POLICIES, make_policy, policy_config
 from toyland.policies.checkpoint import IncompatibleCheckpoint, load_policy, save_policy
 from toyland.policies.features import ACTION, STATE, FeatureMismatch, PolicyFeatures
+from toyland.sim.annotations import PHASE_ANNOTATION, PHASES
 
 NAMES = dict(state_names=(*(f"joint{i}.pos" for i in range(1, 8)), "gripper.opening", "tcp.x", "tcp.y", "tcp.z",
                           "tcp.qw", "tcp.qx", "tcp.qy", "tcp.qz"),
@@ -38,6 +39,11 @@ TINY = {
                                    "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3,
                                    "pool": "spatial_softmax",
                                    "prediction": "epsilon", "mask_padding": True},
+    # co-training: told the embodiment, with the phase and action-token auxiliary losses
+    "diffusion-cotraining": {"name": "diffusion", "channels": [8, 16], "down_dims": [16, 32], "keypoints": 8,
+                             "image_feature_dim": 16, "horizon": 8, "n_action_steps": 4, "inference_steps": 3,
+                             "embodiments": ["panda", "floating_gripper"], "embodiment_dim": 4, "phase_aux": 0.5,
+                             "action_token_aux": 0.5, "action_token_bins": 8},
     "vla-flow": {**TINY_VLA, "head": "flow"},  # the default recipe: conv stem, 4 slots, geometry, pixel coordinates
     "vla-discrete_diffusion": {**TINY_VLA, "head": "discrete_diffusion"},
     "vla-flow-linear-one-slot": {**TINY_VLA, "head": "flow", "stem": "linear", "det_pool_slots": 1,
@@ -92,7 +98,9 @@ def fake_stats(features: PolicyFeatures) -> dict:
     stats = {STATE: {"min": -np.ones(features.state_dim), "max": np.ones(features.state_dim),
                      "mean": np.zeros(features.state_dim), "std": np.ones(features.state_dim)},
              ACTION: {"min": -np.ones(features.action_dim), "max": np.ones(features.action_dim),
-                      "mean": np.zeros(features.action_dim), "std": np.ones(features.action_dim)}}
+                      "mean": np.zeros(features.action_dim), "std": np.ones(features.action_dim)},
+             PHASE_ANNOTATION: {"min": np.zeros(len(PHASES)), "max": np.ones(len(PHASES)),
+                                "mean": np.full(len(PHASES), 1 / len(PHASES)), "std": np.full(len(PHASES), 0.3)}}
     for key, (c, _, _) in features.cameras.items():
         stats[key] = {"mean": np.full((c, 1, 1), 0.5), "std": np.full((c, 1, 1), 0.25),
                       "min": np.zeros((c, 1, 1)), "max": np.ones((c, 1, 1))}
@@ -113,10 +121,14 @@ def fake_batch(policy, batch_size: int = 4, seed: int = 0) -> dict:
             batch[key] = 0.1 + 1.9 * torch.rand(batch_size, len(times), *policy.features.depths[key], generator=g)
         elif key == STATE:
             batch[key] = torch.rand(batch_size, len(times), policy.features.state_dim, generator=g) * 2 - 1
+        elif key == PHASE_ANNOTATION:
+            which = torch.randint(len(PHASES), (batch_size, len(times)), generator=g)
+            batch[key] = torch.nn.functional.one_hot(which, len(PHASES)).float()
         else:
             batch[key] = torch.rand(batch_size, len(times), policy.features.action_dim, generator=g) * 2 - 1
         batch[f"{key}_is_pad"] = torch.zeros(batch_size, len(times), dtype=torch.bool)
     batch["task"] = ["pick up the red ball"] * batch_size
+    batch["robot_type"] = ["panda"] * batch_size
     return batch
 
 
@@ -127,7 +139,8 @@ def fake_obs(seed: int, batch: int | None = None) -> dict:
             "observation.masks.front": (rng.uniform(size=(*lead, 48, 48)) > 0.7).astype(np.uint8),
             "observation.depth.front": rng.uniform(0.1, 2.0, (*lead, 48, 48, 1)).astype(np.float32),
             "observation.state": rng.uniform(-1, 1, (*lead, 15)).astype(np.float32),
-            "task": "pick up the red ball" if batch is None else ["pick up the red ball"] * batch}
+            "task": "pick up the red ball" if batch is None else ["pick up the red ball"] * batch,
+            "robot_type": "panda" if batch is None else ["panda"] * batch}
 
 
 @pytest.fixture(params=sorted(TINY))

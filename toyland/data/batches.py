@@ -3,7 +3,8 @@
 A batch holds, per requested feature, the frames at the requested time offsets (observation
 history, action chunks) as ``[B, T, ...]`` tensors with ``<key>_is_pad`` marking offsets that fall
 outside the episode, as lerobot's ``delta_timestamps`` do. Images come out float in [0, 1] as
-``[B, T, C, H, W]``.
+``[B, T, C, H, W]``. Each sample also carries its instruction (``task``) and the embodiment its source
+was recorded on (``robot_type``), as lists of strings.
 
 Sources may differ: a camera one source lacks is all zeros with ``<key>_present`` False for its
 samples, and a shorter state or action vector is zero-padded with ``<key>_dim_mask`` marking its
@@ -99,6 +100,7 @@ class BatchSampler:
             elif all(len(v) == 1 for v in found.values()):
                 shapes[key] = (max(v[0] for v in found.values()),)
                 padded.add(key)
+                self._check_prefix_meaning(key, have)
             else:
                 raise DatasetError(f"feature '{key}' has different shapes across sources {found}; only vectors "
                                    "can be padded (resize images before mixing)")
@@ -111,6 +113,23 @@ class BatchSampler:
         if len({n for n in names.values() if n}) > 1:
             raise DatasetError(f"'{key}' means different things across sources: {names}; mix data whose entries "
                                "agree (toyland demos: collected with the same env.control_mode)")
+
+    @staticmethod
+    def _check_prefix_meaning(key: str, sources: list[Source]) -> None:
+        """A shorter vector is padded at its end, so its entries must be the longer ones' first entries:
+        a 7-joint arm's state beside a 6-axis gripper's would put joints under axes."""
+        names = {}
+        for s in sources:
+            entry = tuple(s.store.features.get(s.key(key), {}).get("names") or ())
+            if entry and len(entry) == s.store.shape(s.key(key))[0]:
+                names[s.name] = entry
+        if not names:
+            return
+        longest = max(names.values(), key=len)
+        if any(n != longest[: len(n)] for n in names.values()):
+            raise DatasetError(f"'{key}' has different entries across sources {names}; a shorter vector is padded at "
+                               "its end, so its entries must be the first of the longer ones' (for robots of different "
+                               "arms, collect with env.state=tool: the opening and tool pose, the same on each)")
 
     def _frame_offsets(self, source: Source) -> dict[str, np.ndarray]:
         fps = source.store.fps
@@ -154,7 +173,7 @@ class BatchSampler:
 
     def _assemble(self, which: np.ndarray, rows: np.ndarray) -> dict:
         B = len(rows)
-        batch: dict = {"source": torch.from_numpy(which), "task": [None] * B,
+        batch: dict = {"source": torch.from_numpy(which), "task": [None] * B, "robot_type": [None] * B,
                        "index": torch.from_numpy(rows), "episode_index": torch.zeros(B, dtype=torch.long)}
         outs = {k: np.zeros((B, len(d), *self.shapes[k]), dtype=self._dtype(k)) for k, d in self.deltas.items()}
         pads = {k: np.zeros((B, len(d)), dtype=bool) for k, d in self.deltas.items()}
@@ -168,6 +187,7 @@ class BatchSampler:
             batch["episode_index"][sel] = torch.from_numpy(store.episode_index[r])
             for j, b in enumerate(sel):
                 batch["task"][b] = store.tasks[store.task_index[r[j]]]
+                batch["robot_type"][b] = store.robot_type
             start, end = store.episode_start[r][:, None], store.episode_end[r][:, None]
             for key, offsets in self.offsets[i].items():
                 if not source.has(key):

@@ -165,6 +165,7 @@ class FrameStore:
     stats: dict[str, dict[str, np.ndarray]]
     log: EpisodeLog | None = None
     camera_keys: tuple[str, ...] = field(default=())
+    robot_type: str | None = None  # info.json's robot_type: the embodiment the data was recorded on
 
     def __len__(self) -> int:
         return len(self.episode_index)
@@ -205,6 +206,7 @@ class FrameStore:
             episode_end=np.array([ends[e] for e in ep], dtype=np.int64),
             task_index=book["task_index"].astype(np.int64), tasks=list(ds.meta.tasks.index),
             stats=stats, log=read_episode_log(root), camera_keys=tuple(k for k in keys if k in ds.meta.camera_keys),
+            robot_type=ds.meta.robot_type,
         )
 
 

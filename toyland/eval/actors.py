@@ -74,9 +74,23 @@ class PolicyActor(Actor):
                                  f"hold {most} actions")
         self.label = f"{self.policy.name} ({folder})"
         self.folder = folder
+        # a policy told which embodiment acts gets the env's with every observation
+        self.embodiments = tuple(getattr(self.policy.config, "embodiments", ()) or ())
+        self._robots: dict[int, str] = {}
 
     def check(self, env):
         self.policy.features.check_env(env)
+        robot = env.unwrapped.embodiment.name
+        if self.embodiments and robot not in self.embodiments:
+            from toyland.policies.features import FeatureMismatch
+
+            raise FeatureMismatch(f"the env's embodiment is '{robot}'; this policy was trained on {list(self.embodiments)}"
+                                  ": set env.embodiment to one of them")
+
+    def _with_robot(self, obs: dict, slots) -> dict:
+        if not self.embodiments:
+            return obs
+        return {**obs, "robot_type": [self._robots[s] for s in slots]}
 
     @property
     def period(self) -> int:
@@ -89,8 +103,10 @@ class PolicyActor(Actor):
     def reset(self, env, seed):
         torch.manual_seed(seed)
         self.policy.reset(seeds=[seed])  # a stochastic policy samples from the episode's own stream
+        self._robots = {0: env.unwrapped.embodiment.name}
 
     def act(self, obs):
+        obs = {**obs, "robot_type": self._robots[0]} if self.embodiments else obs
         return np.asarray(self.policy.select_action(obs), dtype=np.float32)
 
     def prepare(self, slots):
@@ -99,10 +115,12 @@ class PolicyActor(Actor):
     def start(self, slot, env, seed):
         torch.manual_seed(seed)
         self.policy.reset(env_ids=[slot], seeds=[seed])
+        self._robots[slot] = env.unwrapped.embodiment.name
 
     def act_many(self, observations, slots):
         batch = {key: np.stack([o[key] for o in observations]) for key in observations[0] if key != "task"}
         batch["task"] = [o["task"] for o in observations]
+        batch = self._with_robot(batch, slots)
         return np.asarray(self.policy.select_action(batch, env_ids=list(slots)), dtype=np.float32)
 
 

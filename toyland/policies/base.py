@@ -27,6 +27,11 @@ from toyland.policies.features import ACTION, STATE, PolicyFeatures
 from toyland.policies.normalize import Normalizer
 
 
+# per-row strings of a batch or frame, not tensors: the instruction, and the embodiment acting
+# (a dataset's robot_type in training; set by the actor from its env when acting)
+TEXT_KEYS = ("task", "robot_type")
+
+
 def check_steps(inference_steps: int, train_timesteps: int) -> None:
     """Denoising steps when acting must be a subset of the training schedule's."""
     if not 1 <= inference_steps <= train_timesteps:
@@ -153,6 +158,9 @@ class Policy(nn.Module, ABC):
         out["task"] = [task] * size if isinstance(task, str) else list(task)  # one instruction may serve the batch
         if len(out["task"]) != size:
             raise ValueError(f"obs['task'] holds {len(out['task'])} instructions for a batch of {size} envs")
+        if obs.get("robot_type") is not None:
+            robot = obs["robot_type"]
+            out["robot_type"] = [robot] * size if isinstance(robot, str) else list(robot)
         return out
 
     @torch.no_grad()
@@ -168,7 +176,8 @@ class Policy(nn.Module, ABC):
     def act(self, frame: dict, env_ids: list[int] | None = None) -> np.ndarray:
         """``select_action`` on a frame already in tensors (``observation_batch``'s layout: [B, ...]
         per key, images in [0, 1], ``task`` strings): the [B, A] actions."""
-        keys = [k for k in frame if k != "task"]
+        keys = [k for k in frame if k not in TEXT_KEYS]
+        texts = [k for k in TEXT_KEYS if k in frame]
         size = len(frame["task"])
         if env_ids is None:
             if not self._obs_queues:
@@ -191,7 +200,7 @@ class Policy(nn.Module, ABC):
         due = [(r, i) for r, i in enumerate(env_ids) if not self._action_queues[i]]
         if due:
             history = {k: torch.stack([torch.stack([f[k] for f in self._obs_queues[i]]) for _, i in due]) for k in keys}
-            history["task"] = [frame["task"][r] for r, _ in due]
+            history.update({k: [frame[k][r] for r, _ in due] for k in texts})
             seeded = [self._generators[i] for _, i in due]
             if any(g is None for g in seeded) and any(g is not None for g in seeded):
                 raise ValueError("some envs of this batch were reset with seeds and some without; seed all or none")

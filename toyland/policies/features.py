@@ -141,8 +141,14 @@ class PolicyFeatures:
                     problems.append(f"{extra.what} '{key}' missing (add the '{extra.modality}' modality to that camera)")
                 elif tuple(spaces[key].shape[:2]) != hw:  # (the env's depth is H x W x 1)
                     problems.append(f"{extra.what} '{key}' is {tuple(spaces[key].shape[:2])} in the env, the policy takes {hw}")
+        env_state = tuple(getattr(base, "state_names", ()))
         if spaces[STATE].shape[0] != self.state_dim:
-            problems.append(f"state has {spaces[STATE].shape[0]} dims in the env, the policy takes {self.state_dim}")
+            problems.append(f"state has {spaces[STATE].shape[0]} dims in the env, the policy takes {self.state_dim}"
+                            + (f" ({list(self.state_names)}): set env.state and env.control_mode to the data's"
+                               if self.state_names else ""))
+        elif self.state_names and env_state and env_state != self.state_names:
+            problems.append(f"the env's state is {list(env_state)}, the policy's {list(self.state_names)}; set "
+                            "env.state and env.control_mode to those the data was collected with")
         if base.action_space.shape[0] != self.action_dim:
             problems.append(f"the env takes {base.action_space.shape[0]}-d actions, the policy gives {self.action_dim}")
         elif self.action_names and tuple(base.action_names) != tuple(self.action_names):

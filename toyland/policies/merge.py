@@ -31,6 +31,8 @@ GROUPS: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType({
         "vision": ("encoders", "viewpoint_embed"),  # per-camera conv encoders, the warp offset embedding
         "language": ("language",),  # projection of the MiniLM sentence embedding
         "denoiser": ("denoiser",),  # the FiLM U-Net: trunk and action head in one
+        "embodiment": ("embodiment",),  # the embedding of the embodiment acting (co-training across robots)
+        "auxiliary": ("phase_head", "action_token_head"),  # training-only heads: acting never runs them
     }),
     "vla": MappingProxyType({
         "vision": ("vision", "pool", "camera", "viewpoint_embed"),  # patch encoders, DetPool, camera embeddings

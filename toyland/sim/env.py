@@ -33,6 +33,14 @@ UNSTABLE = (
 
 REST_SPEED, REST_SPIN = 0.003, 0.05  # m/s and rad/s below which an object counts as at rest
 
+# which entries of the controller's state ``observation.state`` carries: all of them, or only the
+# tool's (finger opening, tcp position and orientation), which mean the same on every embodiment with
+# this hand, so demonstrations of two robots share one state space (cross-embodiment co-training)
+STATE_ENTRIES = {
+    "full": lambda name: True,
+    "tool": lambda name: name == "gripper.opening" or name.startswith("tcp."),
+}
+
 
 class SimulationUnstableError(RuntimeError):
     pass
@@ -62,6 +70,7 @@ class ToylandEnv(gym.Env):
         shortcut: dict | None = None,
         mask_noise: dict | None = None,
         placement: str = "target_first",
+        state: str = "full",
     ):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
@@ -86,7 +95,14 @@ class ToylandEnv(gym.Env):
         self._offscreen = (max(s[0] for s in sizes), max(s[1] for s in sizes))
         self.renderers = RendererPool(*self._offscreen)
         self.scene: Scene | None = None
-        self.state_names = self.controller.state_names
+        if state not in STATE_ENTRIES:
+            raise ValueError(f"state={state!r}; valid: {', '.join(STATE_ENTRIES)}")
+        keep = STATE_ENTRIES[state]
+        self._state_index = np.array([i for i, n in enumerate(self.controller.state_names) if keep(n)], dtype=np.int64)
+        if not len(self._state_index):
+            raise ValueError(f"state={state!r}: control mode '{control_mode}' reports no such entries "
+                             f"({list(self.controller.state_names)}); use state=full or an end-effector control mode")
+        self.state_names = [self.controller.state_names[i] for i in self._state_index]
         self.action_names = self.controller.action_names
         spaces = {"observation.state": gym.spaces.Box(-np.inf, np.inf, (len(self.state_names),), np.float32)}
         for cam in self.cameras:
@@ -229,7 +245,7 @@ class ToylandEnv(gym.Env):
     def _observation(self) -> dict:
         scene = self.scene
         d = scene.data
-        obs = {"observation.state": self.controller.state(scene).astype(np.float32)}
+        obs = {"observation.state": self.controller.state(scene)[self._state_index].astype(np.float32)}
         for cam in self.cameras:
             name = scene.camera_name(cam.name)
             if "rgb" in cam.modalities:

@@ -19,7 +19,7 @@ import numpy as np
 
 from toyland.registry import Registry
 from toyland.sim import geometry as geo
-from toyland.sim.annotations import GRASP_ANNOTATION, GRASP_NAMES
+from toyland.sim.annotations import GRASP_ANNOTATION, GRASP_NAMES, PHASE_ANNOTATION, phase_feature, phase_one_hot
 from toyland.sim.embodiments.gripper import FINGER_HALF, FINGER_TRAVEL, TCP_Z, TIP_BELOW_TCP
 from toyland.sim.scene import TABLE_TOP_Z, Scene
 from toyland.sim.tasks.pick_place import RIM_Z
@@ -158,9 +158,13 @@ class Expert(ABC):
     def reset(self) -> None:
         pass
 
+    # the phases ``self.phase`` takes (in ``annotations.PHASES``); an expert with phases records the
+    # current one per frame as ``annotation.phase``
+    PHASES: tuple[str, ...] = ()
+
     def annotation_features(self) -> dict[str, dict]:
-        """lerobot features of the privileged labels ``annotation()`` gives per frame (none here)."""
-        return {}
+        """lerobot features of the privileged labels ``annotation()`` gives per frame."""
+        return {PHASE_ANNOTATION: phase_feature()} if self.PHASES else {}
 
     def noise_scale(self) -> float:
         """How much of collect's gated DART noise this moment takes, 0..1 (after ``act``): where a
@@ -170,7 +174,7 @@ class Expert(ABC):
 
     def annotation(self) -> dict[str, np.ndarray]:
         """Privileged labels of the current step, recorded beside the demo frame (call after ``act``)."""
-        return {}
+        return {PHASE_ANNOTATION: phase_one_hot(self.phase)} if self.PHASES else {}
 
     @abstractmethod
     def act(self, obs=None) -> np.ndarray:
@@ -179,6 +183,7 @@ class Expert(ABC):
 
 @EXPERTS.register("lift")
 class LiftExpert(Expert):
+    PHASES = ("approach", "descend", "close", "lift", "retreat")
     APPROACH_HEIGHT = 0.10
     LIFT_HEIGHT = 0.22
     # The last few cm of the descent are slow and the close always lasts at least 6 steps: a policy that
@@ -210,11 +215,13 @@ class LiftExpert(Expert):
         return float(np.clip((tcp[2] - self.grasp.pos[2]) / self.APPROACH_HEIGHT, 0.0, 1.0))
 
     def annotation_features(self) -> dict[str, dict]:
-        return {GRASP_ANNOTATION: {"dtype": "float32", "shape": (len(GRASP_NAMES),), "names": list(GRASP_NAMES)}}
+        return {**super().annotation_features(),
+                GRASP_ANNOTATION: {"dtype": "float32", "shape": (len(GRASP_NAMES),), "names": list(GRASP_NAMES)}}
 
     def annotation(self) -> dict[str, np.ndarray]:
         g = self.grasp
-        return {GRASP_ANNOTATION: np.array([*g.pos, np.cos(2 * g.yaw), np.sin(2 * g.yaw)], dtype=np.float32)}
+        return {**super().annotation(),
+                GRASP_ANNOTATION: np.array([*g.pos, np.cos(2 * g.yaw), np.sin(2 * g.yaw)], dtype=np.float32)}
 
     def _plan(self) -> None:
         scene, target = self.env.scene, self.target_index
@@ -288,6 +295,7 @@ EXPERTS.register("language_lift")(LiftExpert)  # the same skill: it reads the ta
 class PickPlaceExpert(LiftExpert):
     """Lift's grasp, then carry the toy over the bowl, lower it to just above the rim and let go."""
 
+    PHASES = LiftExpert.PHASES + ("carry", "lower", "release", "clear")
     CARRY_Z = 0.16  # lowest tool height while carrying
     PLACE_PHASES = ("carry", "lower", "release", "clear")
 

@@ -26,6 +26,7 @@ from toyland.sim.tasks.push import SUCCESS_RADIUS
 
 @EXPERTS.register("push")
 class PushExpert(Expert):
+    PHASES = ("approach", "descend", "push", "back_off")
     HOVER = 0.04  # fingertips above the toy's top while moving behind it
     TIP_Z, TIP_Z_MAX = 0.006, 0.03  # range of the fingertips' height above the table while pushing
     UNDER_CENTRE = 0.015  # fingertips this far below the toy's centre of mass while pushing

@@ -13,6 +13,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 from torch.nn import functional as F
 
+from toyland.policies.auxiliary import ActionTokenHead, PhaseHead
 from toyland.policies.base import Policy, PolicyConfig, check_steps, randn_rows
 from toyland.policies.features import ACTION, DEPTH, MASK, STATE, PolicyFeatures, viewpoint_offset_key
 from toyland.policies.registry import POLICIES
@@ -57,6 +58,15 @@ class DiffusionConfig(PolicyConfig):
     # E0's offset embedding: a learned linear embedding of a camera's viewpoint_warp offset (yaw, pitch)
     # added to that camera's features; zero offset (no warp, and always at evaluation) adds nothing
     viewpoint_embedding: bool = False
+    # co-training (arXiv 2602.01067): the embodiments this policy may act as, each a learned embedding in
+    # the condition (() : the embodiment is not given); a batch's robot_type comes from its dataset
+    embodiments: tuple = ()
+    embodiment_dim: int = 16
+    # weights of auxiliary losses on the observation features (0: off): the expert's phase per frame
+    # (dense annotation, annotation.phase) and the action chunk as discrete tokens (auxiliary.py)
+    phase_aux: float = 0.0
+    action_token_aux: float = 0.0
+    action_token_bins: int = 32
 
     @property
     def needs_masks(self) -> bool:
@@ -74,6 +84,13 @@ class DiffusionConfig(PolicyConfig):
             raise ValueError(f"prediction={self.prediction!r}; valid: sample, epsilon")
         check_steps(self.inference_steps, self.train_timesteps)
         use_channels_last(self.memory_format, self.channels)
+        if len(set(self.embodiments)) != len(self.embodiments) or not all(isinstance(e, str) for e in self.embodiments):
+            raise ValueError(f"embodiments={list(self.embodiments)} must be distinct embodiment names")
+        for name in ("phase_aux", "action_token_aux"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0 (0: off)")
+        if self.action_token_bins < 2:
+            raise ValueError(f"action_token_bins={self.action_token_bins} must be at least 2")
 
 
 # the per-camera inputs the encoders take as further image channels, and the option for each, in
@@ -105,14 +122,37 @@ class DiffusionPolicy(Policy):
             key.replace(".", "_"): nn.Linear(2, c.image_feature_dim, bias=False) for key in features.cameras
         }) if c.viewpoint_embedding else None
         per_step = c.image_feature_dim * len(features.cameras) + features.state_dim
-        cond_dim = per_step * c.n_obs_steps + (c.language_dim if c.use_language else 0)
+        cond_dim = (per_step * c.n_obs_steps + (c.language_dim if c.use_language else 0)
+                    + (c.embodiment_dim if c.embodiments else 0))
         self.language = nn.Linear(384, c.language_dim) if c.use_language else None
+        self.embodiment = nn.Embedding(len(c.embodiments), c.embodiment_dim) if c.embodiments else None
+        self.phase_head = PhaseHead(cond_dim, stats) if c.phase_aux > 0 else None
+        self.action_token_head = ActionTokenHead(cond_dim, c.horizon, features.action_dim, c.action_token_bins) \
+            if c.action_token_aux > 0 else None
         self.denoiser = ConditionalUnet1d(features.action_dim, cond_dim, tuple(c.down_dims), c.kernel_size, c.n_groups,
                                           c.step_embed_dim)
         kwargs = dict(num_train_timesteps=c.train_timesteps, beta_schedule=c.beta_schedule, clip_sample=True,
                       prediction_type=c.prediction)
         self.train_scheduler = DDPMScheduler(**kwargs)
         self.sample_scheduler = DDIMScheduler(**kwargs)
+
+    def delta_timestamps(self) -> dict[str, list[float]]:
+        deltas = super().delta_timestamps()
+        if self.phase_head is not None:
+            deltas[self.phase_head.key] = [0.0]
+        return deltas
+
+    def _embodiment(self, batch: dict, device) -> torch.Tensor:
+        names = self.config.embodiments
+        robots = batch.get("robot_type")
+        if robots is None:
+            raise ValueError(f"this policy is told the embodiment acting ({list(names)}), and the batch names none: "
+                             "give each observation 'robot_type' (toyland's actors do)")
+        unknown = sorted({str(r) for r in robots if r not in names})
+        if unknown:
+            raise ValueError(f"embodiments {unknown} are not among this policy's {list(names)} (policy.embodiments); "
+                             "a dataset without robot_type in meta/info.json cannot be told apart")
+        return self.embodiment(torch.tensor([names.index(r) for r in robots], device=device))
 
     def condition(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         """Observation history -> [B, cond_dim]; computed once per chunk, reused by every denoising step."""
@@ -136,6 +176,8 @@ class DiffusionPolicy(Policy):
             from toyland.policies.language import sentence_encoder
 
             cond = torch.cat([cond, self.language(sentence_encoder().sentences(batch["task"]).to(cond.device))], -1)
+        if self.embodiment is not None:
+            cond = torch.cat([cond, self._embodiment(batch, cond.device)], -1)
         return cond
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
@@ -151,7 +193,16 @@ class DiffusionPolicy(Policy):
             loss = (error * keep).sum() / (keep.sum() * error.shape[-1]).clamp(min=1)
         else:
             loss = error.mean()
-        return loss, {"mse": loss.item()}
+        metrics = {"mse": loss.item()}
+        if self.phase_head is not None:
+            phase, accuracy = self.phase_head.loss(cond, batch)
+            loss = loss + self.config.phase_aux * phase
+            metrics.update(phase_ce=phase.item(), phase_accuracy=accuracy.item())
+        if self.action_token_head is not None:
+            tokens, accuracy = self.action_token_head.loss(cond, actions, batch, self.config.mask_padding)
+            loss = loss + self.config.action_token_aux * tokens
+            metrics.update(token_ce=tokens.item(), token_accuracy=accuracy.item())
+        return loss, metrics
 
     @torch.no_grad()
     def predict_action_chunk(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
