@@ -93,6 +93,9 @@ def test_an_embodiment_mixed_batch_keeps_each_sources_masks(tool_demos, lift_dem
     assert torch.equal(batch[f"{PHASE_ANNOTATION}_present"], ~floating_rows)
     assert batch[PHASE_ANNOTATION][floating_rows].abs().sum() == 0
     assert torch.all(batch[PHASE_ANNOTATION][~floating_rows].sum(-1) == 1)
+    with pytest.raises(DatasetError, match="toyland collect"):  # data recorded without the annotation
+        BatchSampler([Source("floating", floating, rename={PHASE_ANNOTATION: "annotation.none"})],
+                     {PHASE_ANNOTATION: [0.0]}, 8)
     # a full 15-d Panda state beside the gripper's tool state would put joints under tool entries
     with pytest.raises(DatasetError, match="env.state=tool"):
         BatchSampler([Source("full", FrameStore.load(lift_demos)), Source("floating", floating)],

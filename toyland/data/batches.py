@@ -88,8 +88,10 @@ class BatchSampler:
             have = [s for s in self.sources if s.has(key)]
             if not have:
                 options = sorted({k for s in self.sources for k in s.store.arrays})
+                hint = ("; `toyland collect` records the experts' annotations: collect the demos again"
+                        if key.startswith("annotation.") else "")
                 raise DatasetError(f"feature '{key}' is in none of the datasets {[s.name for s in self.sources]}; "
-                                   f"they have {options} (map names with a source's `rename`)")
+                                   f"they have {options} (map names with a source's `rename`){hint}")
             if len(have) < len(self.sources):
                 absent.add(key)
             found = {s.name: s.store.shape(s.key(key)) for s in have}
