@@ -257,7 +257,7 @@ def test_the_simulated_robot_clips_actions_outside_its_limits_and_counts_them():
         robot.disconnect()
 
 
-def exported(tmp_path, name: str, size: int = 32):
+def exported(tmp_path, name: str, size: int = 32, robot_type: str | None = None, **extra):
     """A freshly initialized toyland policy (the VLA with DetPool's masks) saved as a checkpoint and
     exported: (lerobot folder, toyland checkpoint)."""
     from toyland.plugins.export import export_checkpoint
@@ -273,8 +273,9 @@ def exported(tmp_path, name: str, size: int = 32):
     options = {"diffusion": {"channels": [8, 16], "down_dims": [16, 32], "horizon": 8, "n_action_steps": 4},
                "vla": {"dim": 32, "heads": 2, "patch_size": 4, "use_language": False}}[name]
     torch.manual_seed(0)
-    save_policy(make_policy({"name": name, **options}, features, stats), tmp_path / "ckpt")
-    return export_checkpoint(tmp_path / "ckpt", tmp_path / "lerobot", weights="model"), tmp_path / "ckpt"
+    save_policy(make_policy({"name": name, **options, **extra}, features, stats), tmp_path / "ckpt")
+    return (export_checkpoint(tmp_path / "ckpt", tmp_path / "lerobot", weights="model", robot_type=robot_type),
+            tmp_path / "ckpt")
 
 
 def test_every_toyland_policy_has_a_lerobot_policy_type():
@@ -317,6 +318,36 @@ def test_an_exported_checkpoint_acts_in_lerobot_as_it_does_in_toyland(name, tmp_
         torch.manual_seed(step)
         theirs = post(lerobot_policy.select_action(pre(batch)))
         np.testing.assert_allclose(theirs.numpy()[0], ours, rtol=1e-5, atol=1e-6)
+
+
+def test_a_policy_told_the_embodiment_acts_in_lerobot_as_the_exported_robot_type(tmp_path):
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.factory import get_policy_class
+
+    from toyland.policies.checkpoint import load_policy
+    from toyland.policies.features import FeatureMismatch
+
+    cross = {"embodiments": ["panda", "floating_gripper"], "embodiment_dim": 4}
+    with pytest.raises(ValueError, match="so101"):
+        exported(tmp_path / "so101", "diffusion", robot_type="so101", **cross)
+    rng = np.random.default_rng(1)
+    image, state = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), rng.random(15).astype(np.float32)
+    batch = {"task": "", "observation.state": torch.from_numpy(state)[None],
+             "observation.images.front": torch.from_numpy(image).permute(2, 0, 1).float()[None] / 255}
+    for robot in ("floating_gripper", None):
+        dst, ckpt = exported(tmp_path / str(robot), "diffusion", robot_type=robot, **cross)
+        config = PreTrainedConfig.from_pretrained(str(dst))
+        lerobot_policy = get_policy_class(config.type).from_pretrained(str(dst), config=config)
+        if robot is None:
+            with pytest.raises(FeatureMismatch, match="--policy.robot_type"):
+                lerobot_policy.select_action(batch)
+            continue
+        ours = load_policy(ckpt)
+        torch.manual_seed(0)
+        expected = ours.select_action({"observation.images.front": image, "observation.state": state, "task": "",
+                                       "robot_type": robot})
+        torch.manual_seed(0)
+        np.testing.assert_allclose(lerobot_policy.select_action(batch).numpy()[0], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_the_so101_twin_has_the_features_of_lerobots_so101_follower():

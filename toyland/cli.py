@@ -271,16 +271,18 @@ def merge(argv: list[str]) -> None:
 
 
 def export(argv: list[str]) -> None:
-    """``toyland export CHECKPOINT DST [weights=ema|model]``: the checkpoint as a lerobot policy folder."""
-    paths = _paths(argv, 2, "usage: toyland export CHECKPOINT DST [weights=ema|model]")
+    """``toyland export CHECKPOINT DST [weights=ema|model] [robot_type=NAME]``: the checkpoint as a lerobot
+    policy folder (``robot_type``: the embodiment a policy told it acts as)."""
+    usage = "usage: toyland export CHECKPOINT DST [weights=ema|model] [robot_type=NAME]"
+    paths = _paths(argv, 2, usage)
     options = dict(a.split("=", 1) for a in argv if "=" in a)
-    unknown = sorted(set(options) - {"weights"})
+    unknown = sorted(set(options) - {"weights", "robot_type"})
     if unknown:
-        raise SystemExit(f"toyland export: unknown options {unknown}; usage: toyland export CHECKPOINT DST [weights=ema|model]")
+        raise SystemExit(f"toyland export: unknown options {unknown}; {usage}")
     from toyland.plugins.export import export_checkpoint
 
     try:
-        dst = export_checkpoint(*paths, weights=options.get("weights", "ema"))
+        dst = export_checkpoint(*paths, weights=options.get("weights", "ema"), robot_type=options.get("robot_type"))
     except (ValueError, FileNotFoundError) as exc:
         print(f"toyland export: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

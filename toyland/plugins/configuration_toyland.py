@@ -37,6 +37,8 @@ class ToylandPolicyConfig(PreTrainedConfig):
     optimizer_weight_decay: float = 1.0e-6
     optimizer_grad_clip_norm: float = 10.0
     scheduler_warmup_steps: int = 200
+    # the embodiment acting, for a policy told it (`embodiments`): lerobot's batches do not carry it
+    robot_type: str | None = None
     # images reach a toyland policy in [0, 1] and state and action are normalized inside it (its
     # statistics are buffers of the checkpoint), so lerobot's processors leave every feature alone
     normalization_mapping: dict[str, NormalizationMode] = field(default_factory=lambda: {

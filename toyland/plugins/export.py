@@ -26,8 +26,9 @@ def lerobot_features(features: PolicyFeatures) -> tuple[dict, dict]:
     return inputs, {ACTION: PolicyFeature(FeatureType.ACTION, (features.action_dim,))}
 
 
-def export_checkpoint(src: str | Path, dst: str | Path, weights: str = "ema") -> Path:
-    """Writes the lerobot folder of the checkpoint (or training run) ``src`` to ``dst``; returns ``dst``."""
+def export_checkpoint(src: str | Path, dst: str | Path, weights: str = "ema", robot_type: str | None = None) -> Path:
+    """Writes the lerobot folder of the checkpoint (or training run) ``src`` to ``dst``; returns ``dst``.
+    ``robot_type``: the embodiment the exported policy acts as, for a policy told it (``embodiments``)."""
     from lerobot.configs.policies import PreTrainedConfig
 
     from toyland.eval.actors import resolve_checkpoint
@@ -41,10 +42,14 @@ def export_checkpoint(src: str | Path, dst: str | Path, weights: str = "ema") ->
     policy = load_policy(folder, weights=weights)
     if policy.name not in LEROBOT_TYPES:
         raise ValueError(f"policy '{policy.name}' has no lerobot policy type; exportable: {sorted(LEROBOT_TYPES)}")
+    embodiments = tuple(getattr(policy.config, "embodiments", ()) or ())
+    if robot_type is not None and robot_type not in embodiments:
+        raise ValueError(f"robot_type={robot_type!r}: this policy acts as {list(embodiments) or 'no named embodiment'}")
     inputs, outputs = lerobot_features(policy.features)
     options = {f.name: getattr(policy.config, f.name) for f in dataclasses.fields(policy.config)}
     config = PreTrainedConfig.get_choice_class(LEROBOT_TYPES[policy.name])(
-        device="cpu", input_features=inputs, output_features=outputs, fps=policy.features.fps, **options)
+        device="cpu", input_features=inputs, output_features=outputs, fps=policy.features.fps, robot_type=robot_type,
+        **options)
     wrapper = get_policy_class(config.type)(config)
     wrapper.inner.load_state_dict(policy.state_dict())
     dst = Path(dst)

@@ -16,6 +16,7 @@ import torch
 from lerobot.policies.pretrained import PreTrainedPolicy
 
 from toyland.plugins.configuration_toyland import ToylandDiffusionConfig, ToylandPolicyConfig, ToylandVlaConfig
+from toyland.policies.base import TEXT_KEYS
 from toyland.policies.features import (ACTION, CAMERA_INPUTS, DEPTH, IMAGE_PREFIX, MASK, STATE, FeatureMismatch,
                                        PolicyFeatures)
 
@@ -66,6 +67,7 @@ class ToylandPolicyBase(PreTrainedPolicy):
         super().__init__(config)
         if dataset_meta is not None:
             config.fps = int(dataset_meta.fps)
+            config.robot_type = config.robot_type or dataset_meta.robot_type
         config.validate_features()
         from toyland.policies.registry import POLICIES
 
@@ -82,8 +84,17 @@ class ToylandPolicyBase(PreTrainedPolicy):
         self.inner.reset()
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        loss, info = self.inner(batch)
+        loss, info = self.inner(self._with_robot(batch, len(batch[ACTION])))
         return loss, dict(info)
+
+    def _with_robot(self, batch: dict, size: int) -> dict:
+        """The embodiment acting, for a policy told it: lerobot's batches do not name it."""
+        if not getattr(self.inner.config, "embodiments", ()) or "robot_type" in batch:
+            return batch
+        if self.config.robot_type is None:
+            raise FeatureMismatch(f"this policy is told the embodiment acting ({list(self.inner.config.embodiments)}): "
+                                  "set --policy.robot_type to the robot it runs as")
+        return {**batch, "robot_type": [self.config.robot_type] * size}
 
     def _frame(self, batch: dict) -> dict:
         """A lerobot inference batch ([B, ...] per key) -> the frame toyland's ``act`` takes."""
@@ -111,7 +122,7 @@ class ToylandPolicyBase(PreTrainedPolicy):
         size = frame[STATE].shape[0]
         task = batch.get("task", "")
         frame["task"] = [task] * size if isinstance(task, str) else list(task)
-        return frame
+        return self._with_robot(frame, size)
 
     @torch.no_grad()
     def select_action(self, batch: dict, **_) -> torch.Tensor:
@@ -123,8 +134,8 @@ class ToylandPolicyBase(PreTrainedPolicy):
         episode start): for lerobot's chunk-wise inference (RTC), which keeps no history of its own."""
         frame = self._frame(batch)
         n = self.inner.config.n_obs_steps
-        history = {k: v[:, None].expand(-1, n, *v.shape[1:]) for k, v in frame.items() if k != "task"}
-        history["task"] = frame["task"]
+        history = {k: v[:, None].expand(-1, n, *v.shape[1:]) for k, v in frame.items() if k not in TEXT_KEYS}
+        history.update({k: frame[k] for k in TEXT_KEYS if k in frame})
         return self.inner.predict_action_chunk(history)
 
 
