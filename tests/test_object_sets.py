@@ -38,7 +38,7 @@ def test_mesh_sets_scale_objects_to_graspable_size():
             from toyland.sim.mesh_objects import mesh_extent
 
             extent = np.sort(mesh_extent(obj.path) * obj.scale)
-            assert extent[2] <= 0.09 + 1e-9 and extent[1] <= 0.05 + 1e-9 and extent[0] >= 0.008
+            assert extent[2] <= 0.09 + 1e-6 and extent[1] <= 0.05 + 1e-6 and extent[0] >= 0.008  # (float32 vertices)
 
 
 def test_a_folder_of_meshes_is_an_object_set(tmp_path):
@@ -52,15 +52,26 @@ def test_a_folder_of_meshes_is_an_object_set(tmp_path):
     assert names == {"pick up the long box", "pick up the cube"}
 
 
-def test_bad_mesh_folders_are_named(tmp_path):
+def test_bad_mesh_folders_are_named_before_any_episode(tmp_path):
     with pytest.raises(ValueError, match="no .obj or .stl files"):
         make_env(toy_set=str(tmp_path), cameras=[])
+    write_box_obj(tmp_path / "cube.obj", (1.0, 1.0, 1.0))
     (tmp_path / "broken.obj").write_text("this is not a mesh\n")
-    env = make_env(toy_set=str(tmp_path), cameras=[])
-    with pytest.raises(ValueError, match="broken.obj"):
-        env.reset(seed=0)
-    (tmp_path / "broken.obj").unlink()
     write_box_obj(tmp_path / "sheet.obj", (1.0, 1.0, 0.01))
-    env = make_env(toy_set=str(tmp_path), cameras=[])
-    with pytest.raises(ValueError, match="sheet.obj.*too thin"):
-        env.reset(seed=0)
+    with pytest.raises(ValueError, match="(?s)2 of 3 meshes cannot be objects.*broken.obj.*sheet.obj.*too thin"):
+        make_env(toy_set=str(tmp_path), cameras=[])
+
+
+def test_every_pybullet_random_mesh_but_the_named_unusable_ones_is_an_object():
+    """The four left out are exactly those that cannot be objects: no episode can draw a mesh that
+    stops it (one in 250 did, before)."""
+    from pathlib import Path
+
+    from toyland.sim.mesh_objects import UNUSABLE_RANDOM, _pybullet_data, unusable
+
+    root = _pybullet_data() / "random_urdfs"
+    everything = sorted(str(p) for p in root.glob("*/*.obj"))
+    assert len(everything) == 1000
+    bad = {Path(f).relative_to(root).as_posix() for f in unusable(everything, 0.09)}
+    assert bad == set(UNUSABLE_RANDOM)
+    assert get_toy_set("pybullet_random").size == 1000 - len(bad)

@@ -153,11 +153,34 @@ HOUSEHOLD = {  # pybullet_data files and what to call them
 }
 
 
-def mesh_files(source: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(files, labels) for ``pybullet:random``, ``pybullet:household`` or a folder path."""
+# pybullet_data's random meshes that cannot be objects (found by scanning all 1,000 with
+# ``graspable_scale``; tests/test_object_sets.py rescans them): left out of pybullet_random, so that
+# no episode draws one
+UNUSABLE_RANDOM = {
+    "168/168.obj": "a vertex coordinate is not finite",
+    "295/295.obj": "1.5 mm thick at a 5.1 cm length",
+    "297/297.obj": "3.3 mm thick at a 5.6 cm length",
+    "824/824.obj": "3.0 mm thick at a 5.5 cm length",
+}
+
+
+def unusable(files, longest: float) -> dict[str, str]:
+    """Each file of ``files`` that cannot be an object at this scale, with why."""
+    out = {}
+    for f in files:
+        try:
+            graspable_scale(f, longest)
+        except ValueError as err:
+            out[f] = str(err)
+    return out
+
+
+def mesh_files(source: str, longest: float = 0.09) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(files, labels) for ``pybullet:random``, ``pybullet:household`` or a folder path (each of
+    whose meshes is checked, and every one that cannot be an object named)."""
     if source == "pybullet:random":
         root = _pybullet_data() / "random_urdfs"
-        files = sorted(str(p) for p in root.glob("*/*.obj"))
+        files = sorted(str(p) for p in root.glob("*/*.obj") if p.relative_to(root).as_posix() not in UNUSABLE_RANDOM)
         return tuple(files), ("object",) * len(files)
     if source == "pybullet:household":
         root = _pybullet_data()
@@ -171,10 +194,15 @@ def mesh_files(source: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in MESH_SUFFIXES)
     if not files:
         raise ValueError(f"mesh folder {folder} holds no {' or '.join(MESH_SUFFIXES)} files")
+    bad = unusable(files, longest)
+    if bad:  # before any episode: one drawn mid-evaluation would stop it
+        raise ValueError(f"mesh folder {folder}: {len(bad)} of {len(files)} meshes cannot be objects; remove or fix "
+                         "them: " + "; ".join(bad.values()))
     return tuple(files), tuple(Path(f).stem.replace("_", " ") for f in files)
 
 
 def mesh_set_from_config(name: str, cfg: dict, num_toys: int | None = None, description: str = "") -> MeshSet:
     reject_unknown_keys(cfg, {"source", "longest"}, f"mesh set '{name}'")
-    files, labels = mesh_files(str(cfg["source"]))
-    return MeshSet(name, files, labels, float(cfg.get("longest", 0.09)), num_toys, description)
+    longest = float(cfg.get("longest", 0.09))
+    files, labels = mesh_files(str(cfg["source"]), longest)
+    return MeshSet(name, files, labels, longest, num_toys, description)
