@@ -75,3 +75,22 @@ def test_every_pybullet_random_mesh_but_the_named_unusable_ones_is_an_object():
     bad = {Path(f).relative_to(root).as_posix() for f in unusable(everything, 0.09)}
     assert bad == set(UNUSABLE_RANDOM)
     assert get_toy_set("pybullet_random").size == 1000 - len(bad)
+
+
+def test_mesh_objects_weigh_their_convex_hull():
+    """Mass and inertia come from the convex hull, the shape that collides: MuJoCo's legacy rule gave
+    open meshes a near-zero volume (34 mg instead of 24 g), and contact launched them off the table."""
+    import mujoco
+
+    from toyland.sim.mesh_objects import mesh_extent
+
+    mesh_set = get_toy_set("pybullet_random")
+    for seed in range(0, mesh_set.size, 20):
+        obj = mesh_set.toy(seed)
+        spec = mujoco.MjSpec()
+        obj.add_to(spec, "obj")
+        model = spec.compile()
+        box = float(np.prod(mesh_extent(obj.path) * obj.scale))
+        volume = model.body_mass[model.body("obj").id] / obj.density
+        # a convex body fills between a sixth of its bounding box (a corner tetrahedron) and all of it
+        assert box / 6 - 1e-9 <= volume <= box + 1e-9, (obj.path, volume, box)

@@ -88,6 +88,7 @@ def plan_grasp(scene: Scene, geoms: np.ndarray, avoid: tuple[Grasp, ...] = (), o
 
         top = centre[2] + support(geo.UP)
         z = float(np.clip(centre[2], min_z, max(min_z, top - 0.008)))
+        hull = _mesh_points(group)
         for yaw in YAWS:
             direction = np.array([np.cos(yaw), np.sin(yaw), 0.0])
             ahead, behind = support(direction), support(-direction)
@@ -98,12 +99,15 @@ def plan_grasp(scene: Scene, geoms: np.ndarray, avoid: tuple[Grasp, ...] = (), o
                 continue
             mid = centre + 0.5 * (ahead - behind) * direction  # jaw centred on the span (meshes are lopsided)
             pos = np.array([mid[0], mid[1], z])
+            face = True
+            if hull is not None:  # the pads must meet the widest part with their faces, not their tips
+                pos[2], face = _pad_height(hull, direction, z)
             pts = _gripper_points(pos, yaw, width)
             clearance = min(float(b.signed_distance(pts).min()) for b in blockers)
             cost = np.linalg.norm(pos[:2] - com[:2]) + 0.2 * width
             if any(_similar(pos, yaw, g) for g in avoid):
                 cost += 1.0
-            key = (clearance > 0.003, -cost if clearance > 0.003 else clearance)
+            key = (face, clearance > 0.003, -cost if clearance > 0.003 else clearance)
             if best_key is None or key > best_key:
                 best, best_key = Grasp(pos, float(yaw), width, clearance), key
     # Toys always fit (PartSpec validation); a mesh lying on its side might not: try its narrowest span.
@@ -137,6 +141,36 @@ class _Shape(NamedTuple):
         if self.verts is not None:  # a mesh: its bounding box, a conservative clearance
             return geo.signed_distance(geo.BOX, self.size, self.centre + self.rot @ self.box_centre, self.rot, points)
         return geo.signed_distance(self.gtype, self.size, self.centre, self.rot, points)
+
+
+# On a mesh the fingertips may go this far down towards the table (toys keep 6 mm): an irregular
+# object is often widest near its base, and a pad whose tip edge meets the slope above the widest
+# part squeezes the object down and out of the jaw as it lifts.
+MESH_TIP_HEIGHT = 0.002
+PAD_REACH = 0.002  # the tips this far below where the pads meet the object
+CONTACT_BAND = 0.003  # hull points this close to the extreme along the closing axis are where a pad meets it
+
+
+def _mesh_points(group) -> np.ndarray | None:
+    """The world vertices of a group's mesh parts (None for a group of primitives: toys, whose
+    grasps the plain height rule already holds)."""
+    meshes = [s for s in group if s.verts is not None]
+    if not meshes:
+        return None
+    return np.concatenate([s.centre + s.verts @ s.rot.T for s in meshes])
+
+
+def _pad_height(points: np.ndarray, direction: np.ndarray, z: float) -> tuple[float, bool]:
+    """The tcp height for closing along ``direction`` on the hull of ``points``, and whether the pads
+    then meet both extremes with their faces: the fingertips must reach below the band where the
+    hull is widest along the closing axis, on both sides."""
+    reach = []
+    for u in (direction, -direction):
+        along = points @ u
+        reach.append(float(points[along >= along.max() - CONTACT_BAND, 2].min()))
+    lowest_tip = TABLE_TOP_Z + MESH_TIP_HEIGHT
+    tip = min(z - TIP_BELOW_TCP, min(reach) - PAD_REACH)
+    return max(tip, lowest_tip) + TIP_BELOW_TCP, tip >= lowest_tip
 
 
 def _similar(pos: np.ndarray, yaw: float, grasp: Grasp) -> bool:

@@ -88,7 +88,11 @@ class MeshObject:
         return dataclasses.replace(self, scale=self.scale * float(min(factor, limit)))
 
     def add_to(self, spec: mujoco.MjSpec, name: str) -> mujoco.MjsBody:
-        spec.add_mesh(name=f"{name}/mesh", file=self.path, scale=[self.scale] * 3)
+        # mass and inertia of the convex hull, the shape that collides: MuJoCo's default (legacy) takes
+        # them from the mesh's own volume, which an open or inconsistently wound mesh makes near zero
+        # (34 mg instead of 9 g), and contact then launched the object off the table at reset
+        spec.add_mesh(name=f"{name}/mesh", file=self.path, scale=[self.scale] * 3,
+                      inertia=mujoco.mjtMeshInertia.mjMESH_INERTIA_CONVEX)
         body = spec.worldbody.add_body(name=name)
         body.add_freejoint(name=f"{name}/free")
         body.add_geom(
