@@ -12,7 +12,7 @@ import pytest
 from toyland.eval.actors import ExpertActor
 from toyland.eval.harness import evaluate_suite
 from toyland.eval.records import RECORDS, read_records
-from toyland.eval.stats import mcnemar_exact, paired_bootstrap, paired_comparison, wilson_interval
+from toyland.eval.stats import mcnemar_exact, paired_bootstrap, paired_comparison, paired_ratio, wilson_interval
 from toyland.eval.suite import build_suite
 from toyland.sim import make_env
 from toyland.sim.scenarios import scenario_env_config
@@ -42,6 +42,17 @@ def test_paired_statistics_see_the_pairing(rng):
     assert lo <= a.mean() - b.mean() <= hi and hi - lo < 0.2
     cmp = paired_comparison(dict(enumerate(a)), dict(enumerate(a)))
     assert cmp["difference"] == 0 and cmp["mcnemar_p"] == 1.0
+
+
+def test_the_ratio_to_in_distribution_success_is_paired(rng):
+    id_ = dict(enumerate(rng.random(200) < 0.8))
+    half = {k: v and k % 2 == 0 for k, v in id_.items()}  # keeps every other success
+    out = paired_ratio(half, id_)
+    assert out["n"] == 200 and out["ratio"] == pytest.approx(sum(half.values()) / sum(id_.values()))
+    assert out["ci95"][0] <= out["ratio"] <= out["ci95"][1] and out["ci95"][1] - out["ci95"][0] < 0.25
+    assert paired_ratio(id_, id_)["ci95"] == [1.0, 1.0]  # the pairing: identical outcomes, no spread
+    assert paired_ratio(id_, {k: False for k in id_})["ratio"] is None  # nothing to transfer
+    assert paired_ratio({1: True}, {2: True})["n"] == 0 and paired_ratio({1: True}, {2: True})["ratio"] is None
 
 
 def test_suite_cells_and_bad_suites():

@@ -245,3 +245,26 @@ def test_an_arm_trained_before_newer_train_keys_and_env_options_is_still_the_sam
     assert a.get("finetune") != b["finetune"]  # a run from scratch is not this fine-tune
     a, b = added_since(old, {**cfg, "env": {**cfg["env"], "placement": "exchangeable"}})
     assert a["env"]["placement"] == "target_first" != b["env"]["placement"]
+
+
+def test_the_report_gives_each_cell_as_a_share_of_in_distribution_success(tmp_path):
+    """Paired by training seed and episode seed: 30 of 40 in distribution, 15 of those 30 kept under
+    lighting (and none of the 10 failures turned into successes), so exactly half transfers."""
+    from toyland.eval.records import RECORDS, RUN
+    from toyland.study.report import summarize_study, write_study_report
+
+    study = Study.load("cotraining", out=tmp_path)
+    folder = study.run_dir("target_only", 0) / "eval" / "lift"
+    folder.mkdir(parents=True)
+    (folder / RUN).write_text(json.dumps({"seed_start": 0, "episodes": 40}))
+    with open(folder / RECORDS, "w") as f:
+        for i in range(40):
+            for cell, success in (("id", i < 30), ("lighting@ood_1", i < 15)):
+                f.write(json.dumps({"cell": cell, "seed": i, "success": success, "outcome": {}}) + "\n")
+    rows = {r["cell"]: r for r in summarize_study(study)["rows"]}
+    assert "of_id" not in rows["id"]
+    share = rows["lighting@ood_1"]["of_id"]
+    assert share["n"] == 40 and share["ratio"] == pytest.approx(0.5)
+    assert share["ci95"][0] < 0.5 < share["ci95"][1]
+    line = [x for x in write_study_report(study).read_text().splitlines() if x.startswith("| target_only | lift | lighting")]
+    assert line and "15/40" in line[0] and "| 0.50 (" in line[0]

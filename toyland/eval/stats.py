@@ -43,6 +43,22 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, samples: int = 4000, seed: in
     return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
 
 
+def paired_ratio(a: dict, b: dict, samples: int = 4000, seed: int = 0) -> dict:
+    """mean(a) / mean(b) over the keys both have (e.g. success out of distribution over success in it,
+    paired by episode seed), with a 95% percentile interval resampling the pairs; resamples whose
+    denominator is zero are left out. None where ``b`` never succeeds."""
+    keys = sorted(set(a) & set(b))
+    x = np.array([a[k] for k in keys], float)
+    y = np.array([b[k] for k in keys], float)
+    if not keys or y.sum() == 0:
+        return {"n": len(keys), "ratio": None, "ci95": None}
+    idx = np.random.default_rng(seed).integers(len(keys), size=(samples, len(keys)))
+    num, den = x[idx].sum(1), y[idx].sum(1)
+    draws = num[den > 0] / den[den > 0]
+    return {"n": len(keys), "ratio": float(x.sum() / y.sum()),
+            "ci95": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]}
+
+
 def paired_comparison(a: dict[int, bool], b: dict[int, bool]) -> dict:
     """``a`` and ``b``: seed -> success. Compared on the seeds both have."""
     seeds = sorted(set(a) & set(b))

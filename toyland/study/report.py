@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from toyland.eval.records import RUN, read_records
-from toyland.eval.stats import paired_comparison, wilson_interval
+from toyland.eval.stats import paired_comparison, paired_ratio, wilson_interval
+from toyland.eval.suite import ID as ID_CELL
 
 
 def commit() -> str:
@@ -76,6 +77,9 @@ def summarize_study(study) -> dict:
                 if any(r.get("cue_index") is not None for r in records.values()):
                     cue = sum(bool(r["outcome"].get("cue_success")) for r in records.values())
                     row.update(shortcut=cue, shortcut_ci95=list(wilson_interval(cue, n)))
+                if cell != ID_CELL and ID_CELL in cells:  # how much of in-distribution success transfers
+                    row["of_id"] = paired_ratio({key: r["success"] for key, r in records.items()},
+                                                {key: r["success"] for key, r in cells[ID_CELL].items()})
                 rows.append(row)
     comparisons = []
     if arms:
@@ -246,8 +250,9 @@ def write_study_report(study) -> Path:
         lines += [study.cfg["description"].strip(), ""]
     lines += [f"Command: `{study.command}`  ", f"Commit: `{summary['commit']}`, {summary['date']}", ""]
     lines += ["## Success, pooled over training seeds", "",
-              "| arm | suite | cell | training seeds | success (95% CI) | per seed | distractor or cue |",
-              "|---|---|---|---|---|---|---|"]
+              "| arm | suite | cell | training seeds | success (95% CI) | of in distribution (95% CI) | per seed | "
+              "distractor or cue |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in summary["rows"]:
         per_seed = ", ".join(f"{k}/{n}" for k, n in r["per_seed"].values())
         extra = []
@@ -255,8 +260,11 @@ def write_study_report(study) -> Path:
             extra.append(f"wrong object {r['wrong_object']}/{r['episodes']}")
         if "shortcut" in r:
             extra.append(f"shortcut {_fmt(r['shortcut'], r['episodes'], r['shortcut_ci95'])}")
+        of_id = r.get("of_id") or {}
+        ratio = (f"{of_id['ratio']:.2f} ({of_id['ci95'][0]:.2f}-{of_id['ci95'][1]:.2f})" if of_id.get("ratio") is not None
+                 else "")
         lines.append(f"| {r['arm']} | {r['suite']} | {r['cell']} | {r['training_seeds']} | "
-                     f"{_fmt(r['successes'], r['episodes'], r['ci95'])} | {per_seed} | {'; '.join(extra)} |")
+                     f"{_fmt(r['successes'], r['episodes'], r['ci95'])} | {ratio} | {per_seed} | {'; '.join(extra)} |")
     if summary["comparisons"]:
         lines += ["", "## Paired differences against the first arm",
                   "", "Pairs: the same training seed and episode seed. Difference = arm minus baseline.", "",
