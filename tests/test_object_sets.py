@@ -52,6 +52,21 @@ def test_a_folder_of_meshes_is_an_object_set(tmp_path):
     assert names == {"pick up the long box", "pick up the cube"}
 
 
+def test_a_mesh_folder_is_an_evaluation_cell_with_its_videos(tmp_path):
+    from toyland.eval.harness import evaluate_suite
+
+    folder = tmp_path / "my meshes"
+    folder.mkdir()
+    write_box_obj(folder / "cube.obj", (1.0, 1.0, 1.0))
+    results = evaluate_suite("expert", {"task": "lift", "image_size": 32, "cameras": []},
+                             {"base": {}, "toy_sets": [str(folder)]}, tmp_path / "eval", episodes=1, workers=1,
+                             progress=False)
+    cell = f"toy_set@{folder}"
+    assert results["cells"][cell]["episodes"] == 1
+    (video,) = results["videos"][cell].values()
+    assert (tmp_path / "eval" / video).is_file() and video.count("/") == 1  # one file in videos/
+
+
 def test_bad_mesh_folders_are_named_before_any_episode(tmp_path):
     with pytest.raises(ValueError, match="no .obj or .stl files"):
         make_env(toy_set=str(tmp_path), cameras=[])

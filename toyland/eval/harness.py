@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -225,7 +226,8 @@ def record_videos(runner: CellRunner, records: list[dict], suite: Suite, out: Pa
             differs = replay["success"] != chosen["success"]
             if differs and not batched:
                 mismatches.append((cell.name, chosen["seed"]))
-            name = f"videos/{cell.name.replace('+', '_')}_{label}_{chosen['seed']}.mp4"
+            # a cell may name a mesh folder's path (toy_set@/data/ycb): one file name, no folders
+            name = f"videos/{re.sub(r'[^A-Za-z0-9@._-]+', '_', cell.name)}_{label}_{chosen['seed']}.mp4"
             write_video(out / name, frames, fps=20)
             videos.setdefault(cell.name, {})[label] = name
             if differs:
