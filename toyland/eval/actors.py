@@ -106,8 +106,7 @@ class PolicyActor(Actor):
         self._robots = {0: env.unwrapped.embodiment.name}
 
     def act(self, obs):
-        obs = {**obs, "robot_type": self._robots[0]} if self.embodiments else obs
-        return np.asarray(self.policy.select_action(obs), dtype=np.float32)
+        return np.asarray(self.policy.select_action(self._with_robot(obs, [0])), dtype=np.float32)
 
     def prepare(self, slots):
         self.policy.reset(num_envs=slots)
