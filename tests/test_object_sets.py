@@ -109,3 +109,28 @@ def test_mesh_objects_weigh_their_convex_hull():
         volume = model.body_mass[model.body("obj").id] / obj.density
         # a convex body fills between a sixth of its bounding box (a corner tetrahedron) and all of it
         assert box / 6 - 1e-9 <= volume <= box + 1e-9, (obj.path, volume, box)
+
+
+def test_every_object_of_an_obj_file_is_drawn(tmp_path):
+    """A convex decomposition saved as several OBJ objects is one mesh of all their faces: MuJoCo's own
+    reader keeps the first object's faces, and 977 pybullet random meshes were drawn as one piece."""
+    import mujoco
+
+    from toyland.sim.mesh_objects import MeshObject
+
+    box = tmp_path / "box.obj"
+    write_box_obj(box, (0.02, 0.02, 0.02))
+    lines = box.read_text().splitlines()
+    verts, faces = [ln for ln in lines if ln.startswith("v ")], [ln for ln in lines if ln.startswith("f ")]
+    shifted = [f"v {float(x) + 0.03} {y} {z}" for _, x, y, z in (ln.split() for ln in verts)]
+    second = [f"f {' '.join(str(int(i) + 8) for i in ln.split()[1:])}" for ln in faces]
+    two = tmp_path / "two.obj"
+    two.write_text("\n".join(["o first", *verts, *faces, "o second", *shifted, *second]) + "\n")
+    spec = mujoco.MjSpec()
+    MeshObject(str(two), 1.0).add_to(spec, "obj")
+    model = spec.compile()
+    assert model.mesh_facenum[0] == 24  # 12 triangles from each object's six quads
+    mujoco_own = mujoco.MjSpec()
+    mujoco_own.add_mesh(name="m", file=str(two))
+    mujoco_own.worldbody.add_body(name="b").add_geom(type=mujoco.mjtGeom.mjGEOM_MESH, meshname="m")
+    assert mujoco_own.compile().mesh_facenum[0] == 12, "MuJoCo's reader now keeps every object: obj_surface can go"

@@ -26,10 +26,50 @@ MIN_NARROW = 0.008  # thinner than this at the chosen scale: the fingers cannot 
 
 
 @lru_cache(maxsize=4096)
+def obj_surface(path: str) -> tuple[tuple[float, ...], tuple[int, ...]] | None:
+    """Every vertex and triangle of an OBJ file (polygons fanned), or None for other formats.
+
+    MuJoCo's own OBJ reader keeps only the file's first object (``o``) of faces, while its convex
+    hull takes every vertex: 977 of pybullet_data's random meshes are convex decompositions in up to
+    a dozen objects, and were drawn as their first piece (1-2 cm) while colliding as the whole (5-7 cm).
+    """
+    if Path(path).suffix.lower() != ".obj":
+        return None
+    verts: list[float] = []
+    faces: list[int] = []
+    count = 0
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith("v "):
+                verts.extend(float(x) for x in line.split()[1:4])
+                count += 1
+            elif line.startswith("f "):
+                # "f 1 2 3", "f 1/1 2/2 3/3", "f 1//1 ..."; negative indices count back from the last vertex
+                ids = [int(tok.split("/")[0]) for tok in line.split()[1:]]
+                ids = [i - 1 if i > 0 else count + i for i in ids]
+                for k in range(1, len(ids) - 1):
+                    faces.extend((ids[0], ids[k], ids[k + 1]))
+    if not faces:
+        raise ValueError(f"mesh {path} has no faces")
+    if max(faces) >= count or min(faces) < 0:
+        raise ValueError(f"mesh {path} has a face whose vertex index is out of range")
+    return tuple(verts), tuple(faces)
+
+
+def add_mesh(spec: mujoco.MjSpec, name: str, path: str, scale: float = 1.0, **options) -> None:
+    """A mesh asset of ``path``, every object of an OBJ file included (see ``obj_surface``)."""
+    surface = obj_surface(str(path))
+    if surface is None:
+        spec.add_mesh(name=name, file=str(path), scale=[scale] * 3, **options)
+    else:
+        spec.add_mesh(name=name, uservert=list(surface[0]), userface=list(surface[1]), scale=[scale] * 3, **options)
+
+
+@lru_cache(maxsize=4096)
 def mesh_extent(path: str) -> np.ndarray:
     """Axis-aligned size (x, y, z) of a mesh file at scale 1, as MuJoCo loads it."""
     spec = mujoco.MjSpec()
-    spec.add_mesh(name="m", file=str(path))
+    add_mesh(spec, "m", path)
     body = spec.worldbody.add_body(name="b")
     body.add_geom(type=mujoco.mjtGeom.mjGEOM_MESH, meshname="m")
     try:
@@ -91,8 +131,7 @@ class MeshObject:
         # mass and inertia of the convex hull, the shape that collides: MuJoCo's default (legacy) takes
         # them from the mesh's own volume, which an open or inconsistently wound mesh makes near zero
         # (34 mg instead of 9 g), and contact then launched the object off the table at reset
-        spec.add_mesh(name=f"{name}/mesh", file=self.path, scale=[self.scale] * 3,
-                      inertia=mujoco.mjtMeshInertia.mjMESH_INERTIA_CONVEX)
+        add_mesh(spec, f"{name}/mesh", self.path, self.scale, inertia=mujoco.mjtMeshInertia.mjMESH_INERTIA_CONVEX)
         body = spec.worldbody.add_body(name=name)
         body.add_freejoint(name=f"{name}/free")
         body.add_geom(
@@ -162,9 +201,10 @@ HOUSEHOLD = {  # pybullet_data files and what to call them
 # no episode draws one
 UNUSABLE_RANDOM = {
     "168/168.obj": "a vertex coordinate is not finite",
-    "295/295.obj": "1.5 mm thick at a 5.1 cm length",
-    "297/297.obj": "3.3 mm thick at a 5.6 cm length",
-    "824/824.obj": "3.0 mm thick at a 5.5 cm length",
+    "295/295.obj": "0.7 mm thick at a 5.3 cm length",
+    "297/297.obj": "1.6 mm thick at a 5.7 cm length",
+    "602/602.obj": "4.8 mm thick at a 5.1 cm length",
+    "824/824.obj": "1.7 mm thick at a 5.5 cm length",
 }
 
 
