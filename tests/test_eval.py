@@ -340,8 +340,8 @@ def test_the_execution_horizon_is_chosen_at_evaluation(tmp_path):
 
 
 def test_folders_written_before_an_env_option_existed_still_resume(tmp_path):
-    """An env option added later (mask_noise) is absent from older run.json and collection logs; they
-    ran at its default, so they resume instead of being refused as another config."""
+    """Env options added later (mask_noise, instruction) are absent from older run.json and collection
+    logs; they ran at their defaults, so they resume instead of being refused as another config."""
     import json
 
     from toyland.data.collect import collect
@@ -349,13 +349,15 @@ def test_folders_written_before_an_env_option_existed_still_resume(tmp_path):
 
     evaluate_suite("expert", SMALL, {}, tmp_path / "eval", episodes=1, videos=False, progress=False, workers=1)
     run = json.loads((tmp_path / "eval" / "run.json").read_text())
-    del run["env"]["mask_noise"]
+    for key in ("mask_noise", "instruction", "instruction_picture_size"):
+        del run["env"][key]
     (tmp_path / "eval" / "run.json").write_text(json.dumps(run))
     assert evaluate_suite("expert", SMALL, {}, tmp_path / "eval", episodes=2, videos=False, progress=False,
                           workers=1)["cells"]["id"]["episodes"] == 2
     collect({"task": "lift", "image_size": 32}, tmp_path / "data", episodes=1, workers=1, progress=False)
     log = json.loads((tmp_path / "data" / LOG_PATH).read_text())
-    del log["config"]["env"]["mask_noise"]
+    for key in ("mask_noise", "instruction", "instruction_picture_size"):
+        del log["config"]["env"][key]
     (tmp_path / "data" / LOG_PATH).write_text(json.dumps(log))
     collect({"task": "lift", "image_size": 32}, tmp_path / "data", episodes=2, workers=1, progress=False)
     assert len(json.loads((tmp_path / "data" / LOG_PATH).read_text())["episodes"]) == 2

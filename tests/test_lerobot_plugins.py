@@ -290,6 +290,23 @@ def test_every_toyland_policy_has_a_lerobot_policy_type():
         assert get_policy_class(lerobot_type).name == lerobot_type
 
 
+def test_instructions_with_a_picture_are_refused_through_lerobot():
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    from toyland.plugins.configuration_toyland import LEROBOT_TYPES
+
+    config = PreTrainedConfig.get_choice_class(LEROBOT_TYPES["vla"])(det_pool=False, det_pool_geometry=False)
+    config.input_features = {
+        "observation.images.front": PolicyFeature(FeatureType.VISUAL, (3, 48, 48)),
+        "observation.state": PolicyFeature(FeatureType.STATE, (15,)),
+        "observation.instruction_picture": PolicyFeature(FeatureType.STATE, (32, 32, 3)),
+    }
+    config.output_features = {"action": PolicyFeature(FeatureType.ACTION, (7,))}
+    with pytest.raises(ValueError, match="toyland train"):
+        config.validate_features()
+
+
 @pytest.mark.parametrize("name", ["diffusion", "vla"])  # (every key of LEROBOT_TYPES, checked above)
 def test_an_exported_checkpoint_acts_in_lerobot_as_it_does_in_toyland(name, tmp_path):
     """``toyland export``: lerobot's own loader and processors give the toyland policy's actions."""

@@ -1,7 +1,7 @@
 """The LeRobotDataset feature schema of a toyland env, and the per-frame conversion into it.
 
 Camera RGB becomes an ``image`` (PNG) or ``video`` feature; depth (metres), segmentation
-labels and target masks become plain arrays, because lerobot's image writer only takes three-channel pictures.
+labels, target masks and the instruction's picture of the target become plain arrays, because lerobot's image writer only takes three-channel pictures.
 Every camera's geometry is recorded per frame (factors move the world cameras, the wrist camera moves
 with the hand): ``camera.intrinsics.<cam>`` [3, 3] (OpenCV frame, pixel centres at integer
 coordinates) and ``camera.pose.<cam>`` [4, 4] camera-to-world in MuJoCo's camera convention.
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+
+from toyland.sim.instructions import INSTRUCTION_PICTURE
 
 
 MAX_LABEL = 255  # segmentation labels are stored as uint8: 0 background, 1 arena, 2 robot, 3+ objects
@@ -32,6 +34,8 @@ def env_features(env: gym.Env, video: bool = False) -> dict[str, dict]:
             features[key] = {"dtype": "uint8", "shape": tuple(space.shape), "names": ["height", "width"]}
         elif key == "observation.state":
             features[key] = {"dtype": "float32", "shape": tuple(space.shape), "names": list(base.state_names)}
+        elif key == INSTRUCTION_PICTURE:  # a plain array like the masks: the same small picture every frame
+            features[key] = {"dtype": "uint8", "shape": tuple(space.shape), "names": ["height", "width", "channels"]}
         else:
             raise ValueError(f"no dataset feature for observation '{key}'")
     features["action"] = {"dtype": "float32", "shape": tuple(base.action_space.shape), "names": list(base.action_names)}

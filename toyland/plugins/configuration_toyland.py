@@ -20,7 +20,7 @@ from lerobot.configs.policies import PreTrainedConfig
 from lerobot.optim.optimizers import AdamWConfig
 from lerobot.optim.schedulers import DiffuserSchedulerConfig
 
-from toyland.policies.features import DEPTH, IMAGE_PREFIX, MASK, STATE
+from toyland.policies.features import DEPTH, IMAGE_PREFIX, INSTRUCTION_PICTURE, MASK, STATE
 
 # PreTrainedConfig's own fields, which a toyland option of the same name must not shadow (n_obs_steps
 # is shared on purpose: lerobot's dataset windows read it)
@@ -98,6 +98,9 @@ class ToylandPolicyConfig(PreTrainedConfig):
                              for k in cameras if extra.key(k) not in inputs]
         if not self.output_features or "action" not in self.output_features:
             problems.append("no action")
+        if INSTRUCTION_PICTURE in inputs or INSTRUCTION_PICTURE in (self.input_features or {}):
+            problems.append(f"instructions with a picture of the target ({INSTRUCTION_PICTURE}) are read by toyland's "
+                            "own trainer only: train with `toyland train`, or collect with env.instruction=text")
         if problems:
             raise ValueError(f"policy type '{self.type}' cannot be built on these features: " + "; ".join(problems))
 

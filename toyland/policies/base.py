@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from toyland.policies.features import ACTION, STATE, PolicyFeatures
+from toyland.policies.features import ACTION, INSTRUCTION_PICTURE, STATE, FeatureMismatch, PolicyFeatures
+from toyland.sim.instructions import IMAGE_TOKEN
 from toyland.policies.normalize import Normalizer
 
 
@@ -56,6 +57,11 @@ class PolicyConfig:
         """Whether the policy takes each camera's metric depth."""
         return False
 
+    @property
+    def reads_instruction_pictures(self) -> bool:
+        """Whether the policy reads an instruction's picture of the target ("pick up the <image>")."""
+        return False
+
     def validate(self) -> None:
         if not 1 <= self.n_action_steps <= self.horizon:
             raise ValueError(f"n_action_steps={self.n_action_steps} must lie in [1, horizon={self.horizon}]")
@@ -72,6 +78,10 @@ class Policy(nn.Module, ABC):
         super().__init__()
         config.validate()
         self.config, self.features = config, features
+        if features.instruction_picture and config.use_language and not config.reads_instruction_pictures:
+            raise FeatureMismatch(f"the data's instructions show the target as a picture (\"pick up the {IMAGE_TOKEN}\"), "
+                                  f"and the {self.name} policy reads words only: train policy=vla, collect with "
+                                  "env.instruction=text, or set policy.use_language=false")
         self.normalizer = Normalizer(features, stats, self.normalization)
         # per env of the batch select_action serves: its observation history (None: at episode
         # start) and the actions left of its chunk; [] until the first call sets the batch size
@@ -80,10 +90,17 @@ class Policy(nn.Module, ABC):
         self._generators: list[torch.Generator | None] = []  # per env, when seeded (see reset)
 
     # --- what the policy needs from data ------------------------------------------------------
+    @property
+    def reads_instruction_picture(self) -> bool:
+        """The instruction's picture is an input (the data has one and this policy reads it)."""
+        return bool(self.features.instruction_picture) and self.config.use_language and self.config.reads_instruction_pictures
+
     def delta_timestamps(self) -> dict[str, list[float]]:
         fps, n = self.features.fps, self.config.n_obs_steps
         history = [(i - n + 1) / fps for i in range(n)]
         deltas = {key: history for key in [*self.features.cameras, *self.features.masks, *self.features.depths]}
+        if self.reads_instruction_picture:
+            deltas[INSTRUCTION_PICTURE] = history
         deltas[STATE] = history
         deltas[ACTION] = [i / fps for i in range(self.config.horizon)]
         return deltas
@@ -147,12 +164,13 @@ class Policy(nn.Module, ABC):
         """Env observations (one, or batched from a vector env) -> tensors with a batch dim."""
         batched = np.asarray(obs["observation.state"]).ndim == 2
         out = {}
-        for key in [*self.features.cameras, *self.features.masks, *self.features.depths, STATE]:
+        pictures = [*self.features.cameras, *([INSTRUCTION_PICTURE] if self.reads_instruction_picture else [])]
+        for key in [*pictures, *self.features.masks, *self.features.depths, STATE]:
             x = torch.as_tensor(np.asarray(obs[key]), device=self.device)
             x = x if batched else x[None]
             if key in self.features.depths:
                 x = x[..., 0]  # the env's HxWx1 -> the dataset's HxW
-            out[key] = x.permute(0, 3, 1, 2).float().div_(255.0) if key in self.features.cameras else x.float()
+            out[key] = x.permute(0, 3, 1, 2).float().div_(255.0) if key in pictures else x.float()
         size = out[STATE].shape[0]
         task = obs.get("task", "")
         out["task"] = [task] * size if isinstance(task, str) else list(task)  # one instruction may serve the batch

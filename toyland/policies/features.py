@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+from toyland.sim.instructions import INSTRUCTION_PICTURE
+
 if TYPE_CHECKING:
     import torch
 
@@ -83,10 +85,14 @@ class PolicyFeatures:
     # one field per CAMERA_INPUTS row, <prefix><cam> -> (H, W): the target masks, the depth maps
     masks: dict[str, tuple[int, int]] = field(default_factory=dict)
     depths: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # (C, H, W) of the picture of the target in the data's instructions ("pick up the <image>"); () when
+    # the instructions are words only. Part of the data's contract whether or not a policy reads it.
+    instruction_picture: tuple[int, ...] = ()
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["cameras"] = {k: list(v) for k, v in self.cameras.items()}
+        d["instruction_picture"] = list(self.instruction_picture)
         d["state_names"], d["action_names"] = list(self.state_names), list(self.action_names)
         for extra in CAMERA_INPUTS:
             d[extra.field] = {k: list(v) for k, v in extra.shapes(self).items()}
@@ -98,7 +104,8 @@ class PolicyFeatures:
         extras = {e.field: {k: tuple(v) for k, v in d.get(e.field, {}).items()} for e in CAMERA_INPUTS}
         return cls(cameras={k: tuple(v) for k, v in d["cameras"].items()}, state_dim=int(d["state_dim"]),
                    action_dim=int(d["action_dim"]), fps=int(d["fps"]), state_names=tuple(d.get("state_names", ())),
-                   action_names=tuple(d.get("action_names", ())), **extras)
+                   action_names=tuple(d.get("action_names", ())),
+                   instruction_picture=tuple(d.get("instruction_picture", ())), **extras)
 
     @classmethod
     def from_dataset_info(cls, info: dict, cameras: list[str] | None = None, masks: bool = False,
@@ -121,9 +128,13 @@ class PolicyFeatures:
             cams[k] = (c, h, w)
         wanted = {MASK: masks, DEPTH: depth}
         extras = {e.field: dataset_shapes(features, e, cams) if wanted[e] else {} for e in CAMERA_INPUTS}
+        picture = ()
+        if INSTRUCTION_PICTURE in features:
+            h, w, c = features[INSTRUCTION_PICTURE]["shape"]
+            picture = (int(c), int(h), int(w))
         return cls(cameras=cams, state_dim=int(features[STATE]["shape"][0]), action_dim=int(features[ACTION]["shape"][0]),
                    fps=int(info["fps"]), state_names=tuple(features[STATE].get("names") or ()),
-                   action_names=tuple(features[ACTION].get("names") or ()), **extras)
+                   action_names=tuple(features[ACTION].get("names") or ()), instruction_picture=picture, **extras)
 
     def check_env(self, env) -> None:
         """Raises before any episode if ``env`` cannot feed this policy or take its actions."""
@@ -141,6 +152,16 @@ class PolicyFeatures:
                     problems.append(f"{extra.what} '{key}' missing (add the '{extra.modality}' modality to that camera)")
                 elif tuple(spaces[key].shape[:2]) != hw:  # (the env's depth is H x W x 1)
                     problems.append(f"{extra.what} '{key}' is {tuple(spaces[key].shape[:2])} in the env, the policy takes {hw}")
+        env_picture = spaces.get(INSTRUCTION_PICTURE)
+        if self.instruction_picture and env_picture is None:
+            problems.append("the data's instructions show the target as a picture and the env's name it in words: set "
+                            "env.instruction to the data's mode (interleaved or image)")
+        elif env_picture is not None and not self.instruction_picture:
+            problems.append("the env's instructions show the target as a picture and the data's named it in words: set "
+                            "env.instruction=text")
+        elif env_picture is not None and tuple(env_picture.shape) != (*self.instruction_picture[1:], self.instruction_picture[0]):
+            problems.append(f"the instruction's picture is {tuple(env_picture.shape[:2])} in the env and "
+                            f"{self.instruction_picture[1:]} in the data: set env.instruction_picture_size to the data's")
         env_state = tuple(getattr(base, "state_names", ()))
         if spaces[STATE].shape[0] != self.state_dim:
             problems.append(f"state has {spaces[STATE].shape[0]} dims in the env, the policy takes {self.state_dim}"

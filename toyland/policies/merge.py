@@ -36,7 +36,7 @@ GROUPS: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType({
     }),
     "vla": MappingProxyType({
         "vision": ("vision", "pool", "camera", "viewpoint_embed"),  # patch encoders, DetPool, camera embeddings
-        "language": ("language_in",),  # projection of the frozen MiniLM tokens
+        "language": ("language_in", "picture", "picture_type"),  # the MiniLM tokens' projection, the instruction picture's encoder
         "trunk": ("blocks", "norm", "frame", "state_in", "state_type"),  # transformer over all tokens, proprioception
         "head": ("head",),  # action decoder (its quantile bins are buffers: statistics)
     }),

@@ -4,7 +4,8 @@ Observations use lerobot's names: ``observation.state``, ``observation.images.<c
 HxWx3 uint8), plus ``observation.depth.<camera>`` (HxWx1 float32 metres) and
 ``observation.segmentation.<camera>`` (HxW int32 labels, see ``info['segmentation_labels']``) and
 ``observation.masks.<camera>`` (HxW uint8, 1 on the instructed target's pixels) when asked for, and
-``task`` (the instruction). ``info`` carries the episode's toy specs and success.
+``task`` (the instruction), with ``observation.instruction_picture`` (the target alone, HxWx3 uint8)
+when the instruction shows the object (``instruction=interleaved|image``). ``info`` carries the episode's toy specs and success.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from toyland.sim.control import ControlConfig, make_controller, validate_action
 from toyland.sim.embodiments import get_embodiment
 from toyland.sim.embodiments.gripper import FINGER_TRAVEL
 from toyland.sim.factors import FACTORS, check_levels, factor_rng
+from toyland.sim.instructions import INSTRUCTION_PICTURE, PortraitRenderer
 from toyland.sim.scene import FIRST_OBJECT_LABEL, ArenaConfig, Scene, compile_scene
 from toyland.sim.shortcut import Shortcut
 from toyland.sim.tasks import TASKS
@@ -71,12 +73,14 @@ class ToylandEnv(gym.Env):
         mask_noise: dict | None = None,
         placement: str = "target_first",
         state: str = "full",
+        instruction: str = "text",
+        instruction_picture_size: int = 32,
     ):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
         self.embodiment = get_embodiment(embodiment)
         self.toy_set = get_toy_set(toy_set, num_toys)
-        self.task = TASKS.get(task)(self.toy_set, placement)
+        self.task = TASKS.get(task)(self.toy_set, placement, instruction)
         self.cameras: tuple[CameraConfig, ...] = parse_cameras(cameras, image_size)
         self.control_cfg = ControlConfig(mode=control_mode, rate_hz=control_hz)
         self.arena = ArenaConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in (arena or {}).items()})
@@ -94,6 +98,9 @@ class ToylandEnv(gym.Env):
         sizes = [(c.height, c.width) for c in self.cameras] + ([tuple(render_size)] if render_mode else []) + [(8, 8)]
         self._offscreen = (max(s[0] for s in sizes), max(s[1] for s in sizes))
         self.renderers = RendererPool(*self._offscreen)
+        # the target alone, for instructions that show it (toyland/sim/instructions.py)
+        self.portraits = PortraitRenderer(instruction_picture_size) if instruction != "text" else None
+        self._portrait: np.ndarray | None = None
         self.scene: Scene | None = None
         if state not in STATE_ENTRIES:
             raise ValueError(f"state={state!r}; valid: {', '.join(STATE_ENTRIES)}")
@@ -116,6 +123,9 @@ class ToylandEnv(gym.Env):
                 )
             if "mask" in cam.modalities:
                 spaces[f"observation.masks.{cam.name}"] = gym.spaces.Box(0, 1, (cam.height, cam.width), np.uint8)
+        if self.portraits is not None:
+            size = self.portraits.size
+            spaces[INSTRUCTION_PICTURE] = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
         spaces["task"] = gym.spaces.Text(max_length=256, charset=INSTRUCTION_CHARSET)
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(self.controller.action_low.astype(np.float32),
@@ -179,6 +189,9 @@ class ToylandEnv(gym.Env):
         if self.settle_steps:
             self._settle()
         self._check_stable()
+        if self.portraits is not None:  # in the episode's colours: after the appearance factors
+            t = task.target_index
+            self._portrait = self.portraits.render(task.toys[t], m.geom_rgba[self.scene.object_geoms[t]])
         self._last_eval = task.evaluate(self.scene)
         info = {
             "episode_seed": episode_seed,
@@ -265,6 +278,8 @@ class ToylandEnv(gym.Env):
                     if self.mask_noise is not None:
                         mask = self._detected(mask, labels)
                     obs[f"observation.masks.{cam.name}"] = mask
+        if self._portrait is not None:
+            obs[INSTRUCTION_PICTURE] = self._portrait.copy()
         obs["task"] = self.task.instruction
         return obs
 
@@ -286,6 +301,8 @@ class ToylandEnv(gym.Env):
 
     def close(self):
         self.renderers.close()
+        if self.portraits is not None:
+            self.portraits.close()
         super().close()
 
 

@@ -1,7 +1,8 @@
 """A vision-language-action transformer sized for a CPU by default (``vla_large`` scales it up).
 
 Observation tokens: the instruction's token-level outputs of the frozen pretrained MiniLM encoder
-(projected), image tokens per camera and frame from a patch encoder (all patches, or with
+(projected; where the instruction shows the target as a picture, "pick up the <image>", that
+picture's patch tokens stand in the sequence at its place), image tokens per camera and frame from a patch encoder (all patches, or with
 ``det_pool`` one object token pooled over the instructed target's mask), and a proprioception token
 per frame; camera and frame embeddings tell them apart. A transformer mixes them once per action
 chunk, and the action head (``flow``, ``discrete_diffusion`` or ``autoregressive``, see heads.py)
@@ -19,11 +20,13 @@ import torch
 from torch import nn
 
 from toyland.policies.base import Policy, PolicyConfig, check_steps
-from toyland.policies.features import ACTION, DEPTH, MASK, STATE, PolicyFeatures, viewpoint_offset_key
+from toyland.policies.features import (ACTION, DEPTH, INSTRUCTION_PICTURE, MASK, STATE, PolicyFeatures,
+                                       viewpoint_offset_key)
 from toyland.policies.registry import POLICIES
 from toyland.policies.vision import crop, cropped_size, with_pixel_coords
 from toyland.policies.vla.heads import HEADS
 from toyland.policies.vla.vision import STEMS, DetPool, PatchEncoder, transformer_layer
+from toyland.sim.instructions import IMAGE_TOKEN, split
 
 
 @dataclass
@@ -71,6 +74,10 @@ class VLAConfig(PolicyConfig):
     def needs_depth(self) -> bool:
         return self.depth
 
+    @property
+    def reads_instruction_pictures(self) -> bool:
+        return self.use_language
+
     def validate(self) -> None:
         super().validate()
         if self.head not in HEADS.names():
@@ -115,6 +122,14 @@ class VLAPolicy(Policy):
         self.state_in = nn.Linear(features.state_dim, c.dim)
         self.state_type = nn.Parameter(torch.randn(c.dim) * 0.02)
         self.language_in = nn.Linear(384, c.dim) if c.use_language else None
+        # an instruction's picture of the target (Interleave-VLA): its own patch encoder, its tokens in the
+        # instruction's sequence where the picture stands among the words
+        self.picture, self.picture_type = None, None
+        if self.reads_instruction_picture:
+            _, h, w = features.instruction_picture
+            self.picture = PatchEncoder((h, w), c.patch_size, c.dim, c.heads, c.vision_layers, c.mlp_ratio, c.dropout,
+                                        c.stem, in_channels=3)
+            self.picture_type = nn.Parameter(torch.randn(c.dim) * 0.02)
         self.blocks = nn.ModuleList(transformer_layer(c.dim, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.policy_layers))
         self.norm = nn.LayerNorm(c.dim)
         self.head = HEADS.get(c.head)(c, features.action_dim)
@@ -158,11 +173,9 @@ class VLAPolicy(Policy):
         state = self.normalizer.normalize(STATE, batch[STATE])
         b, t = state.shape[:2]
         if self.language_in is not None:
-            from toyland.policies.language import sentence_encoder
-
-            emb, real = sentence_encoder().tokens(list(batch["task"]))
-            parts.append(self.language_in(emb.to(state.device)))
-            pads.append(~real.to(state.device))
+            tokens, pad = self._instruction_tokens(list(batch["task"]), batch, state.device)
+            parts.append(tokens)
+            pads.append(pad)
         for i, key in enumerate(self.keys):
             parts.append(self._camera_tokens(i, key, batch))
         parts.append(self.state_in(state) + self.state_type + self.frame[:t])
@@ -172,6 +185,35 @@ class VLAPolicy(Policy):
         for block in self.blocks:
             x = block(x, src_key_padding_mask=pad)
         return self.norm(x), pad
+
+    def _instruction_tokens(self, texts: list[str], batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The instruction as tokens [B, L, D] and their padding [B, L]: the words' token outputs of the
+        frozen encoder, projected, with the picture's patch tokens where ``<image>`` stands."""
+        from toyland.policies.language import sentence_encoder
+
+        splits = [split(t) for t in texts]
+        if all(s is None for s in splits):  # words only: the encoder pads the batch itself
+            emb, real = sentence_encoder().tokens(texts)
+            return self.language_in(emb.to(device)), ~real.to(device)
+        if self.picture is None or INSTRUCTION_PICTURE not in batch:
+            raise ValueError(f"an instruction shows a picture ({IMAGE_TOKEN}) and this policy "
+                             + ("was trained on words only" if self.picture is None else "got no observation.instruction_picture")
+                             + ": evaluate in the instruction mode of the training data (env.instruction)")
+        pictures = self.picture(batch[INSTRUCTION_PICTURE][:, -1])[0] + self.picture_type  # [B, P, D], current frame
+        words = sorted({w for s, t in zip(splits, texts) for w in ((t,) if s is None else s) if w})
+        emb, real = sentence_encoder().tokens(words) if words else (None, None)
+        projected = {} if emb is None else {w: self.language_in(emb[i, real[i]].to(device)) for i, w in enumerate(words)}
+        rows = []
+        for i, (s, t) in enumerate(zip(splits, texts)):
+            if s is None:
+                rows.append(projected[t])
+            else:
+                before, after = s
+                rows.append(torch.cat([*([projected[before]] if before else []), pictures[i],
+                                       *([projected[after]] if after else [])]))
+        lengths = torch.tensor([len(r) for r in rows], device=device)
+        tokens = nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        return tokens, torch.arange(tokens.shape[1], device=device)[None] >= lengths[:, None]
 
     # --- policy API ----------------------------------------------------------------------------
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from toyland.registry import Registry
 from toyland.sim import geometry as geo
+from toyland.sim.instructions import check_mode, phrase
 from toyland.sim.scene import TABLE_TOP_Z, Scene
 from toyland.sim.toy_sets import ToySet, get_toy_set
 from toyland.sim.toys import ToySpec
@@ -58,10 +59,11 @@ class Task(ABC):
     # and "heldout" are disjoint paraphrase sets for the language factor.
     phrasings: dict[str, tuple[str, ...]] = {}
 
-    def __init__(self, toy_set: ToySet, placement: str = "target_first"):
+    def __init__(self, toy_set: ToySet, placement: str = "target_first", instruction: str = "text"):
         if placement not in PLACEMENTS:
             raise ValueError(f"placement {placement!r}; valid: {', '.join(PLACEMENTS)}")
         self.toy_set, self.placement = toy_set, placement
+        self.instruction_mode = check_mode(instruction)  # text | interleaved | image (toyland/sim/instructions.py)
         self.toys: list[ToySpec] = []
         self.colour_names: list[str | None] = []
         self.target_index = 0
@@ -184,7 +186,7 @@ class Task(ABC):
     @property
     def instruction(self) -> str:
         templates = self.phrasings[self.phrasing]
-        return templates[self.template % len(templates)].format(object=self.describe(self.target_index))
+        return phrase(templates[self.template % len(templates)], self.describe(self.target_index), self.instruction_mode)
 
     def episode_info(self) -> dict:
         return {
