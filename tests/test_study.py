@@ -69,11 +69,13 @@ def test_every_study_config_composes(name, tmp_path):
         cfg = study.train_config(arm, seeds[0])
         policy_config(cfg["policy"])
         assert cfg["eval"]["final_episodes"] == 0  # the suites evaluate, once
-    first = study.arms[0]
     for suite in study.cfg["suites"]:
+        evaluated = [a for a in study.arms if suite in study.suites_of(a)]
+        assert evaluated, f"suite {suite} evaluates no arm"
         cells, episodes, env = study.suite_config(suite)
         assert build_suite(cells).cells and episodes >= 1
-        resolved_env_config({**study.train_config(first, study.cfg["arms"][first]["seeds"][0])["env"], **env})
+        for arm in evaluated:
+            resolved_env_config({**study.train_config(arm, study.cfg["arms"][arm]["seeds"][0])["env"], **env})
 
 
 def write_study(tmp_path, steps=4) -> str:
@@ -110,6 +112,12 @@ def test_a_study_runs_skips_what_is_done_and_refuses_a_changed_arm(tmp_path, mon
     monkeypatch.setattr(trainer, "train", no_training)
     Study.load(write_study(tmp_path), out=out).run()  # everything done: nothing runs again
     assert read_records(out / "arms" / "small" / "seed_1" / "eval" / "id") == records
+    # a suite of one arm's (its `arms`): evaluated for that arm only, with nothing trained again
+    only_small = ["suites.lit={suite: {factors: [lighting], levels: [ood_1]}, episodes: 1, arms: [small]}"]
+    report = Study.load(write_study(tmp_path), only_small, out=out).run()
+    assert len(read_records(out / "arms" / "small" / "seed_1" / "eval" / "lit")) == 2  # id and lighting@ood_1
+    assert not (out / "arms" / "one_frame" / "seed_1" / "eval" / "lit").exists()
+    assert "| small | lit | lighting@ood_1 | 2 | " in report.read_text()
     with pytest.raises(StudyConfigError, match="different config"):
         Study.load(write_study(tmp_path, steps=6), out=out).run()
     with pytest.raises(StudyConfigError, match=r"holds an evaluation with a different \['suite'\]"):
@@ -151,6 +159,8 @@ def test_bad_study_configs_are_named(tmp_path):
         Study.load("nope")
     with pytest.raises(StudyConfigError, match="no such arm"):
         Study.load(path, out=tmp_path, only=["big"])
+    with pytest.raises(StudyConfigError, match=r"arms \['big'\] are not arms of this study"):
+        Study.load(path, ["suites.id.arms=[big]"], out=tmp_path)
 
 
 def test_a_collection_whose_expert_never_succeeds_stops_with_the_reason(tmp_path):

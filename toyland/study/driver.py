@@ -9,7 +9,8 @@ A study (``configs/study/NAME.yaml``) names
 - ``arms``: policies to train, each a ``toyland train`` (overrides of ``configs/train.yaml``) on
   some of those datasets, for several training seeds; an arm trains and is evaluated in the env its
   first dataset was collected in;
-- ``suites``: evaluations of every trained arm and seed (``configs/suite/`` by name, or inline).
+- ``suites``: evaluations of every trained arm and seed (``configs/suite/`` by name, or inline), or
+  of the arms a suite's ``arms`` lists (a suite that needs inputs only some arms take).
 
 Everything lives under ``outputs/studies/NAME/`` in folders named for what they hold:
 ``data/<dataset>``, ``arms/<arm>/seed_<k>`` (the training run) and ``arms/<arm>/seed_<k>/eval/<suite>``.
@@ -41,7 +42,7 @@ DERIVED_KEYS = {"from", "factors", "seed", "swap_from"}  # a re-rendered dataset
 ARM_KEYS = {"data", "overrides", "seeds", "description", "init_from"}
 MERGE_ARM_KEYS = {"merge", "seeds", "description"}  # an arm made by merging two trained arms, not by training
 MERGE_KEYS = {"base", "finetuned", "alpha", "alphas", "weights", "statistics"}
-SUITE_KEYS = {"suite", "episodes", "env"}
+SUITE_KEYS = {"suite", "episodes", "env", "arms"}
 
 
 class StudyConfigError(ValueError):
@@ -120,6 +121,10 @@ class Study:
                                        f"({', '.join(cfg['datasets'])})")
         for name, s in cfg["suites"].items():
             reject_unknown_keys(s, SUITE_KEYS, f"study '{self.name}' suite '{name}'")
+            unknown = [a for a in (s.get("arms") or []) if a not in cfg["arms"]]
+            if unknown or ("arms" in s and not s["arms"]):
+                raise StudyConfigError(f"suite '{name}': arms {unknown or '[]'} are not arms of this study "
+                                       f"({', '.join(cfg['arms'])}); leave `arms` out to evaluate every arm")
         for name, spec in (cfg.get("series") or {}).items():
             self.validate_series(name, spec)
         for arm in self.only or []:
@@ -142,6 +147,9 @@ class Study:
         unknown = [a for a in spec["arms"] if a not in self.cfg["arms"]]
         if unknown:
             raise StudyConfigError(f"{where}: arms {unknown} are not arms of this study")
+        unevaluated = [a for a in spec["arms"] if spec["suite"] not in self.suites_of(a)]
+        if unevaluated:
+            raise StudyConfigError(f"{where}: suite '{spec['suite']}' does not evaluate arms {unevaluated} (its `arms`)")
         if not all(isinstance(x, (int, float)) for x in spec["arms"].values()):
             raise StudyConfigError(f"{where}: each arm maps to a number (its position on the x axis)")
         from toyland.eval.suite import build_suite
@@ -223,6 +231,10 @@ class Study:
         cfg.pop("experiment", None)
         cfg["env"] = self.dataset_env(next(iter(self.arm_data(arm))))  # trained and evaluated where its data came from
         return cfg
+
+    def suites_of(self, arm: str) -> list[str]:
+        """The suites that evaluate ``arm``: every suite, or those whose ``arms`` name it."""
+        return [s for s, spec in self.cfg["suites"].items() if "arms" not in spec or arm in spec["arms"]]
 
     def suite_config(self, suite: str) -> tuple[dict, int, dict]:
         spec = self.cfg["suites"][suite]
@@ -361,7 +373,7 @@ class Study:
         timing = {}
         for what, work in [(f"train {arm} {seed}", lambda: self.train(arm, seed)),
                            *((f"eval {arm} {seed} {suite}", lambda suite=suite: self.evaluate(arm, seed, suite))
-                             for suite in self.cfg["suites"])]:
+                             for suite in self.suites_of(arm))]:
             t0 = time.perf_counter()
             work()
             timing[what] = time.perf_counter() - t0
