@@ -157,3 +157,17 @@ def test_the_picture_changes_what_the_vla_sees(picture_vla):
     batch["task"] = [f"pick up the {IMAGE_TOKEN} in the bowl", "pick up the red ring"]
     memory, pad = policy.encode(batch)
     assert (~pad[0]).sum() > (~pad[1]).sum()
+
+
+def test_a_rerendered_dataset_shows_the_new_colours_in_its_pictures(picture_demos, tmp_path):
+    """`toyland augment` renders the picture again: the same at the episodes' own factors and under a
+    new camera, another under a new target hue."""
+    from toyland.data.frames import FrameStore
+    from toyland.data.rerender import augment
+
+    before = FrameStore.load(picture_demos).arrays[INSTRUCTION_PICTURE].astype(int)
+    augment(picture_demos, tmp_path / "camera", {"camera_viewpoint": "ood_2"}, workers=1, progress=False)
+    np.testing.assert_array_equal(FrameStore.load(tmp_path / "camera").arrays[INSTRUCTION_PICTURE], before)
+    augment(picture_demos, tmp_path / "hue", {"target_appearance": {"hue": 0.4, "size": 0.0}}, workers=1, progress=False)
+    after = FrameStore.load(tmp_path / "hue").arrays[INSTRUCTION_PICTURE].astype(int)
+    assert np.abs(after - before).max(axis=(1, 2, 3)).min() > 60  # every frame's picture
