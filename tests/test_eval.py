@@ -11,7 +11,7 @@ import pytest
 
 from toyland.eval.actors import ExpertActor
 from toyland.eval.harness import evaluate_suite
-from toyland.eval.records import RECORDS, read_records
+from toyland.eval.records import read_records
 from toyland.eval.stats import mcnemar_exact, paired_bootstrap, paired_comparison, paired_ratio, wilson_interval
 from toyland.eval.suite import build_suite
 from toyland.sim import make_env

@@ -54,8 +54,8 @@ def test_every_task_shows_its_target_in_every_mode(task):
             env.close()
     for mode in ("interleaved", "image"):
         for i in range(2):
-            np.testing.assert_array_equal(seen[mode][i]["observation.images.front"], seen["text"][i]["observation.images.front"])
-            np.testing.assert_array_equal(seen[mode][i]["observation.state"], seen["text"][i]["observation.state"])
+            for key in ("observation.images.front", "observation.state"):
+                np.testing.assert_array_equal(seen[mode][i][key], seen["text"][i][key])
     np.testing.assert_array_equal(seen["interleaved"][0][INSTRUCTION_PICTURE], seen["image"][0][INSTRUCTION_PICTURE])
 
 
@@ -168,6 +168,7 @@ def test_a_rerendered_dataset_shows_the_new_colours_in_its_pictures(picture_demo
     before = FrameStore.load(picture_demos).arrays[INSTRUCTION_PICTURE].astype(int)
     augment(picture_demos, tmp_path / "camera", {"camera_viewpoint": "ood_2"}, workers=1, progress=False)
     np.testing.assert_array_equal(FrameStore.load(tmp_path / "camera").arrays[INSTRUCTION_PICTURE], before)
-    augment(picture_demos, tmp_path / "hue", {"target_appearance": {"hue": 0.4, "size": 0.0}}, workers=1, progress=False)
+    hue = {"target_appearance": {"hue": 0.4, "size": 0.0}}
+    augment(picture_demos, tmp_path / "hue", hue, workers=1, progress=False)
     after = FrameStore.load(tmp_path / "hue").arrays[INSTRUCTION_PICTURE].astype(int)
     assert np.abs(after - before).max(axis=(1, 2, 3)).min() > 60  # every frame's picture

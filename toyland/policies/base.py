@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from toyland.policies.features import ACTION, INSTRUCTION_PICTURE, STATE, FeatureMismatch, PolicyFeatures
-from toyland.sim.instructions import IMAGE_TOKEN
 from toyland.policies.normalize import Normalizer
+from toyland.sim.instructions import IMAGE_TOKEN
 
 
 # per-row strings of a batch or frame, not tensors: the instruction, and the embodiment acting
@@ -79,8 +79,8 @@ class Policy(nn.Module, ABC):
         config.validate()
         self.config, self.features = config, features
         if features.instruction_picture and config.use_language and not config.reads_instruction_pictures:
-            raise FeatureMismatch(f"the data's instructions show the target as a picture (\"pick up the {IMAGE_TOKEN}\"), "
-                                  f"and the {self.name} policy reads words only: train policy=vla, collect with "
+            raise FeatureMismatch(f"the data's instructions show the target as a picture (\"pick up the "
+                                  f"{IMAGE_TOKEN}\"), and the {self.name} policy reads words only: train policy=vla, collect with "
                                   "env.instruction=text, or set policy.use_language=false")
         self.normalizer = Normalizer(features, stats, self.normalization)
         # per env of the batch select_action serves: its observation history (None: at episode
@@ -93,7 +93,8 @@ class Policy(nn.Module, ABC):
     @property
     def reads_instruction_picture(self) -> bool:
         """The instruction's picture is an input (the data has one and this policy reads it)."""
-        return bool(self.features.instruction_picture) and self.config.use_language and self.config.reads_instruction_pictures
+        config = self.config
+        return bool(self.features.instruction_picture) and config.use_language and config.reads_instruction_pictures
 
     def delta_timestamps(self) -> dict[str, list[float]]:
         fps, n = self.features.fps, self.config.n_obs_steps

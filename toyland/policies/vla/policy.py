@@ -2,7 +2,8 @@
 
 Observation tokens: the instruction's token-level outputs of the frozen pretrained MiniLM encoder
 (projected; where the instruction shows the target as a picture, "pick up the <image>", that
-picture's patch tokens stand in the sequence at its place), image tokens per camera and frame from a patch encoder (all patches, or with
+picture's patch tokens stand in the sequence at its place), image tokens per camera and frame from a
+patch encoder (all patches, or with
 ``det_pool`` one object token pooled over the instructed target's mask), and a proprioception token
 per frame; camera and frame embeddings tell them apart. A transformer mixes them once per action
 chunk, and the action head (``flow``, ``discrete_diffusion`` or ``autoregressive``, see heads.py)
