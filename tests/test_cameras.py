@@ -159,3 +159,34 @@ def test_an_env_renders_the_same_while_another_in_the_process_resets_mid_episode
                 assert np.all(np.isfinite(y[key]))
             if key != "task":
                 np.testing.assert_array_equal(x[key], y[key], err_msg=key)
+
+
+def test_a_kept_render_context_draws_what_a_new_one_does():
+    """Between models with the same textures and meshes (the robot and arena, primitive toys) the
+    renderer keeps its MjrContext; what it draws equals a freshly made context's, and a mesh object
+    gets a context of its own."""
+    cameras = ["front:rgb+depth+segmentation", "wrist"]
+    kept = make_env(task="language_lift", cameras=cameras, image_size=48)
+    fresh = make_env(task="language_lift", cameras=cameras, image_size=48)
+    try:
+        kept.reset(seed=0)
+        context = kept.unwrapped.renderers._context
+        for seed in (1, 2, 3):
+            a, _ = kept.reset(seed=seed)
+            fresh.unwrapped.renderers._release()  # a new context for every model
+            b, _ = fresh.reset(seed=seed)
+            assert kept.unwrapped.renderers._context is context
+            for key in a:
+                if key != "task":
+                    np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    finally:
+        kept.close()
+        fresh.close()
+    env = make_env(task="lift", toy_set="pybullet_household", cameras=["front"], image_size=48)
+    try:
+        env.reset(seed=0)
+        first = env.unwrapped.renderers._context
+        env.reset(seed=1)  # another mesh: other vertices
+        assert env.unwrapped.renderers._context is not first
+    finally:
+        env.close()

@@ -103,12 +103,36 @@ def _metric_depth(buffer: np.ndarray, model: mujoco.MjModel) -> np.ndarray:
     return (-0.5 * d) / (buffer.astype(np.float64) - 0.5 * c - 0.5)
 
 
+# What an MjrContext uploads or reads from its model: textures, meshes, height fields, the
+# built-in primitives' tessellation and the offscreen buffer. Models equal in all of these (the same
+# robot and arena, primitive toys) can share one context.
+CONTEXT_ARRAYS = ("tex_type", "tex_height", "tex_width", "tex_nchannel", "tex_adr", "tex_data", "mesh_vertadr",
+                  "mesh_vertnum", "mesh_vert", "mesh_normal", "mesh_texcoord", "mesh_faceadr", "mesh_facenum",
+                  "mesh_face", "mesh_facenormal", "mesh_facetexcoord", "mesh_graphadr", "mesh_graph", "hfield_size",
+                  "hfield_nrow", "hfield_ncol", "hfield_data")
+CONTEXT_SETTINGS = (("quality", ("shadowsize", "offsamples", "numslices", "numstacks", "numquads")),
+                    ("global_", ("offwidth", "offheight")))
+
+
+def same_render_assets(a: mujoco.MjModel, b: mujoco.MjModel) -> bool:
+    """Whether an MjrContext made for ``a`` renders ``b`` as one made for ``b`` would (no skins or
+    flexes, which a context also uploads; those always get their own)."""
+    if a.nskin or b.nskin or a.nflex or b.nflex:
+        return False
+    for group, names in CONTEXT_SETTINGS:
+        if any(getattr(getattr(a.vis, group), n) != getattr(getattr(b.vis, group), n) for n in names):
+            return False
+    return all(np.array_equal(getattr(a, name), getattr(b, name)) for name in CONTEXT_ARRAYS)
+
+
 class RendererPool:
     """Offscreen renderer over one GL context that outlives model rebuilds.
 
     ``mujoco.Renderer`` creates a new GL context per instance (about 0.2 s with Mesa); toys change
     the model every episode, so we keep the context and rebuild only the model-bound MjrContext and
-    MjvScene. RGB, depth (metres) and segmentation (object id, object type) as mujoco.Renderer.
+    MjvScene, and the MjrContext (tens of milliseconds) only when the new model's textures or meshes differ
+    (mesh objects; primitive toys keep it). RGB, depth (metres) and segmentation (object id, object
+    type) as mujoco.Renderer.
     """
 
     def __init__(self, max_height: int, max_width: int):
@@ -133,6 +157,10 @@ class RendererPool:
             self._gl.make_current()
 
     def set_model(self, model: mujoco.MjModel) -> None:
+        if self._context is not None and same_render_assets(self._model, model):
+            self._model = model
+            self._scene = mujoco.MjvScene(model, maxgeom=2000)
+            return
         self._model = model
         self._release()  # rebuilt lazily: environments without cameras never touch GL
 
