@@ -72,6 +72,28 @@ def env_and_limit(size: int, episodes: int) -> dict:
     }
 
 
+def reset_costs(size: int, episodes: int) -> dict:
+    """Milliseconds per Language Lift reset, interleaved seed by seed: the render context kept across
+    models of the same textures and meshes (toyland's way), a new one made every reset (as before),
+    and with the instruction's picture of the target rendered too (env.instruction=interleaved)."""
+    envs = {"kept": make_env(task="language_lift", cameras=["front"], image_size=size),
+            "new": make_env(task="language_lift", cameras=["front"], image_size=size),
+            "picture": make_env(task="language_lift", cameras=["front"], image_size=size, instruction="interleaved")}
+    total = dict.fromkeys(envs, 0.0)
+    for env in envs.values():
+        env.reset(seed=10_000)  # GL contexts made
+    for ep in range(episodes):
+        for name, env in envs.items():
+            if name == "new":
+                env.unwrapped.renderers._release()
+            t0 = time.perf_counter()
+            env.reset(seed=ep)
+            total[name] += time.perf_counter() - t0
+    for env in envs.values():
+        env.close()
+    return {name: t / episodes * 1e3 for name, t in total.items()}
+
+
 def vector_rate(mode: str, size: int, steps: int) -> tuple[float, float | None]:
     """Steps/s of a 2-env vector env, and (async) the share of the wall time its workers computed."""
     import psutil
@@ -102,6 +124,7 @@ def main() -> None:
     size = args.image_size
 
     r = env_and_limit(size, args.episodes)
+    resets = reset_costs(size, max(args.episodes, 20))
     sync_sps, _ = vector_rate("sync", size, 500)
     async_sps, busy = vector_rate("async", size, 500)
     n = args.episodes * STEPS
@@ -112,6 +135,9 @@ def main() -> None:
     print(f"  toyland env.step ({r['env_ms']:.3f} ms)                          {r['env_sps']:8.1f} steps/s"
           f"   ratio {r['env_sps'] / r['limit_sps']:.2f} of the limit (goal >= 0.5)")
     print(f"  env.reset (new toy, compiled scene, settling): {r['reset_ms']:.1f} ms")
+    print(f"  Language Lift reset: render context kept {resets['kept']:.1f} ms, a new one each reset "
+          f"{resets['new']:.1f} ms (kept/new {resets['kept'] / resets['new']:.2f}); with the instruction's picture "
+          f"{resets['picture']:.1f} ms")
     print(f"  vector env, 2 workers, resets included: sync {sync_sps:.1f} steps/s, async {async_sps:.1f} steps/s"
           f" (async/sync {async_sps / sync_sps:.2f}, goal >= 1.7: sync steps both envs in one process, resets included)")
     print(f"  async workers computing {busy:.0%} of the wall time (the rest: waiting on the step's round trip)")
