@@ -361,3 +361,12 @@ def test_folders_written_before_an_env_option_existed_still_resume(tmp_path):
     (tmp_path / "data" / LOG_PATH).write_text(json.dumps(log))
     collect({"task": "lift", "image_size": 32}, tmp_path / "data", episodes=2, workers=1, progress=False)
     assert len(json.loads((tmp_path / "data" / LOG_PATH).read_text())["episodes"]) == 2
+    # a re-render of that older source carries the source's env as recorded, on both sides of a resume
+    from toyland.data.rerender import augment
+
+    log = json.loads((tmp_path / "data" / LOG_PATH).read_text())
+    for key in ("mask_noise", "instruction", "instruction_picture_size"):
+        log["config"]["env"].pop(key, None)
+    (tmp_path / "data" / LOG_PATH).write_text(json.dumps(log))
+    augment(tmp_path / "data", tmp_path / "lit", {"lighting": "ood_1"}, workers=1, progress=False)
+    assert augment(tmp_path / "data", tmp_path / "lit", {"lighting": "ood_1"}, workers=1, progress=False).complete

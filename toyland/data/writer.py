@@ -270,11 +270,14 @@ class DatasetWriter:
                 return None  # stopped before its first record was written: no episode to lose
             raise FileExistsError(f"{self.root} is a LeRobotDataset without {LOG_PATH}: not a toyland collection, "
                                   "so it cannot be resumed; choose a new output_dir")
-        recorded = dict(log.config)
-        if isinstance(recorded.get("env"), dict):  # env options added since take their defaults, as they did then
-            from toyland.sim import resolved_env_config
+        from toyland.sim import resolved_env_config
 
-            recorded["env"] = resolved_env_config(recorded["env"])
+        # env options added since take their defaults on both sides, as they did then (a re-render
+        # carries its source's env as that source recorded it)
+        recorded, config = dict(log.config), dict(config)
+        for side in (recorded, config):
+            if isinstance(side.get("env"), dict):
+                side["env"] = resolved_env_config(side["env"])
         changed = sorted(k for k in set(recorded) | set(config) if recorded.get(k) != config.get(k))
         if changed:
             raise ValueError(f"{self.root} was collected with a different config (keys {changed} differ); "
