@@ -200,7 +200,7 @@ def plot(summary: dict, folder: Path) -> list[str]:
         ax.set_xticks(np.arange(len(cells)) + 0.4 - width / 2, cells, rotation=20, ha="right")
         ax.set_ylim(0, 1)
         ax.set_ylabel("success (pooled over seeds, 95% CI)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
         fig.tight_layout()
         fig.savefig(folder / "success.png", dpi=110)
         plt.close(fig)
