@@ -133,6 +133,31 @@ def test_the_vla_reads_the_picture_and_acts_only_in_the_datas_mode(tmp_path, pic
         train(config(tmp_path / "diffusion", picture_demos, "policy.use_language=true", policy=TINY_DIFFUSION))
 
 
+def test_text_policies_keep_their_record_and_modes_do_not_mix(tmp_path, picture_demos, picture_vla):
+    """A words-only policy's features are recorded as before pictures existed (older checkpoints
+    compare equal when fine-tuned or merged); data of two instruction modes is refused; a policy that
+    reads pictures is not exported to lerobot, which would drop them."""
+    from test_train import config
+
+    from toyland.data.collect import collect
+    from toyland.plugins.export import export_checkpoint
+    from toyland.policies.features import FeatureMismatch, PolicyFeatures
+    from toyland.train.trainer import train
+
+    words = PolicyFeatures(cameras={"observation.images.front": (3, 48, 48)}, state_dim=15, action_dim=7, fps=20)
+    assert "instruction_picture" not in words.to_dict()
+    assert PolicyFeatures.from_dict(words.to_dict()) == words
+    text = tmp_path / "words"
+    collect({**ENV, "max_episode_steps": 200}, text, episodes=1, seed=0, workers=1, progress=False)
+    cfg = config(tmp_path / "mixed", picture_demos, "env.task=language_lift", policy=TINY_VLA)
+    cfg["data"]["sources"] = [{"name": "pictures", "path": str(picture_demos), "weight": 1.0},
+                              {"name": "words", "path": str(text), "weight": 1.0}]
+    with pytest.raises(FeatureMismatch, match="name their target in different ways"):
+        train(cfg)
+    with pytest.raises(ValueError, match="toyland eval"):
+        export_checkpoint(picture_vla, tmp_path / "exported")
+
+
 def test_the_picture_changes_what_the_vla_sees(picture_vla):
     """Its tokens stand in the instruction: another picture, with the same words and scene, changes the
     observation tokens (with the picture ignored it would not)."""

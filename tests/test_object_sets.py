@@ -134,3 +134,17 @@ def test_every_object_of_an_obj_file_is_drawn(tmp_path):
     mujoco_own.add_mesh(name="m", file=str(two))
     mujoco_own.worldbody.add_body(name="b").add_geom(type=mujoco.mjtGeom.mjGEOM_MESH, meshname="m")
     assert mujoco_own.compile().mesh_facenum[0] == 12, "MuJoCo's reader now keeps every object: obj_surface can go"
+
+
+def test_the_obj_reader_takes_slashes_negative_indices_comments_and_refuses_index_zero(tmp_path):
+    from toyland.sim.mesh_objects import obj_surface
+
+    path = tmp_path / "tri.obj"
+    path.write_text("# a comment\nv 0 0 0\nv\t1 0 0\n  v 0 1 0\nvn 0 0 1\nvt 0 0\nv 0 0 1 # apex\n"
+                    "f 1/1/1 2/1/1 3/1/1\nf -4//1 -3//1 -1//1\nl 1 2\n")
+    verts, faces = obj_surface(str(path))
+    assert len(verts) == 12 and faces == (0, 1, 2, 0, 1, 3)
+    path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 0 1 2\n")
+    obj_surface.cache_clear()
+    with pytest.raises(ValueError, match="line 4"):
+        obj_surface(str(path))

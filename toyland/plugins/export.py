@@ -42,6 +42,9 @@ def export_checkpoint(src: str | Path, dst: str | Path, weights: str = "ema", ro
     policy = load_policy(folder, weights=weights)
     if policy.name not in LEROBOT_TYPES:
         raise ValueError(f"policy '{policy.name}' has no lerobot policy type; exportable: {sorted(LEROBOT_TYPES)}")
+    if policy.reads_instruction_picture:
+        raise ValueError("this policy reads a picture of the target in its instructions, which lerobot's plugin does not "
+                         "carry: evaluate it with `toyland eval`, or train on data collected with env.instruction=text")
     embodiments = tuple(getattr(policy.config, "embodiments", ()) or ())
     if robot_type is not None and robot_type not in embodiments:
         raise ValueError(f"robot_type={robot_type!r}: this policy acts as {list(embodiments) or 'no named embodiment'}")

@@ -92,7 +92,10 @@ class PolicyFeatures:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["cameras"] = {k: list(v) for k, v in self.cameras.items()}
-        d["instruction_picture"] = list(self.instruction_picture)
+        if self.instruction_picture:  # absent for words: a text policy's record is as it was before pictures
+            d["instruction_picture"] = list(self.instruction_picture)
+        else:
+            del d["instruction_picture"]
         d["state_names"], d["action_names"] = list(self.state_names), list(self.action_names)
         for extra in CAMERA_INPUTS:
             d[extra.field] = {k: list(v) for k, v in extra.shapes(self).items()}

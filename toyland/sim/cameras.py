@@ -106,12 +106,14 @@ def _metric_depth(buffer: np.ndarray, model: mujoco.MjModel) -> np.ndarray:
 # What an MjrContext uploads or reads from its model: textures, meshes, height fields, the
 # built-in primitives' tessellation and the offscreen buffer. Models equal in all of these (the same
 # robot and arena, primitive toys) can share one context.
-CONTEXT_ARRAYS = ("tex_type", "tex_height", "tex_width", "tex_nchannel", "tex_adr", "tex_data", "mesh_vertadr",
-                  "mesh_vertnum", "mesh_vert", "mesh_normal", "mesh_texcoord", "mesh_faceadr", "mesh_facenum",
+CONTEXT_ARRAYS = ("tex_type", "tex_colorspace", "tex_height", "tex_width", "tex_nchannel", "tex_adr", "tex_data",
+                  "mat_texid", "mat_texrepeat", "mat_texuniform", "mesh_vertadr", "mesh_vertnum", "mesh_vert",
+                  "mesh_normaladr", "mesh_normal", "mesh_texcoordadr", "mesh_texcoord", "mesh_faceadr", "mesh_facenum",
                   "mesh_face", "mesh_facenormal", "mesh_facetexcoord", "mesh_graphadr", "mesh_graph", "hfield_size",
                   "hfield_nrow", "hfield_ncol", "hfield_data")
 CONTEXT_SETTINGS = (("quality", ("shadowsize", "offsamples", "numslices", "numstacks", "numquads")),
-                    ("global_", ("offwidth", "offheight")))
+                    ("global_", ("offwidth", "offheight", "linewidth")),
+                    ("map", ("fogstart", "fogend", "shadowclip", "shadowscale", "znear", "zfar")))
 
 
 def same_render_assets(a: mujoco.MjModel, b: mujoco.MjModel) -> bool:
@@ -122,6 +124,11 @@ def same_render_assets(a: mujoco.MjModel, b: mujoco.MjModel) -> bool:
     for group, names in CONTEXT_SETTINGS:
         if any(getattr(getattr(a.vis, group), n) != getattr(getattr(b.vis, group), n) for n in names):
             return False
+    if a.stat.extent != b.stat.extent or not np.array_equal(a.vis.rgba.fog, b.vis.rgba.fog):
+        return False  # (fog and shadow ranges scale with the extent)
+    planes = mujoco.mjtGeom.mjGEOM_PLANE
+    if not np.array_equal(a.geom_size[a.geom_type == planes], b.geom_size[b.geom_type == planes]):
+        return False  # a context makes one grid per plane size
     return all(np.array_equal(getattr(a, name), getattr(b, name)) for name in CONTEXT_ARRAYS)
 
 

@@ -74,6 +74,8 @@ class PortraitRenderer:
 
         spec = mujoco.MjSpec()
         spec.visual.global_.offwidth = spec.visual.global_.offheight = self.size
+        spec.visual.quality.shadowsize = 0  # no shadows are cast, and no multisampling: nothing to allocate
+        spec.visual.quality.offsamples = 0
         spec.visual.headlight.ambient = [0.35, 0.35, 0.35]
         spec.visual.headlight.diffuse = [0.3, 0.3, 0.3]
         spec.visual.headlight.specular = [0.0, 0.0, 0.0]

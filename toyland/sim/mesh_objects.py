@@ -39,15 +39,20 @@ def obj_surface(path: str) -> tuple[tuple[float, ...], tuple[int, ...]] | None:
     faces: list[int] = []
     count = 0
     with open(path, errors="replace") as f:
-        for line in f:
-            if line.startswith("v "):
-                verts.extend(float(x) for x in line.split()[1:4])
+        for number, line in enumerate(f, 1):
+            tokens = line.split("#", 1)[0].split()
+            if not tokens:
+                continue
+            if tokens[0] == "v":
+                verts.extend(float(x) for x in tokens[1:4])
                 count += 1
-            elif line.startswith("f "):
+            elif tokens[0] == "f":
                 # "f 1 2 3", "f 1/1 2/2 3/3", "f 1//1 ..."; negative indices count back from the last vertex
-                ids = [int(tok.split("/")[0]) for tok in line.split()[1:]]
+                ids = [int(tok.split("/")[0]) for tok in tokens[1:]]
+                if 0 in ids or len(ids) < 3:
+                    raise ValueError(f"mesh {path} line {number}: a face needs three or more vertex indices, none 0")
                 ids = [i - 1 if i > 0 else count + i for i in ids]
-                for k in range(1, len(ids) - 1):
+                for k in range(1, len(ids) - 1):  # a fan: polygons of these meshes are convex
                     faces.extend((ids[0], ids[k], ids[k + 1]))
     if not faces:
         raise ValueError(f"mesh {path} has no faces")
@@ -67,9 +72,10 @@ def add_mesh(spec: mujoco.MjSpec, name: str, path: str, scale: float = 1.0, **op
 
 @lru_cache(maxsize=4096)
 def mesh_extent(path: str) -> np.ndarray:
-    """Axis-aligned size (x, y, z) of a mesh file at scale 1, as MuJoCo loads it."""
+    """Axis-aligned size (x, y, z) of a mesh file at scale 1, as MuJoCo loads it for simulation (aligned
+    to the inertial frame of its convex hull, as ``MeshObject.add_to`` loads it)."""
     spec = mujoco.MjSpec()
-    add_mesh(spec, "m", path)
+    add_mesh(spec, "m", path, inertia=mujoco.mjtMeshInertia.mjMESH_INERTIA_CONVEX)
     body = spec.worldbody.add_body(name="b")
     body.add_geom(type=mujoco.mjtGeom.mjGEOM_MESH, meshname="m")
     try:
@@ -201,10 +207,11 @@ HOUSEHOLD = {  # pybullet_data files and what to call them
 # no episode draws one
 UNUSABLE_RANDOM = {
     "168/168.obj": "a vertex coordinate is not finite",
-    "295/295.obj": "0.7 mm thick at a 5.3 cm length",
-    "297/297.obj": "1.6 mm thick at a 5.7 cm length",
-    "602/602.obj": "4.8 mm thick at a 5.1 cm length",
-    "824/824.obj": "1.7 mm thick at a 5.5 cm length",
+    "178/178.obj": "7.9 mm thick at a 9.0 cm length",
+    "295/295.obj": "0.8 mm thick at a 5.5 cm length",
+    "297/297.obj": "1.5 mm thick at a 6.0 cm length",
+    "602/602.obj": "4.5 mm thick at a 5.8 cm length",
+    "824/824.obj": "1.4 mm thick at a 5.8 cm length",
 }
 
 

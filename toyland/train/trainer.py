@@ -103,6 +103,7 @@ def train(cfg: dict) -> TrainResult:
     # the policy's features come from the data; its needs (cameras, windows) pick what is decoded
     cls, pconfig = policy_config(cfg["policy"])
     first = _first_source_info(cfg["data"])
+    _check_one_instruction_mode(cfg["data"], first)
     features = PolicyFeatures.from_dataset_info(first, list(pconfig.cameras) if pconfig.cameras else None,
                                                 masks=pconfig.needs_masks, depth=pconfig.needs_depth)
     start = resolve_start(cfg.get("finetune"))  # fine-tuning: the weights training starts from
@@ -257,6 +258,26 @@ def add_augment_keys(deltas: dict, augmentations, dataset_info: dict) -> None:
             for extra in augmentations.batch_keys([cam]) + [f"camera.intrinsics.{cam}", f"camera.pose.{cam}"]:
                 if extra in have:
                     deltas.setdefault(extra, offsets)
+
+
+def _check_one_instruction_mode(data_cfg: dict, first: dict) -> None:
+    """Every source names its target the same way as the first (words, or a picture of one size): the
+    policy's inputs come from the first, and a picture in a later source would go unread."""
+    from toyland.data.frames import check_dataset_path
+    from toyland.policies.features import INSTRUCTION_PICTURE, FeatureMismatch
+
+    def picture(info: dict):
+        feature = info["features"].get(INSTRUCTION_PICTURE)
+        return None if feature is None else tuple(feature["shape"])
+
+    want = picture(first)
+    for entry in (data_cfg.get("sources") or [])[1:]:
+        path = entry if isinstance(entry, str) else entry.get("path")
+        got = picture(json.loads((check_dataset_path(path) / "meta" / "info.json").read_text()))
+        if got != want:
+            say = lambda p: "words" if p is None else f"a {p[0]}x{p[1]} picture"  # noqa: E731
+            raise FeatureMismatch(f"the data sources name their target in different ways: the first with {say(want)}, "
+                                  f"{path} with {say(got)}; train on data of one env.instruction mode")
 
 
 def _first_source_info(data_cfg: dict) -> dict:
