@@ -22,6 +22,7 @@ import numpy as np
 
 from toyland.data.episode_log import DatasetError, read_episode_log
 from toyland.data.replay import ReplayError, current_state, set_rendered_state
+from toyland.sim.instructions import INSTRUCTION_PICTURE
 
 # MjModel fields that change only what the cameras see
 APPEARANCE_FIELDS = frozenset({"cam_pos", "cam_quat", "cam_fovy", "light_dir", "light_diffuse", "geom_matid",
@@ -29,7 +30,7 @@ APPEARANCE_FIELDS = frozenset({"cam_pos", "cam_quat", "cam_fovy", "light_dir", "
 # factors with appearance axes and a physics axis that must stay at its nominal value
 NOMINAL_AXES = {"target_appearance": ("size",)}
 RENDERED = ("observation.images.", "observation.depth.", "observation.segmentation.", "observation.masks.",
-            "camera.intrinsics.", "camera.pose.", "observation.instruction_picture")  # colours may change it
+            "camera.intrinsics.", "camera.pose.", INSTRUCTION_PICTURE)  # (a new colour changes the picture too)
 BOOKKEEPING = ("timestamp", "frame_index", "episode_index", "index", "task_index")
 STATE_TOLERANCE = 1e-9  # the replayed start against the recorded one (both float64 from the same code)
 OBS_TOLERANCE = 1e-6  # the replayed observation.state against the recorded float32 one

@@ -42,7 +42,7 @@ def export_checkpoint(src: str | Path, dst: str | Path, weights: str = "ema", ro
     policy = load_policy(folder, weights=weights)
     if policy.name not in LEROBOT_TYPES:
         raise ValueError(f"policy '{policy.name}' has no lerobot policy type; exportable: {sorted(LEROBOT_TYPES)}")
-    if policy.reads_instruction_picture:
+    if policy.uses_instruction_picture:
         raise ValueError("this policy reads a picture of the target in its instructions, which lerobot's plugin does not "
                          "carry: evaluate it with `toyland eval`, or train on data collected with env.instruction=text")
     embodiments = tuple(getattr(policy.config, "embodiments", ()) or ())

@@ -91,7 +91,7 @@ class Policy(nn.Module, ABC):
 
     # --- what the policy needs from data ------------------------------------------------------
     @property
-    def reads_instruction_picture(self) -> bool:
+    def uses_instruction_picture(self) -> bool:
         """The instruction's picture is an input (the data has one and this policy reads it)."""
         config = self.config
         return bool(self.features.instruction_picture) and config.use_language and config.reads_instruction_pictures
@@ -100,7 +100,7 @@ class Policy(nn.Module, ABC):
         fps, n = self.features.fps, self.config.n_obs_steps
         history = [(i - n + 1) / fps for i in range(n)]
         deltas = {key: history for key in [*self.features.cameras, *self.features.masks, *self.features.depths]}
-        if self.reads_instruction_picture:
+        if self.uses_instruction_picture:
             deltas[INSTRUCTION_PICTURE] = history
         deltas[STATE] = history
         deltas[ACTION] = [i / fps for i in range(self.config.horizon)]
@@ -165,7 +165,7 @@ class Policy(nn.Module, ABC):
         """Env observations (one, or batched from a vector env) -> tensors with a batch dim."""
         batched = np.asarray(obs["observation.state"]).ndim == 2
         out = {}
-        pictures = [*self.features.cameras, *([INSTRUCTION_PICTURE] if self.reads_instruction_picture else [])]
+        pictures = [*self.features.cameras, *([INSTRUCTION_PICTURE] if self.uses_instruction_picture else [])]
         for key in [*pictures, *self.features.masks, *self.features.depths, STATE]:
             x = torch.as_tensor(np.asarray(obs[key]), device=self.device)
             x = x if batched else x[None]

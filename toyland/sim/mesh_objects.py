@@ -52,7 +52,7 @@ def obj_surface(path: str) -> tuple[tuple[float, ...], tuple[int, ...]] | None:
                 if 0 in ids or len(ids) < 3:
                     raise ValueError(f"mesh {path} line {number}: a face needs three or more vertex indices, none 0")
                 ids = [i - 1 if i > 0 else count + i for i in ids]
-                for k in range(1, len(ids) - 1):  # a fan: polygons of these meshes are convex
+                for k in range(1, len(ids) - 1):  # a fan, exact for convex polygons
                     faces.extend((ids[0], ids[k], ids[k + 1]))
     if not faces:
         raise ValueError(f"mesh {path} has no faces")

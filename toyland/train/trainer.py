@@ -263,7 +263,6 @@ def add_augment_keys(deltas: dict, augmentations, dataset_info: dict) -> None:
 def _check_one_instruction_mode(data_cfg: dict, first: dict) -> None:
     """Every source names its target the same way as the first (words, or a picture of one size): the
     policy's inputs come from the first, and a picture in a later source would go unread."""
-    from toyland.data.frames import check_dataset_path
     from toyland.policies.features import INSTRUCTION_PICTURE, FeatureMismatch
 
     def picture(info: dict):
@@ -272,23 +271,29 @@ def _check_one_instruction_mode(data_cfg: dict, first: dict) -> None:
 
     want = picture(first)
     for entry in (data_cfg.get("sources") or [])[1:]:
-        path = entry if isinstance(entry, str) else entry.get("path")
-        got = picture(json.loads((check_dataset_path(path) / "meta" / "info.json").read_text()))
+        path, info = _source_info(entry)
+        got = picture(info)
         if got != want:
             say = lambda p: "words" if p is None else f"a {p[0]}x{p[1]} picture"  # noqa: E731
             raise FeatureMismatch(f"the data sources name their target in different ways: the first with {say(want)}, "
                                   f"{path} with {say(got)}; train on data of one env.instruction mode")
 
 
+def _source_info(entry) -> tuple[str, dict]:
+    """(path, meta/info.json) of one data source entry (a path, or a dict with one)."""
+    from toyland.data.frames import check_dataset_path
+
+    path = entry if isinstance(entry, str) else entry.get("path")
+    return path, json.loads((check_dataset_path(path) / "meta" / "info.json").read_text())
+
+
 def _first_source_info(data_cfg: dict) -> dict:
-    from toyland.data.frames import DatasetError, check_dataset_path
+    from toyland.data.frames import DatasetError
 
     sources = data_cfg.get("sources") or []
     if not sources:
         raise DatasetError("data config: `sources` is empty; list at least one dataset path")
-    entry = sources[0]
-    path = entry if isinstance(entry, str) else entry.get("path")
-    return json.loads((check_dataset_path(path) / "meta" / "info.json").read_text())
+    return _source_info(sources[0])[1]
 
 
 class Evaluation:

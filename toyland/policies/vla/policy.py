@@ -3,8 +3,8 @@
 Observation tokens: the instruction's token-level outputs of the frozen pretrained MiniLM encoder
 (projected; where the instruction shows the target as a picture, "pick up the <image>", that
 picture's patch tokens stand in the sequence at its place), image tokens per camera and frame from a
-patch encoder (all patches, or with
-``det_pool`` one object token pooled over the instructed target's mask), and a proprioception token
+patch encoder (all patches, or with ``det_pool`` one object token pooled over the instructed
+target's mask), and a proprioception token
 per frame; camera and frame embeddings tell them apart. A transformer mixes them once per action
 chunk, and the action head (``flow``, ``discrete_diffusion`` or ``autoregressive``, see heads.py)
 decodes the chunk from them, reusing them across its denoising or decoding steps.
@@ -126,7 +126,7 @@ class VLAPolicy(Policy):
         # an instruction's picture of the target (Interleave-VLA): its own patch encoder, its tokens in the
         # instruction's sequence where the picture stands among the words
         self.picture, self.picture_type = None, None
-        if self.reads_instruction_picture:
+        if self.uses_instruction_picture:
             _, h, w = features.instruction_picture
             self.picture = PatchEncoder((h, w), c.patch_size, c.dim, c.heads, c.vision_layers, c.mlp_ratio, c.dropout,
                                         c.stem, in_channels=3)
