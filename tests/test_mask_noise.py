@@ -40,9 +40,22 @@ def test_each_error_happens_at_its_configured_rate(rate):
     assert abs(share(area != 36) - rate) < 0.03 and abs(share(area > 36) - rate / 2) < 0.03  # half dilated
     _, _, out = noisy(fragment=rate, fragments=1, fragment_size=4)
     assert abs(share(out.sum((1, 2)) < 36) - rate) < 0.03
+    _, _, out = noisy(fragment=1.0, fragments=1, fragment_size=4)
+    assert set((36 - out.sum((1, 2))).tolist()) <= {16, 12, 8, 9, 6, 4}  # a 4x4 block, clipped at the 6x6 toy's edge
+    assert share(out.sum((1, 2)) == 20) > 0.2  # the whole block inside the toy: 16 pixels cut
     _, _, out = noisy(shift=rate, max_shift=3)
-    moved = share((out != masks).any(2).any(1))
-    assert abs(moved - rate * (1 - 1 / 49)) < 0.03  # a drawn shift of (0, 0) moves nothing
+    assert abs(share((out != masks).any(2).any(1)) - rate) < 0.03  # a shift always moves the mask
+
+
+def test_erosions_and_fragments_never_remove_the_whole_toy():
+    masks = torch.zeros(N, H, W, dtype=torch.uint8)
+    masks[:, 10:13, 10:13] = 1  # 3x3: any erosion of radius 2, or one 4x4 block, could empty it
+    out = noisy_masks(masks, None, MaskNoiseConfig(**{**OFF, "morph": 1.0, "max_radius": 2}), torch.Generator().manual_seed(0))
+    assert set(out.sum((1, 2)).tolist()) == {1, 25, 49}  # eroded to its centre; dilated by 1 or 2
+    out = noisy_masks(masks, None, MaskNoiseConfig(**{**OFF, "fragment": 1.0, "fragments": 2, "fragment_size": 4}),
+                      torch.Generator().manual_seed(0))
+    area = out.sum((1, 2))
+    assert (area > 0).all() and (area < 9).any()  # cut where a block leaves some, never to nothing
 
 
 def test_no_noise_at_zero_strength_and_seeded_draws():

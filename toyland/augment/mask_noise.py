@@ -6,9 +6,14 @@ Per frame, independently, each with its configured probability (all scaled by ``
 1. ``wrong_object``: the mask is another object's (a detection of the wrong toy). It needs the
    segmentation to know where the other objects are; when none is in view the mask is kept.
 2. ``morph``: dilated or eroded (half each) by 1 to ``max_radius`` pixels (a loose or tight outline).
-3. ``fragment``: ``fragments`` square blocks of ``fragment_size`` pixels cut out around pixels of the
-   mask (a detector that sees the toy in parts).
-4. ``shift``: moved by up to ``max_shift`` pixels on each axis (a late or misaligned detection).
+   An erosion never empties the mask: it stops at the largest radius that leaves some of it (a toy
+   of a few pixels at 64 px would otherwise vanish under most erosions, and missing is ``miss``'s;
+   only ``miss`` and a shift out of the image empty a mask).
+3. ``fragment``: ``fragments`` square blocks of ``fragment_size`` x ``fragment_size`` pixels cut out
+   around pixels of the mask (a detector that sees the toy in parts), each unless it would take all
+   that is left.
+4. ``shift``: moved by up to ``max_shift`` pixels on each axis, never by (0, 0) (a late or
+   misaligned detection).
 5. ``miss``: emptied (a missed detection).
 
 The same model serves training (the ``mask_noise`` augmentation, on a batch's
@@ -76,13 +81,13 @@ def noisy_masks(masks: torch.Tensor, labels: torch.Tensor | None, config: MaskNo
     if config.max_radius > 0:
         morph = u[:, 1] < config.rate("morph")
         radius = 1 + (u[:, 3] * config.max_radius).long().clamp(max=config.max_radius - 1)
-        dilate = u[:, 2] < 0.5
+        dilate = morph & (u[:, 2] < 0.5)
+        grown, shrunk = m, m  # per frame: dilated by its radius; eroded by its radius or less, never to nothing
         for r in range(1, config.max_radius + 1):
-            pick = morph & (radius == r)
-            if pick.any():
-                grown = F.max_pool2d(m[:, None], 2 * r + 1, 1, r)[:, 0]
-                shrunk = -F.max_pool2d(-m[:, None], 2 * r + 1, 1, r)[:, 0]
-                m = torch.where((pick & dilate)[:, None, None], grown, torch.where(pick[:, None, None], shrunk, m))
+            grown = torch.where((radius == r)[:, None, None], F.max_pool2d(m[:, None], 2 * r + 1, 1, r)[:, 0], grown)
+            eroded = -F.max_pool2d(-m[:, None], 2 * r + 1, 1, r)[:, 0]
+            shrunk = torch.where(((radius >= r) & (eroded.amax((1, 2)) > 0))[:, None, None], eroded, shrunk)
+        m = torch.where(dilate[:, None, None], grown, torch.where((morph & ~dilate)[:, None, None], shrunk, m))
     if config.fragments > 0 and config.fragment_size > 0:
         cut = u[:, 4] < config.rate("fragment")
         for k in range(config.fragments):
@@ -91,15 +96,21 @@ def noisy_masks(masks: torch.Tensor, labels: torch.Tensor | None, config: MaskNo
             centre = score.argmax(1)
             cy, cx = centre // w, centre % w
             ys, xs = torch.arange(h, device=device), torch.arange(w, device=device)
-            half = config.fragment_size / 2
-            block = ((ys[None, :, None] - cy[:, None, None]).abs() < half) & \
-                    ((xs[None, None, :] - cx[:, None, None]).abs() < half)
-            m = torch.where((cut & (score.max(1).values > 0))[:, None, None] & block, torch.zeros_like(m), m)
+            # rows cy - size // 2 .. cy - size // 2 + size - 1, and the same for columns
+            dy = ys[None, :, None] - cy[:, None, None] + config.fragment_size // 2
+            dx = xs[None, None, :] - cx[:, None, None] + config.fragment_size // 2
+            block = (dy >= 0) & (dy < config.fragment_size) & (dx >= 0) & (dx < config.fragment_size)
+            kept = torch.where(block, torch.zeros_like(m), m)
+            cut_here = cut & (kept.amax((1, 2)) > 0)  # a block that would take the whole mask is not cut
+            m = torch.where(cut_here[:, None, None], kept, m)
     if config.max_shift > 0:
         move = u[:, 5] < config.rate("shift")
         span = 2 * config.max_shift + 1
-        dy = ((u[:, 6] * span).long().clamp(max=span - 1) - config.max_shift) * move
-        dx = ((u[:, 7] * span).long().clamp(max=span - 1) - config.max_shift) * move
+        still = config.max_shift * span + config.max_shift  # the offset (0, 0) among the span x span offsets
+        pick = (u[:, 6] * (span * span - 1)).long().clamp(max=span * span - 2)
+        pick = pick + (pick >= still).long()
+        dy = (pick // span - config.max_shift) * move
+        dx = (pick % span - config.max_shift) * move
         m = _shift(m, dy, dx)
     m = torch.where((u[:, 8] < config.rate("miss"))[:, None, None], torch.zeros_like(m), m)
     return (m > 0.5).to(masks.dtype)
