@@ -278,3 +278,29 @@ def test_the_report_gives_each_cell_as_a_share_of_in_distribution_success(tmp_pa
     assert share["ci95"][0] < 0.5 < share["ci95"][1]
     line = [x for x in write_study_report(study).read_text().splitlines() if x.startswith("| target_only | lift | lighting")]
     assert line and "15/40" in line[0] and "| 0.50 (" in line[0]
+
+
+def test_a_suites_contrasts_pair_each_cell_with_its_twin_within_an_arm(tmp_path):
+    """The detector suite's noisy household cell against its clean twin: 20 of 40 lost, none gained."""
+    from toyland.eval.records import RECORDS, RUN
+    from toyland.study.report import summarize_study, write_study_report
+
+    study = Study.load("toys_transfer", out=tmp_path)
+    folder = study.run_dir("vla_detpool", 0) / "eval" / "detector"
+    folder.mkdir(parents=True)
+    (folder / RUN).write_text(json.dumps({"seed_start": 0, "episodes": 40}))
+    with open(folder / RECORDS, "w") as f:
+        for i in range(40):
+            for cell, success in (("id", i < 30), ("household", i < 30), ("household_noise_full", i < 10)):
+                f.write(json.dumps({"cell": cell, "seed": i, "success": success, "outcome": {}}) + "\n")
+    found = [c for c in summarize_study(study)["contrasts"] if c["cell"] == "household_noise_full"]
+    assert len(found) == 1 and found[0]["reference"] == "household" and found[0]["arm"] == "vla_detpool"
+    assert found[0]["difference"] == pytest.approx(-0.5) and (found[0]["a_only"], found[0]["b_only"]) == (0, 20)
+    assert found[0]["mcnemar_p"] < 1e-5 and found[0]["per_seed"] == {0: pytest.approx(-0.5)}
+    assert "| vla_detpool | detector | household_noise_full | household | 40 | -0.50" in write_study_report(study).read_text()
+    with pytest.raises(StudyConfigError, match=r"cells \['glare'\] are not in the suite"):
+        Study.load("toys_transfer", ["suites.detector.contrasts.glare=id"], out=tmp_path)
+    cfg = study.cfg
+    cfg["suites"]["detector"]["contrasts"] = ["id"]
+    with pytest.raises(StudyConfigError, match="mapping of cell -> reference cell"):
+        Study("toys_transfer", cfg, tmp_path).validate()

@@ -42,7 +42,7 @@ DERIVED_KEYS = {"from", "factors", "seed", "swap_from"}  # a re-rendered dataset
 ARM_KEYS = {"data", "overrides", "seeds", "description", "init_from"}
 MERGE_ARM_KEYS = {"merge", "seeds", "description"}  # an arm made by merging two trained arms, not by training
 MERGE_KEYS = {"base", "finetuned", "alpha", "alphas", "weights", "statistics"}
-SUITE_KEYS = {"suite", "episodes", "env", "arms"}
+SUITE_KEYS = {"suite", "episodes", "env", "arms", "contrasts"}
 
 
 class StudyConfigError(ValueError):
@@ -125,11 +125,26 @@ class Study:
             if unknown or ("arms" in s and not s["arms"]):
                 raise StudyConfigError(f"suite '{name}': arms {unknown or '[]'} are not arms of this study "
                                        f"({', '.join(cfg['arms'])}); leave `arms` out to evaluate every arm")
+            if s.get("contrasts") is not None:
+                self.validate_contrasts(name, s["contrasts"])
         for name, spec in (cfg.get("series") or {}).items():
             self.validate_series(name, spec)
         for arm in self.only or []:
             if arm not in cfg["arms"]:
                 raise StudyConfigError(f"--only {arm}: no such arm; arms: {', '.join(cfg['arms'])}")
+
+    def validate_contrasts(self, suite: str, contrasts) -> None:
+        """``contrasts``: cell -> the cell it is paired against within each arm (e.g. a noisy cell against
+        its clean twin); both must be cells of the suite."""
+        from toyland.eval.suite import build_suite
+
+        where = f"suite '{suite}' `contrasts`"
+        if not isinstance(contrasts, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in contrasts.items()):
+            raise StudyConfigError(f"{where}: give a mapping of cell -> reference cell, e.g. {{noise_full: id}}")
+        names = build_suite(self.suite_config(suite)[0]).names()
+        absent = sorted({c for pair in contrasts.items() for c in pair if c not in names})
+        if absent:
+            raise StudyConfigError(f"{where}: cells {absent} are not in the suite ({', '.join(names)})")
 
     def validate_series(self, name: str, spec: dict) -> None:
         from toyland.study.report import METRICS

@@ -92,22 +92,44 @@ def summarize_study(study) -> dict:
                         continue
                     a = {key: r["success"] for key, r in records.items()}
                     b = {key: r["success"] for key, r in ref.items()}
-                    # Pairs within one training seed share that seed's model: the pooled test treats them as
-                    # independent, so each seed's own difference is reported beside it.
-                    per_seed = {}
-                    for seed in sorted({s for s, _ in a} & {s for s, _ in b}):
-                        both = [k for k in a if k[0] == seed and k in b]
-                        per_seed[seed] = sum(a[k] - b[k] for k in both) / len(both)
                     entry = {"arm": arm, "baseline": base, "suite": suite, "cell": cell,
-                             **paired_comparison(a, b), "per_seed": per_seed}
+                             **paired_comparison(a, b), "per_seed": per_seed_difference(a, b)}
                     if any(r.get("cue_index") is not None for r in records.values()):
                         # a remedy is judged by the shortcut rate it removes, paired the same way
                         entry["shortcut"] = paired_comparison(
                             {key: bool(r["outcome"].get("cue_success")) for key, r in records.items()},
                             {key: bool(r["outcome"].get("cue_success")) for key, r in ref.items()})
                     comparisons.append(entry)
-    return {"rows": rows, "comparisons": comparisons, "curves": curves(study, arms), "cost": cost(study),
-            "data": data_stats(study), "series": series(study, table)}
+    return {"rows": rows, "comparisons": comparisons, "contrasts": contrasts(study, table),
+            "curves": curves(study, arms), "cost": cost(study), "data": data_stats(study), "series": series(study, table)}
+
+
+def contrasts(study, table: dict) -> list[dict]:
+    """Each suite's ``contrasts`` (cell -> reference cell), paired within every arm by training seed and
+    episode seed: what one condition costs against its twin, on the same scenes."""
+    out = []
+    for suite, spec in study.cfg["suites"].items():
+        for cell, reference in (spec.get("contrasts") or {}).items():
+            for arm, suites in table.items():
+                cells = suites.get(suite, {})
+                if cell not in cells or reference not in cells:
+                    continue
+                a = {key: r["success"] for key, r in cells[cell].items()}
+                b = {key: r["success"] for key, r in cells[reference].items()}
+                out.append({"arm": arm, "suite": suite, "cell": cell, "reference": reference,
+                            **paired_comparison(a, b), "per_seed": per_seed_difference(a, b)})
+    return out
+
+
+def per_seed_difference(a: dict, b: dict) -> dict:
+    """{training seed: mean of a - b over its paired episodes}, for outcomes keyed (training seed, episode
+    seed). Pairs within one training seed share that seed's model: the pooled test treats them as
+    independent, so each seed's own difference is reported beside it."""
+    out = {}
+    for seed in sorted({s for s, _ in a} & {s for s, _ in b}):
+        both = [k for k in a if k[0] == seed and k in b]
+        out[seed] = sum(a[k] - b[k] for k in both) / len(both)
+    return out
 
 
 METRICS = {  # what a series plots: a record -> 0 or 1
@@ -277,6 +299,18 @@ def write_study_report(study) -> Path:
                          f"{c['difference']:+.2f} ({c['ci95'][0]:+.2f} to {c['ci95'][1]:+.2f}) | "
                          f"{', '.join(f'{d:+.2f}' for d in c['per_seed'].values())} | "
                          f"{c['a_only']} / {c['b_only']} | {c['mcnemar_p']:.3f} |")
+    if any(c.get("n") for c in summary["contrasts"]):
+        lines += ["", "## Paired differences between cells of one arm", "",
+                  "The suite's `contrasts`: each cell against its reference, the same training seed and episode seed. "
+                  "Difference = cell minus reference.", "",
+                  "| arm | suite | cell | reference | pairs | difference (95% CI) | per training seed | cell only / reference only | McNemar p |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for c in summary["contrasts"]:
+            if c.get("n"):
+                lines.append(f"| {c['arm']} | {c['suite']} | {c['cell']} | {c['reference']} | {c['n']} | "
+                             f"{c['difference']:+.2f} ({c['ci95'][0]:+.2f} to {c['ci95'][1]:+.2f}) | "
+                             f"{', '.join(f'{d:+.2f}' for d in c['per_seed'].values())} | "
+                             f"{c['a_only']} / {c['b_only']} | {c['mcnemar_p']:.3f} |")
     shortcut = [c for c in summary["comparisons"] if c.get("shortcut", {}).get("n")]
     if shortcut:
         lines += ["", "## Paired differences in the shortcut rate against the first arm", "",
