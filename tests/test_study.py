@@ -103,6 +103,9 @@ def test_a_study_runs_skips_what_is_done_and_refuses_a_changed_arm(tmp_path, mon
     assert "Paired differences" in text and "Commit: `" in text
     summary = json.loads((out / "report.json").read_text())
     assert {r["episodes"] for r in summary["rows"]} == {4}  # two training seeds x two episodes
+    times = {(t["arm"], t["seed"]): t for t in summary["training_time"]}  # from each run's newest checkpoint
+    assert set(times) == {(a, k) for a in ("small", "one_frame") for k in (0, 1)}
+    assert all(t["step"] == 4 and t["train_s"] > 0 for t in times.values()) and "| small | 1 | 4 | " in text
     records = read_records(out / "arms" / "small" / "seed_1" / "eval" / "id")
     assert len(records) == 2
 

@@ -45,8 +45,16 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, lift_demos
     with pytest.raises(Interrupt):
         train(config(tmp_path / "resumed", lift_demos))
     monkeypatch.setattr(trainer, "save_training", save)
+    # the optimization clock carries over: the first run's time, stored in its checkpoint, plus the rest
+    record_path = tmp_path / "resumed" / "checkpoints" / "step_0000003" / "policy.json"
+    record = json.loads(record_path.read_text())
+    assert record["train_state"]["train_s"] >= 0
+    record["train_state"]["train_s"] = 1000.0
+    record_path.write_text(json.dumps(record))
     resumed = train(config(tmp_path / "resumed", lift_demos, "resume=true"))
     assert straight.steps == resumed.steps == 6
+    final = json.loads((tmp_path / "resumed" / "checkpoints" / "step_0000006" / "policy.json").read_text())
+    assert 1000.0 < final["train_state"]["train_s"] < 1000.0 + 600
     for name in ("model", "ema"):
         a = load_file(tmp_path / "straight" / "checkpoints" / "step_0000006" / f"{name}.safetensors")
         b = load_file(tmp_path / "resumed" / "checkpoints" / "step_0000006" / f"{name}.safetensors")

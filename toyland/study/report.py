@@ -101,7 +101,8 @@ def summarize_study(study) -> dict:
                             {key: bool(r["outcome"].get("cue_success")) for key, r in ref.items()})
                     comparisons.append(entry)
     return {"rows": rows, "comparisons": comparisons, "contrasts": contrasts(study, table),
-            "curves": curves(study, arms), "cost": cost(study), "data": data_stats(study), "series": series(study, table)}
+            "curves": curves(study, arms), "cost": cost(study), "training_time": training_time(study),
+            "data": data_stats(study), "series": series(study, table)}
 
 
 def contrasts(study, table: dict) -> list[dict]:
@@ -191,6 +192,25 @@ def curves(study, arms: list[str]) -> dict:
 def cost(study) -> dict:
     path = study.out / "timing.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def training_time(study) -> list[dict]:
+    """Each trained arm's optimization time from its newest checkpoint: every run that resumed it counted,
+    a killed one up to its last checkpoint (the driver's own clock sees only the run that finished)."""
+    from toyland.policies.checkpoint import read_record
+    from toyland.train.state import latest_checkpoint, training_seconds
+
+    out = []
+    for arm, spec in study.cfg["arms"].items():
+        for seed in spec["seeds"]:
+            run = study.run_dir(arm, seed)
+            ckpt = latest_checkpoint(run) if (run / "checkpoints").is_dir() else None
+            if ckpt is None:
+                continue
+            state = read_record(ckpt).get("train_state") or {}
+            if "step" in state:
+                out.append({"arm": arm, "seed": seed, "step": int(state["step"]), "train_s": training_seconds(state)})
+    return out
 
 
 def _fmt(k: int, n: int, ci: list[float]) -> str:
@@ -340,6 +360,11 @@ def write_study_report(study) -> Path:
     if summary["cost"]:
         lines += ["", "## CPU cost (wall time of each part on this machine)", "", "| part | minutes |", "|---|---|"]
         lines += [f"| {part} | {seconds / 60:.1f} |" for part, seconds in summary["cost"].items()]
+    if summary["training_time"]:
+        lines += ["", "Optimization time of each training run from its newest checkpoint, over every run that "
+                  "resumed it (the table above times only the run that finished a part):", "",
+                  "| arm | training seed | steps | minutes |", "|---|---|---|---|"]
+        lines += [f"| {t['arm']} | {t['seed']} | {t['step']} | {t['train_s'] / 60:.1f} |" for t in summary["training_time"]]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
     (study.out / "report.md").write_text("\n".join(lines) + "\n")

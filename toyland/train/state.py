@@ -48,14 +48,16 @@ def checkpoint_folder(out: Path, step: int) -> Path:
     return Path(out) / CHECKPOINTS / f"step_{step:07d}"
 
 
-def save_training(out: Path, step: int, policy, optimizer, scheduler, ema, cfg: dict, history: list) -> Path:
+def save_training(out: Path, step: int, policy, optimizer, scheduler, ema, cfg: dict, history: list,
+                  train_s: float = 0.0) -> Path:
+    """A resumable checkpoint; ``train_s``: optimization time up to ``step`` over every run that reached it."""
     folder = checkpoint_folder(out, step)
     opt_tensors, opt_meta = optimizer_tensors(optimizer)
     extra = {"optimizer": opt_tensors}
     if ema is not None:
         extra["ema"] = {k: v for k, v in ema.module.state_dict().items()}
     info = {"train_state": {"step": step, "scheduler": scheduler.state_dict(), "optimizer": opt_meta,
-                            "history": history, "train_config": cfg}}
+                            "history": history, "train_config": cfg, "train_s": round(train_s, 3)}}
     save_policy(policy, folder, extra=extra, info=info)
     pointer = folder.parent / "last"
     tmp = pointer.with_suffix(".tmp")
@@ -102,7 +104,8 @@ def checkpoint_of(path: str | Path, role: str) -> Path:
     return folder
 
 
-def restore_training(folder: Path, policy, optimizer, scheduler, ema, cfg: dict) -> tuple[int, list]:
+def restore_training(folder: Path, policy, optimizer, scheduler, ema, cfg: dict) -> tuple[int, list, float]:
+    """(step, evaluation history, optimization seconds so far) of a checkpoint, its state loaded."""
     record = read_record(folder)
     mine = policy_record(policy)
     differs = [k for k in ("name", "config", "features") if json.loads(json.dumps(record[k])) != json.loads(json.dumps(mine[k]))]
@@ -121,4 +124,12 @@ def restore_training(folder: Path, policy, optimizer, scheduler, ema, cfg: dict)
             raise IncompatibleCheckpoint(f"{folder} has no EMA weights; resume with ema.enabled=false")
         ema.module.load_state_dict(load_file(ema_path))
         ema.n_averaged.fill_(state["step"])
-    return int(state["step"]), list(state["history"])
+    return int(state["step"]), list(state["history"]), training_seconds(state)
+
+
+def training_seconds(state: dict) -> float:
+    """A checkpoint's optimization time so far; checkpoints from before it was stored give their last
+    evaluation's figure (0 without one)."""
+    if "train_s" in state:
+        return float(state["train_s"])
+    return float(state["history"][-1]["train_s"]) if state.get("history") else 0.0

@@ -139,11 +139,11 @@ def train(cfg: dict) -> TrainResult:
     model = torch.compile(policy) if cfg.get("compile") else policy
     autocast = (lambda: torch.autocast(device.type, dtype=PRECISIONS[precision])) if PRECISIONS[precision] else \
         contextlib.nullcontext
-    step, history = 0, []
+    step, history, train_s = 0, [], 0.0
     if cfg.get("resume"):
         ckpt = latest_checkpoint(out)
         if ckpt is not None:
-            step, history = restore_training(ckpt, policy, optimizer, scheduler, ema, cfg)
+            step, history, train_s = restore_training(ckpt, policy, optimizer, scheduler, ema, cfg)
             print(f"resumed from {ckpt} at step {step}")
     evaluating = bool(eval_cfg["every"] or eval_cfg["final_episodes"])
     if evaluating:  # the policy's contract against the evaluation env: fail now, not after an hour of training
@@ -158,11 +158,11 @@ def train(cfg: dict) -> TrainResult:
     evaluate = Evaluation(cfg, out, writer, log_path, started=time.perf_counter() - (history[-1]["time_s"] if history else 0.0))
     if evaluating and eval_cfg["every"] and step and step % int(eval_cfg["every"]) == 0 and step < total \
             and not any(h["step"] == step for h in history):  # killed during this evaluation: run it again
-        history.append(evaluate(step, int(eval_cfg["episodes"]), history[-1]["train_s"] if history else 0.0))
+        history.append(evaluate(step, int(eval_cfg["episodes"]), train_s))
     batches = sampler.batches(start_step=step, prefetch=int(cfg.get("prefetch", 2)))
     bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
     wait = compute = 0.0
-    clock = {"train_s": history[-1]["train_s"] if history else 0.0}  # optimization time only, evaluations excluded
+    clock = {"train_s": train_s}  # optimization time only, evaluations excluded, over every run of this one
     policy.train()
     try:
         while step < total:
@@ -202,19 +202,19 @@ def train(cfg: dict) -> TrainResult:
                 wait = compute = 0.0
             evaluate_now = eval_cfg["every"] and step % int(eval_cfg["every"]) == 0 and step < total
             if evaluate_now or (step % int(cfg["save_every"]) == 0 and step < total):
-                save_training(out, step, policy, optimizer, scheduler, ema, cfg, history)
+                save_training(out, step, policy, optimizer, scheduler, ema, cfg, history, clock["train_s"])
             if evaluate_now:  # the checkpoint just saved, scored as `toyland eval` would score it
                 history.append(evaluate(step, int(eval_cfg["episodes"]), clock["train_s"]))
-                save_training(out, step, policy, optimizer, scheduler, ema, cfg, history)
+                save_training(out, step, policy, optimizer, scheduler, ema, cfg, history, clock["train_s"])
     finally:
         bar.close()
         batches.close()
-    save_training(out, step, policy, optimizer, scheduler, ema, cfg, history)
+    save_training(out, step, policy, optimizer, scheduler, ema, cfg, history, clock["train_s"])
     final = None
     if eval_cfg["final_episodes"]:
         final = evaluate(step, int(eval_cfg["final_episodes"]), clock["train_s"], videos=bool(eval_cfg.get("videos")))
         history.append(final)
-        save_training(out, step, policy, optimizer, scheduler, ema, cfg, history)
+        save_training(out, step, policy, optimizer, scheduler, ema, cfg, history, clock["train_s"])
         write_json_atomic(out / "results.json", final)
     writer.close()
     return TrainResult(out, step, final, history)
