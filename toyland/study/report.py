@@ -208,8 +208,9 @@ def training_time(study) -> list[dict]:
             if ckpt is None:
                 continue
             state = read_record(ckpt).get("train_state") or {}
-            if "step" in state:
-                out.append({"arm": arm, "seed": seed, "step": int(state["step"]), "train_s": training_seconds(state)})
+            seconds = training_seconds(state) if "step" in state else None
+            if seconds is not None:  # None: a checkpoint from before the clock was stored
+                out.append({"arm": arm, "seed": seed, "step": int(state["step"]), "train_s": seconds})
     return out
 
 

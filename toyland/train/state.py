@@ -124,12 +124,12 @@ def restore_training(folder: Path, policy, optimizer, scheduler, ema, cfg: dict)
             raise IncompatibleCheckpoint(f"{folder} has no EMA weights; resume with ema.enabled=false")
         ema.module.load_state_dict(load_file(ema_path))
         ema.n_averaged.fill_(state["step"])
-    return int(state["step"]), list(state["history"]), training_seconds(state)
+    return int(state["step"]), list(state["history"]), training_seconds(state) or 0.0
 
 
-def training_seconds(state: dict) -> float:
+def training_seconds(state: dict) -> float | None:
     """A checkpoint's optimization time so far; checkpoints from before it was stored give their last
-    evaluation's figure (0 without one)."""
+    evaluation's figure, or None without one (unknown)."""
     if "train_s" in state:
         return float(state["train_s"])
-    return float(state["history"][-1]["train_s"]) if state.get("history") else 0.0
+    return float(state["history"][-1]["train_s"]) if state.get("history") else None
