@@ -258,6 +258,16 @@ def test_an_arm_trained_before_newer_train_keys_and_env_options_is_still_the_sam
     assert a.get("finetune") != b["finetune"]  # a run from scratch is not this fine-tune
     a, b = added_since(old, {**cfg, "env": {**cfg["env"], "placement": "exchangeable"}})
     assert a["env"]["placement"] == "target_first" != b["env"]["placement"]
+    # a policy option added since is filled from that policy's own defaults, not train.yaml's default policy's
+    from toyland.study.driver import policy_defaults
+
+    vla = {**cfg, "policy": policy_defaults("vla", None)}
+    assert vla["policy"]["det_pool"] is True and "det_pool" not in policy_defaults("diffusion", None)
+    before = {**vla, "policy": {k: v for k, v in vla["policy"].items() if k not in ("det_pool", "viewpoint_embedding")}}
+    a, b = added_since(before, vla)
+    assert a == b
+    a, b = added_since(before, {**vla, "policy": {**vla["policy"], "det_pool": False}})
+    assert "det_pool" not in a["policy"] and a != b  # not at the default: another arm
 
 
 def test_the_report_gives_each_cell_as_a_share_of_in_distribution_success(tmp_path):

@@ -494,8 +494,21 @@ def added_since(old: dict, cfg: dict) -> tuple[dict, dict]:
     if json.dumps(old, sort_keys=True, default=str) != json.dumps(cfg, sort_keys=True, default=str):
         with initialize_config_module("toyland.configs", version_base="1.3"):
             defaults = OmegaConf.to_container(compose("train", overrides=["output_dir=."]), resolve=True)
+        defaults["policy"] = policy_defaults((cfg.get("policy") or {}).get("name"), defaults.get("policy"))
         old = _fill_defaults(old, cfg, defaults)
     return old, cfg
+
+
+def policy_defaults(name: str | None, fallback: dict | None) -> dict | None:
+    """The defaults of the named policy's own config class (train.yaml's default policy is another's)."""
+    import dataclasses
+
+    from toyland.policies import POLICIES
+
+    if name not in POLICIES.names():
+        return fallback
+    config = POLICIES.get(name).config_class()
+    return {"name": name, **json.loads(json.dumps(dataclasses.asdict(config), default=str))}
 
 
 def _fill_defaults(old: dict, cfg: dict, defaults: dict) -> dict:

@@ -214,6 +214,16 @@ def training_time(study) -> list[dict]:
     return out
 
 
+def _paired_row(names: list, d: dict, per_seed: dict | None = None) -> str:
+    """A table row of a paired comparison: its names, pairs, difference with interval, [per training
+    seed,] the discordant counts and McNemar's p."""
+    cells = [*names, d["n"], f"{d['difference']:+.2f} ({d['ci95'][0]:+.2f} to {d['ci95'][1]:+.2f})"]
+    if per_seed is not None:
+        cells.append(", ".join(f"{v:+.2f}" for v in per_seed.values()))
+    cells += [f"{d['a_only']} / {d['b_only']}", f"{d['mcnemar_p']:.3f}"]
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
 def _fmt(k: int, n: int, ci: list[float]) -> str:
     return f"{k}/{n} = {k / n:.2f} ({ci[0]:.2f}-{ci[1]:.2f})"
 
@@ -316,10 +326,7 @@ def write_study_report(study) -> Path:
         for c in summary["comparisons"]:
             if not c.get("n"):
                 continue
-            lines.append(f"| {c['arm']} | {c['baseline']} | {c['suite']} | {c['cell']} | {c['n']} | "
-                         f"{c['difference']:+.2f} ({c['ci95'][0]:+.2f} to {c['ci95'][1]:+.2f}) | "
-                         f"{', '.join(f'{d:+.2f}' for d in c['per_seed'].values())} | "
-                         f"{c['a_only']} / {c['b_only']} | {c['mcnemar_p']:.3f} |")
+            lines.append(_paired_row([c["arm"], c["baseline"], c["suite"], c["cell"]], c, c["per_seed"]))
     if any(c.get("n") for c in summary["contrasts"]):
         lines += ["", "## Paired differences between cells of one arm", "",
                   "The suite's `contrasts`: each cell against its reference, the same training seed and episode seed. "
@@ -328,10 +335,7 @@ def write_study_report(study) -> Path:
                   "|---|---|---|---|---|---|---|---|---|"]
         for c in summary["contrasts"]:
             if c.get("n"):
-                lines.append(f"| {c['arm']} | {c['suite']} | {c['cell']} | {c['reference']} | {c['n']} | "
-                             f"{c['difference']:+.2f} ({c['ci95'][0]:+.2f} to {c['ci95'][1]:+.2f}) | "
-                             f"{', '.join(f'{d:+.2f}' for d in c['per_seed'].values())} | "
-                             f"{c['a_only']} / {c['b_only']} | {c['mcnemar_p']:.3f} |")
+                lines.append(_paired_row([c["arm"], c["suite"], c["cell"], c["reference"]], c, c["per_seed"]))
     shortcut = [c for c in summary["comparisons"] if c.get("shortcut", {}).get("n")]
     if shortcut:
         lines += ["", "## Paired differences in the shortcut rate against the first arm", "",
@@ -339,10 +343,7 @@ def write_study_report(study) -> Path:
                   "| arm | baseline | suite | cell | pairs | difference (95% CI) | arm only / baseline only | McNemar p |",
                   "|---|---|---|---|---|---|---|---|"]
         for c in shortcut:
-            d = c["shortcut"]
-            lines.append(f"| {c['arm']} | {c['baseline']} | {c['suite']} | {c['cell']} | {d['n']} | "
-                         f"{d['difference']:+.2f} ({d['ci95'][0]:+.2f} to {d['ci95'][1]:+.2f}) | "
-                         f"{d['a_only']} / {d['b_only']} | {d['mcnemar_p']:.3f} |")
+            lines.append(_paired_row([c["arm"], c["baseline"], c["suite"], c["cell"]], c["shortcut"]))
     for name, spec in summary.get("series", {}).items():
         if not spec["points"]:
             continue
@@ -362,8 +363,9 @@ def write_study_report(study) -> Path:
         lines += ["", "## CPU cost (wall time of each part on this machine)", "", "| part | minutes |", "|---|---|"]
         lines += [f"| {part} | {seconds / 60:.1f} |" for part, seconds in summary["cost"].items()]
     if summary["training_time"]:
-        lines += ["", "Optimization time of each training run from its newest checkpoint, over every run that "
-                  "resumed it (the table above times only the run that finished a part):", "",
+        lines += ["", "## Training time (optimization only, every run that resumed it)", "",
+                  "From each training run's newest checkpoint; the CPU-cost table times only the run of the "
+                  "driver that finished a part.", "",
                   "| arm | training seed | steps | minutes |", "|---|---|---|---|"]
         lines += [f"| {t['arm']} | {t['seed']} | {t['step']} | {t['train_s'] / 60:.1f} |" for t in summary["training_time"]]
     if plots:

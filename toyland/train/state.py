@@ -49,15 +49,17 @@ def checkpoint_folder(out: Path, step: int) -> Path:
 
 
 def save_training(out: Path, step: int, policy, optimizer, scheduler, ema, cfg: dict, history: list,
-                  train_s: float = 0.0) -> Path:
-    """A resumable checkpoint; ``train_s``: optimization time up to ``step`` over every run that reached it."""
+                  train_s: float | None) -> Path:
+    """A resumable checkpoint; ``train_s``: optimization time up to ``step`` over every run that reached it
+    (None: unknown, a run resumed from a checkpoint that did not store it)."""
     folder = checkpoint_folder(out, step)
     opt_tensors, opt_meta = optimizer_tensors(optimizer)
     extra = {"optimizer": opt_tensors}
     if ema is not None:
         extra["ema"] = {k: v for k, v in ema.module.state_dict().items()}
     info = {"train_state": {"step": step, "scheduler": scheduler.state_dict(), "optimizer": opt_meta,
-                            "history": history, "train_config": cfg, "train_s": round(train_s, 3)}}
+                            "history": history, "train_config": cfg,
+                            "train_s": None if train_s is None else round(train_s, 3)}}
     save_policy(policy, folder, extra=extra, info=info)
     pointer = folder.parent / "last"
     tmp = pointer.with_suffix(".tmp")
@@ -124,12 +126,13 @@ def restore_training(folder: Path, policy, optimizer, scheduler, ema, cfg: dict)
             raise IncompatibleCheckpoint(f"{folder} has no EMA weights; resume with ema.enabled=false")
         ema.module.load_state_dict(load_file(ema_path))
         ema.n_averaged.fill_(state["step"])
-    return int(state["step"]), list(state["history"]), training_seconds(state) or 0.0
+    return int(state["step"]), list(state["history"]), training_seconds(state)
 
 
 def training_seconds(state: dict) -> float | None:
-    """A checkpoint's optimization time so far; checkpoints from before it was stored give their last
-    evaluation's figure, or None without one (unknown)."""
+    """A checkpoint's optimization time so far, or None where unknown: checkpoints from before it was
+    stored give it only through an evaluation at their own step."""
     if "train_s" in state:
-        return float(state["train_s"])
-    return float(state["history"][-1]["train_s"]) if state.get("history") else None
+        return None if state["train_s"] is None else float(state["train_s"])
+    last = state["history"][-1] if state.get("history") else {}
+    return float(last["train_s"]) if last.get("step") == state.get("step") and "train_s" in last else None

@@ -158,11 +158,18 @@ def train(cfg: dict) -> TrainResult:
     evaluate = Evaluation(cfg, out, writer, log_path, started=time.perf_counter() - (history[-1]["time_s"] if history else 0.0))
     if evaluating and eval_cfg["every"] and step and step % int(eval_cfg["every"]) == 0 and step < total \
             and not any(h["step"] == step for h in history):  # killed during this evaluation: run it again
-        history.append(evaluate(step, int(eval_cfg["episodes"]), train_s))
+        history.append(evaluate(step, int(eval_cfg["episodes"]), train_s or 0.0))
     batches = sampler.batches(start_step=step, prefetch=int(cfg.get("prefetch", 2)))
     bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
     wait = compute = 0.0
-    clock = {"train_s": train_s}  # optimization time only, evaluations excluded, over every run of this one
+    # optimization time only, evaluations excluded, over every run of this one (unknown stays unknown in
+    # the checkpoints, while the evaluation records count from this run's start)
+    known = train_s is not None or step == 0
+    clock = {"train_s": train_s or 0.0}
+
+    def save() -> None:  # the checkpoint of the current step
+        save_training(out, step, policy, optimizer, scheduler, ema, cfg, history, clock["train_s"] if known else None)
+
     policy.train()
     try:
         while step < total:
@@ -202,19 +209,19 @@ def train(cfg: dict) -> TrainResult:
                 wait = compute = 0.0
             evaluate_now = eval_cfg["every"] and step % int(eval_cfg["every"]) == 0 and step < total
             if evaluate_now or (step % int(cfg["save_every"]) == 0 and step < total):
-                save_training(out, step, policy, optimizer, scheduler, ema, cfg, history, clock["train_s"])
+                save()
             if evaluate_now:  # the checkpoint just saved, scored as `toyland eval` would score it
                 history.append(evaluate(step, int(eval_cfg["episodes"]), clock["train_s"]))
-                save_training(out, step, policy, optimizer, scheduler, ema, cfg, history, clock["train_s"])
+                save()
     finally:
         bar.close()
         batches.close()
-    save_training(out, step, policy, optimizer, scheduler, ema, cfg, history, clock["train_s"])
+    save()
     final = None
     if eval_cfg["final_episodes"]:
         final = evaluate(step, int(eval_cfg["final_episodes"]), clock["train_s"], videos=bool(eval_cfg.get("videos")))
         history.append(final)
-        save_training(out, step, policy, optimizer, scheduler, ema, cfg, history, clock["train_s"])
+        save()
         write_json_atomic(out / "results.json", final)
     writer.close()
     return TrainResult(out, step, final, history)
