@@ -270,20 +270,26 @@ def test_an_arm_trained_before_newer_train_keys_and_env_options_is_still_the_sam
     assert "det_pool" not in a["policy"] and a != b  # not at the default: another arm
 
 
+def write_outcomes(study, arm: str, suite: str, cells: dict, episodes: int = 40) -> None:
+    """Records of training seed 0's evaluation on ``suite``: cell -> (episode seed -> success)."""
+    from toyland.eval.records import RECORDS, RUN
+
+    folder = study.run_dir(arm, 0) / "eval" / suite
+    folder.mkdir(parents=True)
+    (folder / RUN).write_text(json.dumps({"seed_start": 0, "episodes": episodes}))
+    with open(folder / RECORDS, "w") as f:
+        for i in range(episodes):
+            for cell, success in cells.items():
+                f.write(json.dumps({"cell": cell, "seed": i, "success": success(i), "outcome": {}}) + "\n")
+
+
 def test_the_report_gives_each_cell_as_a_share_of_in_distribution_success(tmp_path):
     """Paired by training seed and episode seed: 30 of 40 in distribution, 15 of those 30 kept under
     lighting (and none of the 10 failures turned into successes), so exactly half transfers."""
-    from toyland.eval.records import RECORDS, RUN
     from toyland.study.report import summarize_study, write_study_report
 
     study = Study.load("cotraining", out=tmp_path)
-    folder = study.run_dir("target_only", 0) / "eval" / "lift"
-    folder.mkdir(parents=True)
-    (folder / RUN).write_text(json.dumps({"seed_start": 0, "episodes": 40}))
-    with open(folder / RECORDS, "w") as f:
-        for i in range(40):
-            for cell, success in (("id", i < 30), ("lighting@ood_1", i < 15)):
-                f.write(json.dumps({"cell": cell, "seed": i, "success": success, "outcome": {}}) + "\n")
+    write_outcomes(study, "target_only", "lift", {"id": lambda i: i < 30, "lighting@ood_1": lambda i: i < 15})
     rows = {r["cell"]: r for r in summarize_study(study)["rows"]}
     assert "of_id" not in rows["id"]
     share = rows["lighting@ood_1"]["of_id"]
@@ -295,17 +301,11 @@ def test_the_report_gives_each_cell_as_a_share_of_in_distribution_success(tmp_pa
 
 def test_a_suites_contrasts_pair_each_cell_with_its_twin_within_an_arm(tmp_path):
     """The detector suite's noisy household cell against its clean twin: 20 of 40 lost, none gained."""
-    from toyland.eval.records import RECORDS, RUN
     from toyland.study.report import summarize_study, write_study_report
 
     study = Study.load("toys_transfer", out=tmp_path)
-    folder = study.run_dir("vla_detpool", 0) / "eval" / "detector"
-    folder.mkdir(parents=True)
-    (folder / RUN).write_text(json.dumps({"seed_start": 0, "episodes": 40}))
-    with open(folder / RECORDS, "w") as f:
-        for i in range(40):
-            for cell, success in (("id", i < 30), ("household", i < 30), ("household_noise_full", i < 10)):
-                f.write(json.dumps({"cell": cell, "seed": i, "success": success, "outcome": {}}) + "\n")
+    write_outcomes(study, "vla_detpool", "detector", {"id": lambda i: i < 30, "household": lambda i: i < 30,
+                                                      "household_noise_full": lambda i: i < 10})
     found = [c for c in summarize_study(study)["contrasts"] if c["cell"] == "household_noise_full"]
     assert len(found) == 1 and found[0]["reference"] == "household" and found[0]["arm"] == "vla_detpool"
     assert found[0]["difference"] == pytest.approx(-0.5) and (found[0]["a_only"], found[0]["b_only"]) == (0, 20)
