@@ -2,6 +2,7 @@
 
 import mujoco
 import numpy as np
+import pytest
 
 from toyland.sim import make_env
 from toyland.sim.tasks.pick_place import BOWL_RADIUS
@@ -29,8 +30,9 @@ def hold_still(env, steps):
     return u, infos
 
 
-def test_a_toy_dropped_into_the_bowl_succeeds_and_one_beside_it_does_not():
-    env = make_env(task="pick_place", cameras=[], toy_set="train")
+@pytest.mark.parametrize("task", ["pick_place", "place"])
+def test_a_toy_dropped_into_the_bowl_succeeds_and_one_beside_it_does_not(task):
+    env = make_env(task=task, cameras=[], toy_set="train")
     env.reset(seed=2)
     bowl = env.unwrapped.task.bowl_centre
     drop_target_at(env, bowl[:2])
@@ -52,3 +54,11 @@ def test_the_bowl_never_overlaps_the_objects():
         bowl = u.task.bowl_centre[:2]
         for toy, body in zip(u.task.toys, u.scene.object_bodies):
             assert np.linalg.norm(u.scene.data.xpos[body, :2] - bowl) > BOWL_RADIUS + toy.radius
+
+
+def test_place_is_pick_and_place_with_the_target_alone():
+    for task, objects in (("pick_place", 3), ("place", 1)):
+        env = make_env(task=task, cameras=[], settle_time=0.0)
+        env.reset(seed=0)
+        assert len(env.unwrapped.scene.object_bodies) == objects
+        assert env.unwrapped.task.instruction.endswith("in the bowl")

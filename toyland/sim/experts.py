@@ -368,6 +368,7 @@ class PickPlaceExpert(LiftExpert):
         return self._action(ctrl, goal, grip)
 
 
+EXPERTS.register("place")(PickPlaceExpert)  # the same skill with the target alone
 EXPERTS.register_lazy("push", "toyland.sim.push_expert")  # its own module: pushing shares no phase with grasping
 
 

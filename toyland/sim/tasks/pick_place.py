@@ -1,5 +1,8 @@
 """PickPlace: put the named toy in the bowl ("put the red ring in the bowl").
 
+``pick_place`` puts the target among two distractors, as ``language_lift`` does; ``place`` has the
+target alone, as ``lift`` does (a new skill for a policy that does not read which toy is meant).
+
 The bowl is a fixture: a mocap body (placed at reset without a recompile) made of a base disc and
 a ring of wall segments. Success is a ground-truth predicate held for a few control steps: the
 target's centre is inside the bowl's wall, its lowest point is below the rim, and the gripper has
@@ -100,3 +103,9 @@ class PickPlace(Task):
         if self.cue_index is not None:
             result["cue_success"] = self.cue_index != t and self._placed_ever[self.cue_index]
         return result
+
+
+@TASKS.register("place")
+class Place(PickPlace):
+    name = "place"
+    default_distractors = 0
