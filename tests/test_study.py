@@ -3,6 +3,7 @@ errors arrive as themselves, every registered study is valid, and a study runs, 
 and refuses a changed arm."""
 
 import json
+import sys
 
 import pytest
 import yaml
@@ -317,3 +318,27 @@ def test_a_suites_contrasts_pair_each_cell_with_its_twin_within_an_arm(tmp_path)
     cfg["suites"]["detector"]["contrasts"] = ["id"]
     with pytest.raises(StudyConfigError, match="mapping of cell -> reference cell"):
         Study("toys_transfer", cfg, tmp_path).validate()
+
+
+def test_the_reports_commit_is_known_in_a_checkout_and_in_a_git_archive_of_it(tmp_path):
+    import subprocess
+    import tarfile
+    from pathlib import Path
+
+    from toyland.study.report import commit
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    assert commit().split("+")[0] == head
+    archive = tmp_path / "toyland.tar"
+    subprocess.run(["git", "-C", str(root), "archive", "-o", str(archive), "HEAD", "toyland"], check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "copy", filter="data")
+    code = "from toyland.study.report import commit; print(commit())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "copy", capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == head + "+archive"

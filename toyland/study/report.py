@@ -26,16 +26,21 @@ from toyland.eval.suite import ID as ID_CELL
 
 
 def commit() -> str:
-    """The toyland checkout's commit (``+dirty`` with uncommitted changes), or ``unknown``."""
+    """The toyland checkout's commit (``+dirty`` with uncommitted changes); in a copy exported by
+    `git archive`, the commit it was exported from (``+archive``); otherwise ``unknown``."""
+    from toyland._archived_commit import COMMIT
+
     root = Path(__file__).resolve().parent.parent.parent
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        top, head = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel", "--short", "HEAD"],
+                                   capture_output=True, text=True, check=True).stdout.split()
+        if Path(top).resolve() != root:  # an exported copy inside some other repository
+            raise OSError(top)
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, check=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return "unknown" if COMMIT.startswith("$Format") else COMMIT + "+archive"
 
 
 def gather(study) -> dict:
