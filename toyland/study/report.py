@@ -33,7 +33,7 @@ def commit() -> str:
     root = Path(__file__).resolve().parent.parent.parent
     try:
         top, head = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel", "--short", "HEAD"],
-                                   capture_output=True, text=True, check=True).stdout.split()
+                                   capture_output=True, text=True, check=True).stdout.splitlines()
         if Path(top).resolve() != root:  # an exported copy inside some other repository
             raise OSError(top)
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
