@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from toyland.eval.harness import evaluate_suite
 from toyland.eval.records import read_records
 from toyland.study.driver import Study, StudyConfigError, study_names
+from toyland.study.driver import main as study_main
 from toyland.train.trainer import train
 
 TINY = ["policy.channels=[4,8]", "policy.down_dims=[8,16]", "policy.image_feature_dim=8", "policy.horizon=8",
@@ -64,10 +65,11 @@ def test_every_study_config_composes(name, tmp_path):
     assert study.cfg.get("description"), f"study {name} needs a description for its report"
     for dataset in study.cfg["datasets"]:
         resolved_env_config(study.dataset_env(dataset))
+    configs = {}  # one Hydra composition per arm
     for arm in study.arms:
         seeds = study.cfg["arms"][arm]["seeds"]
         assert len(seeds) >= 2, f"arm {arm}: report intervals over at least two training seeds"
-        cfg = study.train_config(arm, seeds[0])
+        cfg = configs[arm] = study.train_config(arm, seeds[0])
         policy_config(cfg["policy"])
         assert cfg["eval"]["final_episodes"] == 0  # the suites evaluate, once
     for suite in study.cfg["suites"]:
@@ -76,7 +78,7 @@ def test_every_study_config_composes(name, tmp_path):
         cells, episodes, env = study.suite_config(suite)
         assert build_suite(cells).cells and episodes >= 1
         for arm in evaluated:
-            resolved_env_config({**study.train_config(arm, study.cfg["arms"][arm]["seeds"][0])["env"], **env})
+            resolved_env_config({**configs[arm]["env"], **env})
 
 
 def write_study(tmp_path, steps=4) -> str:
@@ -94,7 +96,7 @@ def write_study(tmp_path, steps=4) -> str:
     return str(path)
 
 
-def test_a_study_runs_skips_what_is_done_and_refuses_a_changed_arm(tmp_path, monkeypatch):
+def test_a_study_runs_skips_what_is_done_and_refuses_a_changed_arm(tmp_path, monkeypatch, capsys):
     from toyland.train import trainer
 
     out = tmp_path / "out"
@@ -109,6 +111,10 @@ def test_a_study_runs_skips_what_is_done_and_refuses_a_changed_arm(tmp_path, mon
     assert all(t["step"] == 4 and t["train_s"] > 0 for t in times.values()) and "| small | 1 | 4 | " in text
     records = read_records(out / "arms" / "small" / "seed_1" / "eval" / "id")
     assert len(records) == 2
+    # the command line takes its options among the overrides
+    capsys.readouterr()
+    study_main(["--report-only", write_study(tmp_path), "--only", "small", "workers=1", f"--out={out}"])
+    assert capsys.readouterr().out.strip() == f"report: {out / 'report.md'}"
 
     def no_training(cfg):
         raise AssertionError("a finished arm was trained again")

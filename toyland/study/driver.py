@@ -541,7 +541,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out", default=None, help="study folder (default outputs/studies/NAME)")
     parser.add_argument("--only", default=None, help="comma-separated arms to run (the report covers what exists)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from what has finished")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options before, between or after the overrides
     if not args.name:
         for name in study_names():
             description = (yaml.safe_load((CONFIG_DIR / "study" / f"{name}.yaml").read_text()) or {}).get("description", "")

@@ -47,6 +47,21 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
+def compile_backend(value) -> str | None:
+    """``compile``: false, true (inductor, torch's default) or a torch.compile backend by name, e.g.
+    aot_eager to trace without generating kernels."""
+    if value in (None, False, "false", "none"):
+        return None
+    if value is True or value == "true":
+        return "inductor"
+    from torch._dynamo import list_backends
+
+    valid = list_backends(exclude_tags=())
+    if value not in valid:
+        raise ValueError(f"compile={value!r}; valid: true, false or a torch.compile backend: {', '.join(valid)}")
+    return value
+
+
 def lr_factor(step: int, warmup: int, total: int) -> float:
     """Linear warmup to 1, then cosine decay to 0 at ``total``."""
     if step < warmup:
@@ -94,6 +109,7 @@ def train(cfg: dict) -> TrainResult:
     precision = cfg.get("precision") or "fp32"
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}; valid: {', '.join(PRECISIONS)}")
+    backend = compile_backend(cfg.get("compile"))
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
     out = Path(cfg["output_dir"])
@@ -132,11 +148,11 @@ def train(cfg: dict) -> TrainResult:
 
     # compiled: the same module and state dict (checkpoints unchanged), its forward traced and fused;
     # random ops draw from torch's generator (fallback_random), so a seed still gives the same run
-    if cfg.get("compile"):
+    if backend == "inductor":
         from torch._inductor import config as inductor
 
         inductor.fallback_random = True
-    model = torch.compile(policy) if cfg.get("compile") else policy
+    model = torch.compile(policy, backend=backend) if backend else policy
     autocast = (lambda: torch.autocast(device.type, dtype=PRECISIONS[precision])) if PRECISIONS[precision] else \
         contextlib.nullcontext
     step, history, train_s = 0, [], 0.0
