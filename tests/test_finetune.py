@@ -27,10 +27,21 @@ def other_demos(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def parent(tmp_path_factory, lift_demos):
+def parent(tmp_path_factory, lift_demos, other_demos):
+    """Trained on lift_demos, its statistics spanning other_demos too (a source at weight 0)."""
     out = tmp_path_factory.mktemp("parent")
-    train(config(out, lift_demos, "steps=4"))
+    train(config(out, lift_demos, "steps=4", f"data.sources=[{{path: {lift_demos}}}, {{path: {other_demos}, weight: 0.0}}]"))
     return out
+
+
+def test_new_actions_beyond_the_kept_statistics_are_refused_with_the_ways_out(tmp_path, lift_demos, other_demos):
+    narrow = tmp_path / "narrow"  # statistics of lift_demos alone
+    train(config(narrow, lift_demos, "steps=1"))
+    with pytest.raises(IncompatibleCheckpoint, match=r"leave the range.*dim \d+: data .* checkpoint .*weight 0.*"
+                                                     r"finetune.statistics=data"):
+        train(config(tmp_path / "ft", other_demos, "steps=1", f"finetune.from={narrow}"))
+    assert not (tmp_path / "ft" / "checkpoints").exists()  # refused before the first step
+    train(config(tmp_path / "ft_data", other_demos, "steps=1", f"finetune.from={narrow}", "finetune.statistics=data"))
 
 
 def _weights(run, name="model"):

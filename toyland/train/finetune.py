@@ -11,7 +11,8 @@ than what the config says.
 - ``checkpoint`` (default): the checkpoint's normalization statistics and the discrete heads'
   bins are kept and nothing is refitted. The weights keep the meaning they were trained with, and
   the fine-tuned run can be merged with its parent (``toyland merge``) tensor by tensor in the same
-  units. New data outside the parent's range is squashed at its edges.
+  units. New data whose actions leave the parent's min-max range is refused (``check_action_range``):
+  the policy could never output those actions, and the fine-tune would learn a capped skill.
 - ``data``: statistics and bins come from the new data (refitted), only the parameters are taken
   from the checkpoint, as a fine-tune on a skill whose actions span other ranges needs.
 """
@@ -120,3 +121,33 @@ def write_record(start: Start, out: Path) -> None:
         raise IncompatibleCheckpoint(f"{out} was started from other weights ({json.loads(path.read_text())}); "
                                      "use a new output_dir to fine-tune from these")
     write_json_atomic(path, entry)
+
+
+# how far (in the normalized [-1, 1] range) the new data's actions may pass the parent's edges
+ACTION_RANGE_TOLERANCE = 0.02
+
+
+def check_action_range(start: Start, policy, stats: dict) -> None:
+    """With the checkpoint's statistics kept, the new data's actions (``stats``, the sampler's) must lie
+    inside the range those statistics express: min-max actions are clipped to [-1, 1] when sampled
+    (diffusion) or binned inside it (discrete heads), so an action beyond the parent's extremes could
+    never be output. Else refused, with the dimensions and the two ways out."""
+    import torch
+
+    from toyland.policies.features import ACTION
+
+    norm = policy.normalizer
+    if not start.keeps_statistics or norm.modes.get(ACTION) != "min_max":
+        return
+    shift, scale = (t.detach().cpu() for t in norm._params(ACTION))
+    lo, hi = (torch.as_tensor(stats[ACTION][k], dtype=torch.float32).reshape(-1) for k in ("min", "max"))
+    out = [d for d in range(len(shift)) if scale[d] > 0 and (
+        (lo[d] - shift[d]) / scale[d] < -1 - ACTION_RANGE_TOLERANCE or (hi[d] - shift[d]) / scale[d] > 1 + ACTION_RANGE_TOLERANCE)]
+    if out:
+        dims = "; ".join(f"dim {d}: data {float(lo[d]):.3g} to {float(hi[d]):.3g}, checkpoint "
+                         f"{float(shift[d] - scale[d]):.3g} to {float(shift[d] + scale[d]):.3g}" for d in out)
+        raise IncompatibleCheckpoint(
+            f"cannot fine-tune from {start.folder} keeping its statistics: the new data's actions leave the range "
+            f"they express, and the policy could never output them ({dims}). Either train the parent with the new "
+            "data among its sources at weight 0, so that its statistics span it (parent and fine-tune then share "
+            "units, as a merge needs), or set finetune.statistics=data (the new data's units)")

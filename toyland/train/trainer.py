@@ -19,7 +19,7 @@ import torch
 
 from toyland.config_keys import reject_unknown_keys
 from toyland.files import write_json_atomic
-from toyland.train.finetune import check_same_policy, load_start, resolve_start, write_record
+from toyland.train.finetune import check_action_range, check_same_policy, load_start, resolve_start, write_record
 from toyland.train.state import (
     CHECKPOINTS, latest_checkpoint, restore_training, save_training,
 )
@@ -139,6 +139,7 @@ def train(cfg: dict) -> TrainResult:
         policy.fit(sampler)
     if start is not None:
         load_start(start, policy)
+        check_action_range(start, policy, sampler.stats())
         write_record(start, out)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=optim["lr"], betas=tuple(optim["betas"]), weight_decay=optim["weight_decay"])
