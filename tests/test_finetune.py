@@ -133,7 +133,7 @@ def test_a_study_fine_tunes_one_arm_from_another_and_merges_them(tmp_path):
     assert json.loads((tuned / "finetune.json").read_text())["from"].endswith("base/seed_0/checkpoints/step_0000002")
     merged = out / "arms" / "merged" / "seed_0" / "merged"
     record = json.loads((merged / "policy.json").read_text())["merge"]
-    assert record["alphas"] == {"vision": 0.5, "denoiser": 0.5}
+    assert record["alphas"] == {"vision": 0.5, "trunk": 0.5, "head": 0.5}
     assert json.loads((out / "arms" / "merged" / "seed_0" / "eval" / "id" / "run.json").read_text())["actor"] == str(merged)
     Study.load(path, out=out).run()  # done: merging again gives the same weights, so its evaluation stands
 
@@ -143,6 +143,13 @@ def test_a_study_fine_tunes_one_arm_from_another_and_merges_them(tmp_path):
     ({"base": CHAIN["base"], "tuned": {**CHAIN["tuned"], "seeds": [0, 1]}}, r"seeds \[1\] are not seeds of its parent"),
     ({**CHAIN, "merged": {**CHAIN["merged"], "data": ["demos"]}}, "data"),
     ({**CHAIN, "merged": {"seeds": [0], "merge": {"base": "base", "finetuned": "tuned", "alfa": 0.5}}}, "alfa"),
+    ({**CHAIN, "again": {**CHAIN["tuned"], "init_from": "merged"}}, "builds on 'merged', a merged arm"),
+    ({**CHAIN, "again": {"seeds": [0], "merge": {"base": "base", "finetuned": "merged"}}}, "builds on 'merged', a merged arm"),
+    ({**CHAIN, "merged": {"seeds": [0], "merge": {"base": "base", "finetuned": "tuned", "alpha": 1.5}}}, r"\[0, 1\]"),
+    ({**CHAIN, "merged": {"seeds": [0], "merge": {"base": "base", "finetuned": "tuned", "alphas": {"unet": 0.5}}}},
+     r"unknown groups \['unet'\]"),
+    ({**CHAIN, "merged": {"seeds": [0], "merge": {"base": "base", "finetuned": "tuned", "weights": "model"}}},
+     "weights='model'; valid: ema, raw"),
 ])
 def test_bad_arm_chains_are_named(tmp_path, arms, message):
     with pytest.raises((StudyConfigError, ValueError), match=message):

@@ -1,6 +1,7 @@
 """Weight merging (toyland merge, RETAIN arXiv 2512.08333) on tiny policies built here."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -208,3 +209,14 @@ def test_cli_merges_a_training_run_folder_and_the_result_acts_through_the_eval_a
     with pytest.raises(SystemExit) as err:  # a misspelt key is named
         main(["merge", str(tmp_path / "run"), str(ft), "alpah=0.5", f"output_dir={out}"])
     assert err.value.code == 2 and "alpah" in capsys.readouterr().err
+    # bad values and unreadable files end as the command's error, not a traceback
+    (tmp_path / "file").write_text("")
+    broken = tmp_path / "broken"
+    shutil.copytree(ft, broken)
+    (broken / "model.safetensors").write_bytes((ft / "model.safetensors").read_bytes()[:100])
+    (broken / "ema.safetensors").write_bytes((ft / "model.safetensors").read_bytes()[:100])
+    for args, message in [(["alpha=null"], "alphas are numbers"), ([f"output_dir={tmp_path / 'file'}"], "file"),
+                          ([], "not a readable safetensors file")]:
+        with pytest.raises(SystemExit) as err:
+            main(["merge", str(tmp_path / "run"), str(ft if args else broken), f"output_dir={tmp_path / 'm2'}", *args])
+        assert err.value.code == 2 and message in capsys.readouterr().err, args

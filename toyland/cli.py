@@ -262,7 +262,7 @@ def merge(argv: list[str]) -> None:
         cfg = _dotlist_config("merge", argv)
         record = merge_checkpoints(*paths, cfg["output_dir"], alpha=cfg["alpha"], alphas=cfg["alphas"],
                                    weights=cfg["weights"], statistics=cfg["statistics"])
-    except (ValueError, FileNotFoundError, OmegaConfBaseException) as exc:  # IncompatibleCheckpoint is a ValueError
+    except (ValueError, OSError, OmegaConfBaseException) as exc:  # IncompatibleCheckpoint is a ValueError
         print(f"toyland merge: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     differed = record["statistics"]["differed"]

@@ -30,7 +30,8 @@ GROUPS: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType({
     "diffusion": MappingProxyType({
         "vision": ("encoders", "viewpoint_embed"),  # per-camera conv encoders, the warp offset embedding
         "language": ("language",),  # projection of the MiniLM sentence embedding
-        "denoiser": ("denoiser",),  # the FiLM U-Net: trunk and action head in one
+        "trunk": ("denoiser.step", "denoiser.down", "denoiser.mid", "denoiser.up"),  # the FiLM U-Net's body
+        "head": ("denoiser.final",),  # its last conv block and the projection to actions
         "embodiment": ("embodiment",),  # the embedding of the embodiment acting (co-training across robots)
         "auxiliary": ("phase_head", "action_token_head"),  # training-only heads: acting never runs them
     }),
@@ -100,6 +101,14 @@ def group_of(policy_name: str, parameters) -> dict[str, str]:
     return out
 
 
+def _read(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(file)
+    except Exception as exc:  # safetensors' own error type for a truncated or foreign file
+        raise IncompatibleCheckpoint(f"{file} is not a readable safetensors file ({exc}); "
+                                     "was it copied whole?") from exc
+
+
 def resolve_alphas(policy_name: str, groups: dict[str, str], alpha: float, alphas: Mapping[str, float]) -> dict[str, float]:
     """One alpha per group this policy has: ``alphas[group]`` or the default ``alpha``."""
     table = GROUPS[policy_name]
@@ -111,6 +120,10 @@ def resolve_alphas(policy_name: str, groups: dict[str, str], alpha: float, alpha
     if absent:
         raise ValueError(f"alphas for groups {absent} that this '{policy_name}' checkpoint has no parameters in "
                          f"(its config leaves them out); it has {sorted(present)}")
+    given = {"alpha": alpha, **{f"alphas.{g}": a for g, a in alphas.items()}}
+    not_numbers = {k: a for k, a in given.items() if isinstance(a, bool) or not isinstance(a, (int, float))}
+    if not_numbers:
+        raise ValueError(f"{not_numbers}: alphas are numbers in [0, 1] (0: the base's weights, 1: the fine-tuned's)")
     out = {g: float(alphas.get(g, alpha)) for g in table if g in present}
     bad = {g: a for g, a in out.items() if not 0.0 <= a <= 1.0}
     if bad:
@@ -173,7 +186,7 @@ def merge_checkpoints(base: str | Path, finetuned: str | Path, output_dir: str |
         raise ValueError(f"statistics={statistics!r}; valid: {', '.join(STATISTICS)}")
     pb, pf = Parent.resolve("base", base, weights), Parent.resolve("finetuned", finetuned, weights)
     out = check_output(output_dir, (pb.folder, pf.folder))
-    tb, tf = load_file(pb.file), load_file(pf.file)
+    tb, tf = _read(pb.file), _read(pf.file)
     check_compatible(pb, pf, tb, tf)
     # the merged policy is the fine-tuned one's (its acting fields too), refilled with merged tensors
     policy = make_policy({"name": pf.record["name"], **pf.record["config"]},

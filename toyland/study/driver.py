@@ -104,6 +104,7 @@ class Study:
             parents = []
             if "merge" in arm:
                 reject_unknown_keys(arm["merge"], MERGE_KEYS, f"{where} `merge`")
+                self.validate_merge(where, arm["merge"])
                 parents = [arm["merge"].get("base"), arm["merge"].get("finetuned")]
             elif arm.get("init_from") is not None:
                 parents = [arm["init_from"]]
@@ -111,6 +112,9 @@ class Study:
                 if parent not in before:
                     raise StudyConfigError(f"{where} builds on {parent!r}, which is not an arm listed before it "
                                            f"({', '.join(before) or 'none'})")
+                if "merge" in cfg["arms"][parent]:
+                    raise StudyConfigError(f"{where} builds on {parent!r}, a merged arm, which has no training run: "
+                                           "build on the arms it merges")
                 missing = sorted(set(arm["seeds"]) - set(cfg["arms"][parent]["seeds"]))
                 if missing:
                     raise StudyConfigError(f"{where}: seeds {missing} are not seeds of its parent arm '{parent}'")
@@ -132,6 +136,25 @@ class Study:
         for arm in self.only or []:
             if arm not in cfg["arms"]:
                 raise StudyConfigError(f"--only {arm}: no such arm; arms: {', '.join(cfg['arms'])}")
+
+    @staticmethod
+    def validate_merge(where: str, spec: dict) -> None:
+        """A merged arm's settings, checked when the study loads rather than after its parents trained
+        (the groups a policy type has are checked at the merge itself)."""
+        from toyland.policies.merge import GROUPS, STATISTICS, WEIGHT_FILES
+
+        groups = sorted({g for table in GROUPS.values() for g in table})
+        alphas = {"alpha": spec.get("alpha", 0.5), **{f"alphas.{g}": a for g, a in (spec.get("alphas") or {}).items()}}
+        bad = {k: a for k, a in alphas.items() if not isinstance(a, (int, float)) or not 0.0 <= a <= 1.0}
+        if bad:
+            raise StudyConfigError(f"{where} `merge`: {bad} must be numbers in [0, 1] (0: the base's weights, "
+                                   "1: the fine-tuned's)")
+        unknown = sorted(set(spec.get("alphas") or {}) - set(groups))
+        if unknown:
+            raise StudyConfigError(f"{where} `merge`: alphas for unknown groups {unknown}; groups: {', '.join(groups)}")
+        for key, valid in (("weights", WEIGHT_FILES), ("statistics", STATISTICS)):
+            if key in spec and spec[key] not in valid:
+                raise StudyConfigError(f"{where} `merge`: {key}={spec[key]!r}; valid: {', '.join(valid)}")
 
     def validate_contrasts(self, suite: str, contrasts) -> None:
         """``contrasts``: cell -> the cell it is paired against within each arm (e.g. a noisy cell against
