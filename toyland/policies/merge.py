@@ -120,15 +120,17 @@ def resolve_alphas(policy_name: str, groups: dict[str, str], alpha: float, alpha
     if absent:
         raise ValueError(f"alphas for groups {absent} that this '{policy_name}' checkpoint has no parameters in "
                          f"(its config leaves them out); it has {sorted(present)}")
+    check_alpha_values(alpha, alphas)
+    return {g: float(alphas.get(g, alpha)) for g in table if g in present}
+
+
+def check_alpha_values(alpha, alphas: Mapping) -> None:
+    """``alpha`` and every ``alphas`` value are numbers in [0, 1]; else the offending ones, named."""
     given = {"alpha": alpha, **{f"alphas.{g}": a for g, a in alphas.items()}}
-    not_numbers = {k: a for k, a in given.items() if isinstance(a, bool) or not isinstance(a, (int, float))}
-    if not_numbers:
-        raise ValueError(f"{not_numbers}: alphas are numbers in [0, 1] (0: the base's weights, 1: the fine-tuned's)")
-    out = {g: float(alphas.get(g, alpha)) for g in table if g in present}
-    bad = {g: a for g, a in out.items() if not 0.0 <= a <= 1.0}
+    bad = {k: a for k, a in given.items()
+           if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0.0 <= a <= 1.0}
     if bad:
-        raise ValueError(f"alphas {bad} outside [0, 1] (0: the base's weights, 1: the fine-tuned's)")
-    return out
+        raise ValueError(f"{bad}: alphas are numbers, none outside [0, 1] (0: the base's weights, 1: the fine-tuned's)")
 
 
 def check_compatible(base: Parent, ft: Parent, tb: dict, tf: dict) -> None:

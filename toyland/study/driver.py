@@ -141,14 +141,13 @@ class Study:
     def validate_merge(where: str, spec: dict) -> None:
         """A merged arm's settings, checked when the study loads rather than after its parents trained
         (the groups a policy type has are checked at the merge itself)."""
-        from toyland.policies.merge import GROUPS, STATISTICS, WEIGHT_FILES
+        from toyland.policies.merge import GROUPS, STATISTICS, WEIGHT_FILES, check_alpha_values
 
         groups = sorted({g for table in GROUPS.values() for g in table})
-        alphas = {"alpha": spec.get("alpha", 0.5), **{f"alphas.{g}": a for g, a in (spec.get("alphas") or {}).items()}}
-        bad = {k: a for k, a in alphas.items() if not isinstance(a, (int, float)) or not 0.0 <= a <= 1.0}
-        if bad:
-            raise StudyConfigError(f"{where} `merge`: {bad} must be numbers in [0, 1] (0: the base's weights, "
-                                   "1: the fine-tuned's)")
+        try:
+            check_alpha_values(spec.get("alpha", 0.5), spec.get("alphas") or {})
+        except ValueError as exc:
+            raise StudyConfigError(f"{where} `merge`: {exc}") from None
         unknown = sorted(set(spec.get("alphas") or {}) - set(groups))
         if unknown:
             raise StudyConfigError(f"{where} `merge`: alphas for unknown groups {unknown}; groups: {', '.join(groups)}")
