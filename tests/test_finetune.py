@@ -154,3 +154,47 @@ def test_a_study_fine_tunes_one_arm_from_another_and_merges_them(tmp_path):
 def test_bad_arm_chains_are_named(tmp_path, arms, message):
     with pytest.raises((StudyConfigError, ValueError), match=message):
         Study.load(write_study(tmp_path, arms), out=tmp_path / "out")
+
+
+def test_the_loss_path_runs_from_each_parents_own_loss_and_leaves_torchs_generator_alone(tmp_path, lift_demos,
+                                                                                         other_demos, parent):
+    from toyland.data.mixture import build_sampler
+    from toyland.policies.checkpoint import load_policy
+    from toyland.policies.merge_path import barrier, loss_along_path
+    from toyland.train.state import checkpoint_of
+
+    ft = tmp_path / "ft"
+    train(config(ft, other_demos, "steps=3", "optim.lr=1.0e-2", f"finetune.from={parent}"))
+    data = {"lift": lift_demos, "other": other_demos}
+    before = torch.random.get_rng_state()
+    curves = loss_along_path(parent, ft, data, alphas=(0.0, 0.5, 1.0), weights="raw", batches=2, batch_size=4, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+    def own_loss(run, name):  # the parent alone, on the same batches with the same noise
+        policy = load_policy(checkpoint_of(run, "parent"), weights="model")
+        sampler = build_sampler({"sources": [{"name": name, "path": str(data[name])}]}, policy.delta_timestamps(), 4, seed=3)
+        losses = []
+        for i in range(2):
+            torch.manual_seed(3 * 1_000_003 + i)
+            with torch.no_grad():
+                losses.append(float(policy(sampler.sample(i))[0]))
+        return sum(losses) / 2
+
+    for name in data:
+        assert curves[name][0.0] == pytest.approx(own_loss(parent, name), rel=1e-6)
+        assert curves[name][1.0] == pytest.approx(own_loss(ft, name), rel=1e-6)
+        assert curves[name][0.5] != curves[name][0.0] and barrier(curves[name]) >= 0.0
+    # the trunk held at the fine-tuned end while the rest sweeps: a group alpha reaches the merge
+    held = loss_along_path(parent, ft, data, alphas=(0.0,), group_alphas={"trunk": 1.0}, weights="raw", batches=2,
+                           batch_size=4, seed=3)
+    assert held["lift"][0.0] != curves["lift"][0.0]
+    with pytest.raises(ValueError, match="NAME=PATH"):
+        loss_along_path(parent, ft, {})
+
+
+def test_barrier_is_the_rise_above_the_chord():
+    from toyland.policies.merge_path import barrier
+
+    assert barrier({0.0: 1.0, 0.5: 0.5, 1.0: 0.0}) == 0.0
+    assert barrier({0.0: 1.0, 0.5: 0.2, 1.0: 0.0}) == 0.0
+    assert barrier({0.0: 1.0, 0.5: 0.9, 1.0: 0.0}) == pytest.approx(0.4)

@@ -179,28 +179,15 @@ def merge_checkpoints(base: str | Path, finetuned: str | Path, output_dir: str |
                       alphas: Mapping[str, float] | None = None, weights: str = "ema",
                       statistics: str = "finetuned") -> dict:
     """Writes the merged checkpoint to ``output_dir`` (atomically) and returns its ``merge`` record."""
-    from toyland.policies.features import PolicyFeatures
-    from toyland.policies.registry import make_policy
-
     if weights not in WEIGHT_FILES:
         raise ValueError(f"weights={weights!r}; valid: {', '.join(WEIGHT_FILES)}")
     if statistics not in STATISTICS:
         raise ValueError(f"statistics={statistics!r}; valid: {', '.join(STATISTICS)}")
     pb, pf = Parent.resolve("base", base, weights), Parent.resolve("finetuned", finetuned, weights)
     out = check_output(output_dir, (pb.folder, pf.folder))
-    tb, tf = _read(pb.file), _read(pf.file)
-    check_compatible(pb, pf, tb, tf)
-    # the merged policy is the fine-tuned one's (its acting fields too), refilled with merged tensors
-    policy = make_policy({"name": pf.record["name"], **pf.record["config"]},
-                         PolicyFeatures.from_dict(pf.record["features"]), stats=None)
-    load_weights(policy, tf, str(pf.file))  # the weights fit this config
-    params = [n for n, _ in policy.named_parameters()]
-    groups = group_of(policy.name, params)
-    group_alpha = resolve_alphas(policy.name, groups, alpha, alphas or {})
-    kept = tf if statistics == "finetuned" else tb
-    buffers = sorted(set(tb) - set(params))
-    merged = {k: interpolate(tb[k], tf[k], group_alpha[groups[k]]) for k in params}
-    merged.update({k: kept[k].clone() for k in buffers})
+    policy, tb, tf = parents(pb, pf)
+    merged, group_alpha = merge_tensors(policy, tb, tf, alpha, alphas or {}, statistics)
+    buffers = sorted(set(tb) - set(merged_parameters(policy)))
     policy.load_state_dict(merged)
     record = {
         "rule": "theta = (1 - alpha) * theta_base + alpha * theta_finetuned per module group (RETAIN, arXiv 2512.08333)",
@@ -214,6 +201,37 @@ def merge_checkpoints(base: str | Path, finetuned: str | Path, output_dir: str |
     }
     save_policy(policy, out, info={"merge": record})
     return record
+
+
+def parents(pb: Parent, pf: Parent):
+    """The fine-tuned parent's policy (its acting fields too), to be refilled with merged tensors, and
+    both parents' tensors, checked compatible."""
+    from toyland.policies.features import PolicyFeatures
+    from toyland.policies.registry import make_policy
+
+    tb, tf = _read(pb.file), _read(pf.file)
+    check_compatible(pb, pf, tb, tf)
+    policy = make_policy({"name": pf.record["name"], **pf.record["config"]},
+                         PolicyFeatures.from_dict(pf.record["features"]), stats=None)
+    load_weights(policy, tf, str(pf.file))  # the weights fit this config
+    return policy, tb, tf
+
+
+def merged_parameters(policy) -> list[str]:
+    return [n for n, _ in policy.named_parameters()]
+
+
+def merge_tensors(policy, tb: dict, tf: dict, alpha: float, alphas: Mapping[str, float],
+                  statistics: str = "finetuned") -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """The merged state dict of ``policy`` (parameters interpolated per group, buffers copied from the
+    ``statistics`` parent) and the alpha of each group."""
+    params = merged_parameters(policy)
+    groups = group_of(policy.name, params)
+    group_alpha = resolve_alphas(policy.name, groups, alpha, alphas)
+    kept = tf if statistics == "finetuned" else tb
+    merged = {k: interpolate(tb[k], tf[k], group_alpha[groups[k]]) for k in params}
+    merged.update({k: kept[k].clone() for k in set(tb) - set(params)})
+    return merged, group_alpha
 
 
 def check_output(output_dir: str | Path | None, parents: tuple[Path, ...]) -> Path:
