@@ -179,15 +179,12 @@ def merge_checkpoints(base: str | Path, finetuned: str | Path, output_dir: str |
                       alphas: Mapping[str, float] | None = None, weights: str = "ema",
                       statistics: str = "finetuned") -> dict:
     """Writes the merged checkpoint to ``output_dir`` (atomically) and returns its ``merge`` record."""
-    if weights not in WEIGHT_FILES:
-        raise ValueError(f"weights={weights!r}; valid: {', '.join(WEIGHT_FILES)}")
-    if statistics not in STATISTICS:
-        raise ValueError(f"statistics={statistics!r}; valid: {', '.join(STATISTICS)}")
+    check_options(weights, statistics)
     pb, pf = Parent.resolve("base", base, weights), Parent.resolve("finetuned", finetuned, weights)
     out = check_output(output_dir, (pb.folder, pf.folder))
-    policy, tb, tf = parents(pb, pf)
+    policy, tb, tf = load_parents(pb, pf)
     merged, group_alpha = merge_tensors(policy, tb, tf, alpha, alphas or {}, statistics)
-    buffers = sorted(set(tb) - set(merged_parameters(policy)))
+    buffers = sorted(set(tb) - {n for n, _ in policy.named_parameters()})
     policy.load_state_dict(merged)
     record = {
         "rule": "theta = (1 - alpha) * theta_base + alpha * theta_finetuned per module group (RETAIN, arXiv 2512.08333)",
@@ -203,7 +200,14 @@ def merge_checkpoints(base: str | Path, finetuned: str | Path, output_dir: str |
     return record
 
 
-def parents(pb: Parent, pf: Parent):
+def check_options(weights: str, statistics: str) -> None:
+    if weights not in WEIGHT_FILES:
+        raise ValueError(f"weights={weights!r}; valid: {', '.join(WEIGHT_FILES)}")
+    if statistics not in STATISTICS:
+        raise ValueError(f"statistics={statistics!r}; valid: {', '.join(STATISTICS)}")
+
+
+def load_parents(pb: Parent, pf: Parent):
     """The fine-tuned parent's policy (its acting fields too), to be refilled with merged tensors, and
     both parents' tensors, checked compatible."""
     from toyland.policies.features import PolicyFeatures
@@ -217,15 +221,11 @@ def parents(pb: Parent, pf: Parent):
     return policy, tb, tf
 
 
-def merged_parameters(policy) -> list[str]:
-    return [n for n, _ in policy.named_parameters()]
-
-
 def merge_tensors(policy, tb: dict, tf: dict, alpha: float, alphas: Mapping[str, float],
                   statistics: str = "finetuned") -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """The merged state dict of ``policy`` (parameters interpolated per group, buffers copied from the
     ``statistics`` parent) and the alpha of each group."""
-    params = merged_parameters(policy)
+    params = [n for n, _ in policy.named_parameters()]
     groups = group_of(policy.name, params)
     group_alpha = resolve_alphas(policy.name, groups, alpha, alphas)
     kept = tf if statistics == "finetuned" else tb

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from toyland.policies.merge import Parent, merge_tensors, parents
+from toyland.policies.merge import Parent, check_options, load_parents, merge_tensors
 
 ALPHAS = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
 
@@ -35,9 +35,10 @@ def loss_along_path(base: str | Path, finetuned: str | Path, datasets: Mapping[s
         raise ValueError("no dataset given: name at least one as NAME=PATH")
     if batches < 1 or batch_size < 1:
         raise ValueError(f"batches={batches} and batch_size={batch_size} must both be at least 1")
+    check_options(weights, statistics)
     pb, pf = Parent.resolve("base", base, weights), Parent.resolve("finetuned", finetuned, weights)
     with torch.random.fork_rng(devices=[]):  # building the policy draws its initial weights
-        policy, tb, tf = parents(pb, pf)
+        policy, tb, tf = load_parents(pb, pf)
     states = {float(a): merge_tensors(policy, tb, tf, float(a), dict(group_alphas or {}), statistics)[0] for a in alphas}
     deltas = policy.delta_timestamps()
     out: dict[str, dict[float, float]] = {}
