@@ -141,19 +141,17 @@ class Study:
     def validate_merge(where: str, spec: dict) -> None:
         """A merged arm's settings, checked when the study loads rather than after its parents trained
         (the groups a policy type has are checked at the merge itself)."""
-        from toyland.policies.merge import GROUPS, STATISTICS, WEIGHT_FILES, check_alpha_values
+        from toyland.policies.merge import GROUPS, check_alpha_values, check_options
 
         groups = sorted({g for table in GROUPS.values() for g in table})
         try:
             check_alpha_values(spec.get("alpha", 0.5), spec.get("alphas") or {})
+            check_options(spec.get("weights", "ema"), spec.get("statistics", "finetuned"))
         except ValueError as exc:
             raise StudyConfigError(f"{where} `merge`: {exc}") from None
         unknown = sorted(set(spec.get("alphas") or {}) - set(groups))
         if unknown:
             raise StudyConfigError(f"{where} `merge`: alphas for unknown groups {unknown}; groups: {', '.join(groups)}")
-        for key, valid in (("weights", WEIGHT_FILES), ("statistics", STATISTICS)):
-            if key in spec and spec[key] not in valid:
-                raise StudyConfigError(f"{where} `merge`: {key}={spec[key]!r}; valid: {', '.join(valid)}")
 
     def validate_contrasts(self, suite: str, contrasts) -> None:
         """``contrasts``: cell -> the cell it is paired against within each arm (e.g. a noisy cell against
