@@ -241,6 +241,8 @@ def test_the_report_pairs_shortcut_rates_and_plots_them_against_island_width(tmp
     ({"arms": {"nope": 1}}, r"arms \['nope'\] are not arms"),
     ({"arms": {"diffusion": "wide"}}, "maps to a number"),
     ({"colour": "red"}, "colour"),
+    ({"x_scale": "logit"}, "x_scale 'logit'"),
+    ({"x_scale": "log"}, "needs every arm's x above 0"),
 ])
 def test_bad_series_are_named(change, message):
     from toyland.study.driver import Study, StudyConfigError

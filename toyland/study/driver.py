@@ -36,7 +36,8 @@ from toyland.files import write_json_atomic
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 STUDY_KEYS = {"description", "datasets", "arms", "suites", "workers", "launcher", "ray_address", "cpus_per_arm",
               "gpus_per_arm", "envs_per_worker", "seed_start", "series"}
-SERIES_KEYS = {"arms", "cells", "metric", "suite", "x_label"}
+SERIES_KEYS = {"arms", "cells", "metric", "suite", "x_label", "x_scale"}
+X_SCALES = ("linear", "log")  # matplotlib axis scales a series may ask for
 DATASET_KEYS = {"overrides", "episodes", "seed"}
 DERIVED_KEYS = {"from", "factors", "seed", "swap_from"}  # a re-rendered dataset (toyland augment)
 ARM_KEYS = {"data", "overrides", "seeds", "description", "init_from"}
@@ -187,6 +188,11 @@ class Study:
             raise StudyConfigError(f"{where}: suite '{spec['suite']}' does not evaluate arms {unevaluated} (its `arms`)")
         if not all(isinstance(x, (int, float)) for x in spec["arms"].values()):
             raise StudyConfigError(f"{where}: each arm maps to a number (its position on the x axis)")
+        scale = spec.get("x_scale", "linear")
+        if scale not in X_SCALES:
+            raise StudyConfigError(f"{where}: x_scale {scale!r}; give one of {', '.join(X_SCALES)}")
+        if scale == "log" and not all(x > 0 for x in spec["arms"].values()):
+            raise StudyConfigError(f"{where}: x_scale log needs every arm's x above 0")
         from toyland.eval.suite import build_suite
 
         names = build_suite(self.suite_config(spec["suite"])[0]).names()

@@ -288,6 +288,7 @@ def plot(summary: dict, folder: Path) -> list[str]:
         ax.plot(x, [p["rate"] for p in points], marker="o", label=f"{spec['metric']} ({', '.join(spec['cells'])})")
         for p in points:
             ax.annotate(p["arm"], (p["x"], p["rate"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xscale(spec.get("x_scale", "linear"))
         ax.set_xlabel(spec.get("x_label", "x"))
         ax.set_ylabel(f"{spec['metric'].replace('_', ' ')} rate, pooled over seeds")
         ax.set_ylim(0, 1)
