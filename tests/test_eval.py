@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from toyland.eval.actors import ExpertActor
-from toyland.eval.harness import evaluate_suite
+from toyland.eval.harness import cell_env, evaluate_suite
 from toyland.eval.records import read_records
 from toyland.eval.stats import mcnemar_exact, paired_bootstrap, paired_comparison, paired_ratio, wilson_interval
 from toyland.eval.suite import build_suite
 from toyland.sim import make_env
 from toyland.sim.scenarios import scenario_env_config
+from toyland.sim.toy_sets import get_toy_set
 
 SMALL = {"task": "lift", "image_size": 32}
 ID_ONLY = {"base": {}}
@@ -68,6 +69,22 @@ def test_suite_cells_and_bad_suites():
         build_suite({"toy_sets": ["held_out"]})
     with pytest.raises(ValueError, match="factorz"):
         build_suite({"factorz": ["lighting"]})
+
+
+def test_a_run_on_its_first_toys_is_scored_on_every_object_of_the_sets_its_cells_move_to():
+    env_cfg = {**SMALL, "num_toys": 4}  # trained on the first 4 training toys (the toy-count scaling arms)
+    suite = build_suite({"toy_sets": ["heldout", "pybullet_household"],
+                         "cells": {"household_first_2": {"toy_set": "pybullet_household", "num_toys": 2}}})
+    sizes = {}
+    for cell in suite.cells:
+        env = make_env(cell_env(env_cfg, cell.env), cameras=[])
+        sizes[cell.name] = env.unwrapped.toy_set.size
+        env.close()
+    assert sizes["id"] == 4 and sizes["household_first_2"] == 2
+    assert sizes["toy_set@heldout"] == get_toy_set("heldout").size > 4
+    assert sizes["toy_set@pybullet_household"] == get_toy_set("pybullet_household").size > 4
+    with pytest.raises(ValueError, match="num_toys"):
+        get_toy_set("pybullet_household", num_toys=10**6)
 
 
 def test_cells_share_toys_and_poses_episode_by_episode():

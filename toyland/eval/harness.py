@@ -33,6 +33,9 @@ def cell_env(env_cfg: dict, cell_env: dict, render: bool = False) -> dict:
     env["factors"] = {**(env_cfg.get("factors") or {}), **(cell_env.get("factors") or {})}
     if cell_env.get("shortcut"):  # a cell changes the run's shortcut mode or pin; its cues and islands stay
         env["shortcut"] = {**(env_cfg.get("shortcut") or {}), **cell_env["shortcut"]}
+    if "toy_set" in cell_env and "num_toys" not in cell_env and cell_env["toy_set"] != env_cfg.get("toy_set"):
+        # the run's num_toys narrows its own set (the toys it trained on), not the set a cell moves to
+        env["num_toys"] = None
     if render:
         env.update(render_mode="rgb_array", render_size=[160, 160])
     return env

@@ -161,6 +161,9 @@ class MeshSet:
     def __post_init__(self):
         if not self.files:
             raise ValueError(f"mesh set '{self.name}' has no mesh files")
+        if self.num_toys is not None and not 1 <= self.num_toys <= len(self.files):
+            raise ValueError(f"mesh set '{self.name}' field 'num_toys' = {self.num_toys}; allowed range "
+                             f"[1, {len(self.files)}] (its number of objects)")
 
     @property
     def seeds(self) -> tuple[int, int]:
