@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import textwrap
 import time
 from pathlib import Path
 
@@ -282,18 +283,21 @@ def plot(summary: dict, folder: Path) -> list[str]:
         if not points:
             continue
         x = [p["x"] for p in points]
-        fig, ax = plt.subplots(figsize=(4.6, 3.4))
+        fig, ax = plt.subplots(figsize=(6.0, 4.0))
         ax.fill_between(x, [p["ci95"][0] for p in points], [p["ci95"][1] for p in points], alpha=0.25,
                         label="95% Wilson interval")
         ax.plot(x, [p["rate"] for p in points], marker="o", label=f"{spec['metric']} ({', '.join(spec['cells'])})")
         for p in points:
             ax.annotate(p["arm"], (p["x"], p["rate"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xscale(spec.get("x_scale", "linear"))
-        ax.set_xlabel(spec.get("x_label", "x"))
-        ax.set_ylabel(f"{spec['metric'].replace('_', ' ')} rate, pooled over seeds")
+        ax.set_xlabel(textwrap.fill(spec.get("x_label", "x"), 70), fontsize=9)
+        ax.set_ylabel(f"{spec['metric'].replace('_', ' ')} rate, pooled over seeds", fontsize=9)
         ax.set_ylim(0, 1)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
+        ax.legend(fontsize=7, loc="upper left")
+        # every figure names what made it
+        fig.text(0.01, 0.01, f"toyland study {summary.get('study', '')}, {summary.get('commit', '')}, "
+                 f"{summary.get('date', '')}", fontsize=6, color="0.4")
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
         fig.savefig(folder / f"series_{name}.png", dpi=110)
         plt.close(fig)
         made.append(f"plots/series_{name}.png")
