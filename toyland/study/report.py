@@ -292,8 +292,8 @@ def plot(summary: dict, folder: Path) -> list[str]:
         ax.set_xscale(spec.get("x_scale", "linear"))
         ax.set_xlabel(textwrap.fill(spec.get("x_label", "x"), 70), fontsize=9)
         ax.set_ylabel(f"{spec['metric'].replace('_', ' ')} rate, pooled over seeds", fontsize=9)
-        ax.set_ylim(0, 1)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.set_ylim(0, 1.05)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # under the axes, never over a point
         # every figure names what made it
         fig.text(0.01, 0.01, f"toyland study {summary.get('study', '')}, {summary.get('commit', '')}, "
                  f"{summary.get('date', '')}", fontsize=6, color="0.4")
