@@ -148,3 +148,29 @@ def test_the_obj_reader_takes_slashes_negative_indices_comments_and_refuses_inde
     obj_surface.cache_clear()
     with pytest.raises(ValueError, match="line 4"):
         obj_surface(str(path))
+
+
+def test_coloured_mesh_sets_change_colour_only_and_in_the_toys_range():
+    import colorsys
+
+    for name in ("pybullet_household", "pybullet_random"):
+        grey, coloured = get_toy_set(name), get_toy_set(f"{name}_coloured")
+        assert coloured.files == grey.files
+        hues = set()
+        for seed in range(min(grey.size, 40)):
+            a, b = grey.toy(seed), coloured.toy(seed)
+            assert a.rgba == (0.7, 0.7, 0.7, 1.0) and (a.path, a.scale, a.label) == (b.path, b.scale, b.label)
+            assert coloured.toy(seed).rgba == b.rgba  # fixed by the object's index
+            h, s, v = colorsys.rgb_to_hsv(*b.rgba[:3])
+            assert s >= 0.55 - 1e-3 and v >= 0.55 - 1e-3
+            hues.add(round(h, 2))
+        assert len(hues) > min(grey.size, 40) // 2
+
+
+def test_a_mesh_set_colour_that_does_not_exist_is_named(tmp_path):
+    from toyland.sim.toy_sets import load_toy_set_file
+
+    write_box_obj(tmp_path / "cube.obj", (1.0, 1.0, 1.0))
+    (tmp_path / "mine.yaml").write_text(f"meshes: {{source: {tmp_path}, colour: red}}\n")
+    with pytest.raises(ValueError, match=r"'colour' = 'red'; valid: grey, toys"):
+        load_toy_set_file(tmp_path / "mine.yaml")

@@ -6,6 +6,10 @@ mass and inertia from it), uniformly scaled so that it fits the gripper: its lon
 ``longest`` metres unless that leaves its middle side wider than the jaw can take (a resting pose
 with the narrow side up would then be ungraspable), in which case the middle side sets the scale. A mesh that cannot be loaded, or that is too thin or flat to be
 grasped at any scale, raises an error naming the file.
+
+Meshes are grey by default, a colour no procedural toy has (toys are saturated and bright), so a
+mesh cell changes colour as well as shape; ``colour: toys`` gives each object one colour drawn as a
+toy part's is, fixed by its index, to measure shape alone.
 """
 
 from __future__ import annotations
@@ -19,10 +23,14 @@ import mujoco
 import numpy as np
 
 from toyland.config_keys import reject_unknown_keys
+from toyland.sim.toys import toy_colour
 
 MESH_SUFFIXES = (".obj", ".stl")
 MAX_NARROW = 0.05  # the middle side must fit the 8 cm jaw with margin, so any resting pose is graspable
 MIN_NARROW = 0.008  # thinner than this at the chosen scale: the fingers cannot hold it
+GREY = (0.7, 0.7, 0.7, 1.0)
+COLOURS = ("grey", "toys")  # a mesh set's `colour`
+COLOUR_STREAM = 0x6D657368  # with the object's index, seeds its colour under `colour: toys`
 
 
 @lru_cache(maxsize=4096)
@@ -106,7 +114,7 @@ class MeshObject:
 
     path: str
     scale: float
-    rgba: tuple[float, float, float, float] = (0.7, 0.7, 0.7, 1.0)
+    rgba: tuple[float, float, float, float] = GREY
     density: float = 400.0
     friction: float = 1.0
     label: str = "object"
@@ -157,10 +165,13 @@ class MeshSet:
     longest: float = 0.09
     num_toys: int | None = None
     description: str = ""
+    colour: str = "grey"
 
     def __post_init__(self):
         if not self.files:
             raise ValueError(f"mesh set '{self.name}' has no mesh files")
+        if self.colour not in COLOURS:
+            raise ValueError(f"mesh set '{self.name}' field 'colour' = {self.colour!r}; valid: {', '.join(COLOURS)}")
         if self.num_toys is not None and not 1 <= self.num_toys <= len(self.files):
             raise ValueError(f"mesh set '{self.name}' field 'num_toys' = {self.num_toys}; allowed range "
                              f"[1, {len(self.files)}] (its number of objects)")
@@ -180,7 +191,9 @@ class MeshSet:
         if not 0 <= seed < self.size:
             raise ValueError(f"object {seed} is not in mesh set '{self.name}' (0..{self.size - 1})")
         path = self.files[seed]
-        return MeshObject(path=path, scale=graspable_scale(path, self.longest), label=self.labels[seed], seed=seed)
+        rgba = GREY if self.colour == "grey" else toy_colour(np.random.default_rng([COLOUR_STREAM, seed]))
+        return MeshObject(path=path, scale=graspable_scale(path, self.longest), rgba=rgba, label=self.labels[seed],
+                          seed=seed)
 
     def with_num_toys(self, num_toys: int | None) -> "MeshSet":
         return dataclasses.replace(self, num_toys=num_toys)
@@ -256,7 +269,7 @@ def mesh_files(source: str, longest: float = 0.09) -> tuple[tuple[str, ...], tup
 
 
 def mesh_set_from_config(name: str, cfg: dict, num_toys: int | None = None, description: str = "") -> MeshSet:
-    reject_unknown_keys(cfg, {"source", "longest"}, f"mesh set '{name}'")
+    reject_unknown_keys(cfg, {"source", "longest", "colour"}, f"mesh set '{name}'")
     longest = float(cfg.get("longest", 0.09))
     files, labels = mesh_files(str(cfg["source"]), longest)
-    return MeshSet(name, files, labels, longest, num_toys, description)
+    return MeshSet(name, files, labels, longest, num_toys, description, str(cfg.get("colour", "grey")))

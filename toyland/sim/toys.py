@@ -262,7 +262,7 @@ class ToyGenerator:
         n = int(rng.integers(self.num_parts[0], self.num_parts[1] + 1))
         kinds = self._draw_kinds(rng, n)
         sizes = [self._draw_size(rng, k) for k in kinds]
-        colours = [self._draw_colour(rng) for _ in kinds]
+        colours = [toy_colour(rng) for _ in kinds]
         density = float(rng.uniform(*self.density))
         friction = float(rng.uniform(*self.friction))
         for _attempt in range(100):
@@ -297,11 +297,6 @@ class ToyGenerator:
         tube = min(u(*self.ring_tube_radius), 0.5 * major)
         return (major, tube)
 
-    @staticmethod
-    def _draw_colour(rng) -> tuple[float, float, float, float]:
-        r, g, b = colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.55, 1.0), rng.uniform(0.55, 1.0))
-        return (round(r, 4), round(g, 4), round(b, 4), 1.0)
-
     def _assemble(self, rng, kinds, sizes, colours):
         placed: list[PartSpec] = []
         for kind, size, rgba in zip(kinds, sizes, colours):
@@ -322,6 +317,12 @@ class ToyGenerator:
         )
         extent = max(np.linalg.norm(p.pos) + bounding_radius(p) for p in parts)
         return parts if extent <= self.max_extent else None
+
+
+def toy_colour(rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """A procedural toy part's colour: any hue, saturated and bright (never grey, black or white)."""
+    r, g, b = colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.55, 1.0), rng.uniform(0.55, 1.0))
+    return (round(r, 4), round(g, 4), round(b, 4), 1.0)
 
 
 def _surface_anchor(part: PartSpec, rng) -> tuple[np.ndarray, np.ndarray]:
