@@ -326,6 +326,22 @@ def test_a_suites_contrasts_pair_each_cell_with_its_twin_within_an_arm(tmp_path)
         Study("toys_transfer", cfg, tmp_path).validate()
 
 
+def test_a_contrast_may_pair_a_cell_with_its_twin_in_another_suite(tmp_path):
+    """coloured_meshes' household cell against transfer's grey one, on the same episodes: 10 of 40 gained."""
+    from toyland.study.report import summarize_study
+
+    study = Study.load("toys_transfer", out=tmp_path)
+    write_outcomes(study, "diffusion", "transfer", {"toy_set@pybullet_household": lambda i: i < 10})
+    write_outcomes(study, "diffusion", "coloured_meshes", {"toy_set@pybullet_household_coloured": lambda i: i < 20})
+    found = [c for c in summarize_study(study)["contrasts"] if c["cell"] == "toy_set@pybullet_household_coloured"]
+    assert len(found) == 1 and found[0]["reference"] == "transfer/toy_set@pybullet_household"
+    assert found[0]["difference"] == pytest.approx(0.25) and (found[0]["a_only"], found[0]["b_only"]) == (10, 0)
+    with pytest.raises(StudyConfigError, match="names suite 'nowhere'"):
+        Study.load("toys_transfer", ["suites.coloured_meshes.contrasts.id=nowhere/id"], out=tmp_path)
+    with pytest.raises(StudyConfigError, match=r"cells \['glare'\] are not in the suite 'transfer'"):
+        Study.load("toys_transfer", ["suites.coloured_meshes.contrasts.id=transfer/glare"], out=tmp_path)
+
+
 def test_the_reports_commit_is_known_in_a_checkout_and_in_a_git_archive_of_it(tmp_path):
     import subprocess
     import tarfile

@@ -156,16 +156,21 @@ class Study:
 
     def validate_contrasts(self, suite: str, contrasts) -> None:
         """``contrasts``: cell -> the cell it is paired against within each arm (e.g. a noisy cell against
-        its clean twin); both must be cells of the suite."""
+        its clean twin): a cell of the suite, or ``OTHER_SUITE/CELL`` (every suite runs the same episode
+        seeds, so episode i of both cells is the same scene)."""
         from toyland.eval.suite import build_suite
 
         where = f"suite '{suite}' `contrasts`"
         if not isinstance(contrasts, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in contrasts.items()):
             raise StudyConfigError(f"{where}: give a mapping of cell -> reference cell, e.g. {{noise_full: id}}")
-        names = build_suite(self.suite_config(suite)[0]).names()
-        absent = sorted({c for pair in contrasts.items() for c in pair if c not in names})
-        if absent:
-            raise StudyConfigError(f"{where}: cells {absent} are not in the suite ({', '.join(names)})")
+        for cell, reference in contrasts.items():
+            for name, (in_suite, c) in ((cell, (suite, cell)), (reference, split_reference(suite, reference))):
+                if in_suite not in self.cfg["suites"]:
+                    raise StudyConfigError(f"{where}: {name!r} names suite '{in_suite}', which this study does not "
+                                           f"have ({', '.join(self.cfg['suites'])})")
+                names = build_suite(self.suite_config(in_suite)[0]).names()
+                if c not in names:
+                    raise StudyConfigError(f"{where}: cells ['{c}'] are not in the suite '{in_suite}' ({', '.join(names)})")
 
     def validate_series(self, name: str, spec: dict) -> None:
         from toyland.study.report import METRICS
@@ -481,6 +486,12 @@ class Study:
         for what, s in seconds.items():
             timing[what] = round(timing.get(what, 0.0) + s, 1)
         write_json_atomic(path, timing)
+
+
+def split_reference(suite: str, reference: str) -> tuple[str, str]:
+    """A contrast's reference, ``CELL`` of ``suite`` or ``OTHER_SUITE/CELL``, as (suite, cell)."""
+    other, _, cell = reference.rpartition("/")
+    return (other or suite), cell
 
 
 def _unit_task(name: str, cfg: dict, out: str, command: str, arm: str, seed: int, *parents) -> dict:

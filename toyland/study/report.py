@@ -112,17 +112,21 @@ def summarize_study(study) -> dict:
 
 
 def contrasts(study, table: dict) -> list[dict]:
-    """Each suite's ``contrasts`` (cell -> reference cell), paired within every arm by training seed and
-    episode seed: what one condition costs against its twin, on the same scenes."""
+    """Each suite's ``contrasts`` (cell -> reference cell, in the suite or ``OTHER_SUITE/CELL``), paired
+    within every arm by training seed and episode seed: what one condition costs against its twin, on
+    the same scenes."""
+    from toyland.study.driver import split_reference
+
     out = []
     for suite, spec in study.cfg["suites"].items():
         for cell, reference in (spec.get("contrasts") or {}).items():
+            ref_suite, ref_cell = split_reference(suite, reference)
             for arm, suites in table.items():
-                cells = suites.get(suite, {})
-                if cell not in cells or reference not in cells:
+                cells, ref_cells = suites.get(suite, {}), suites.get(ref_suite, {})
+                if cell not in cells or ref_cell not in ref_cells:
                     continue
                 a = {key: r["success"] for key, r in cells[cell].items()}
-                b = {key: r["success"] for key, r in cells[reference].items()}
+                b = {key: r["success"] for key, r in ref_cells[ref_cell].items()}
                 out.append({"arm": arm, "suite": suite, "cell": cell, "reference": reference,
                             **paired_comparison(a, b), "per_seed": per_seed_difference(a, b)})
     return out
