@@ -121,6 +121,16 @@ def test_runs_on_a_collected_dataset_through_the_sampler_hook(name, request):
 # --- bad input -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("config", [{"name": "mask_noise"},
+                                    {"name": "segment_recolour", "regions": ["arena", "distractors", "target"]}])
+def test_augmentations_of_the_target_mask_refuse_object_id_maps(config):
+    """Masks collected with env masks=objects hold every object's id and say nothing of the target."""
+    batch = synthetic_batch()
+    batch[MASK] = batch[SEG].clamp(max=5)  # ids 0..5
+    with pytest.raises(ValueError, match="masks=objects"):
+        build_augmentation(config)(batch, torch.Generator().manual_seed(0))
+
+
 def test_unknown_name_lists_the_valid_ones():
     names = ", ".join(AUGMENTATIONS.names())
     assert "colour_jitter" in names and "viewpoint_warp" in names

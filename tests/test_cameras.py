@@ -67,6 +67,36 @@ def test_mask_covers_the_instructed_target_only():
     env.close()
 
 
+def test_object_masks_label_every_object_under_ids_shuffled_per_episode():
+    """masks=objects: a class-agnostic detector's output. Each object's pixels carry one id of 1..n, the
+    ids' order is the episode's own draw (so an id never marks the target), and the scene is unchanged."""
+    kwargs = dict(task="language_lift", cameras=["front:rgb+segmentation+mask"], image_size=48, placement="exchangeable")
+    env, plain = make_env(**kwargs, masks="objects"), make_env(**kwargs)
+    target_ids = set()
+    for seed in range(8):
+        obs, _ = env.reset(seed=seed)
+        seg, ids = obs["observation.segmentation.front"], obs["observation.masks.front"]
+        n = len(env.unwrapped.scene.object_names)
+        assert ids.dtype == np.uint8 and env.observation_space["observation.masks.front"].contains(ids)
+        np.testing.assert_array_equal(ids > 0, seg >= FIRST_OBJECT_LABEL)
+        drawn = [int(np.unique(ids[seg == FIRST_OBJECT_LABEL + k])[0]) for k in range(n) if (seg == FIRST_OBJECT_LABEL + k).any()]
+        assert len(set(drawn)) == len(drawn) and set(drawn) <= set(range(1, n + 1))
+        for k in range(n):  # one id per object
+            assert len(np.unique(ids[seg == FIRST_OBJECT_LABEL + k])) <= 1
+        target = ids[seg == FIRST_OBJECT_LABEL + env.unwrapped.task.target_index]
+        target_ids.update(np.unique(target).tolist())
+        other, _ = plain.reset(seed=seed)  # the same scene as with the target's mask
+        np.testing.assert_array_equal(other["observation.images.front"], obs["observation.images.front"])
+        again, _ = env.reset(seed=seed)
+        np.testing.assert_array_equal(again["observation.masks.front"], ids)
+    assert len(target_ids) > 1  # the target is not always the same id
+    with pytest.raises(ValueError, match="masks='boxes'; valid: target, objects"):
+        make_env(**kwargs, masks="boxes")
+    with pytest.raises(ValueError, match="set masks=target or drop mask_noise"):
+        make_env(**kwargs, masks="objects", mask_noise={"shift": 0.1})
+    env.close(), plain.close()
+
+
 def test_any_resolution_and_cameras_follow_the_gripper():
     env = make_env(cameras={"wrist": {"height": 40, "width": 72}, "side": {"height": 17, "width": 23}}, control_mode="ee_delta")
     obs, _ = env.reset(seed=0)

@@ -53,6 +53,8 @@ TINY = {
     "vla-flow-linear-one-slot": {**TINY_VLA, "head": "flow", "stem": "linear", "det_pool_slots": 1,
                                  "det_pool_geometry": False, "crop_coords": False},
     "vla-flow-depth": {**TINY_VLA, "head": "flow", "depth": True},
+    # every object's mask (a class-agnostic detector's): the instruction picks the target among them
+    "vla-flow-objects": {**TINY_VLA, "head": "flow", "det_pool_masks": "objects"},
     "vla-autoregressive-patches": {**TINY_VLA, "head": "autoregressive", "det_pool": False, "det_pool_geometry": False,
                                    "use_language": False},
     "lerobot_diffusion": {"horizon": 8, "n_action_steps": 4,

@@ -71,6 +71,17 @@ def require(batch: dict, augmentation: str, need: str, cam: str) -> str:
     return key
 
 
+def target_mask(batch: dict, augmentation: str, cam: str) -> torch.Tensor:
+    """``cam``'s target masks from the batch; raises when they are object-id maps (env masks=objects),
+    which say nothing of which object is the target."""
+    mask = batch[require(batch, augmentation, "masks", cam)]
+    if mask.numel() and int(mask.amax()) > 1:
+        raise ValueError(f"augmentation '{augmentation}' reads the target's mask, and camera '{cam}' has object-id "
+                         f"maps (ids up to {int(mask.amax())}: data collected with env masks=objects); collect with "
+                         "masks=target or leave this augmentation out")
+    return mask
+
+
 def parse_config(config_cls: type, entry: dict, where: str):
     """A frozen config dataclass from a config dict: unknown keys named, lists made tuples."""
     fields = {f.name for f in dataclasses.fields(config_cls)}

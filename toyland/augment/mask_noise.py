@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from toyland.augment.base import Augmentation, MissingInputError, check_number, image_cameras, require
+from toyland.augment.base import (Augmentation, MissingInputError, check_number, image_cameras, require,
+                                  target_mask)
 from toyland.augment.registry import AUGMENTATIONS
 
 MASKS = "observation.masks."
@@ -176,7 +177,7 @@ class MaskNoise(Augmentation):
     def apply(self, batch: dict, generator: torch.Generator) -> dict:
         for cam in self.cameras(batch):
             key = require(batch, self.name, "masks", cam)
-            masks = batch[key]
+            masks = target_mask(batch, self.name, cam)
             labels = batch[require(batch, self.name, "segmentation", cam)] if "segmentation" in self.needs else None
             shape = masks.shape
             frames = masks.reshape(-1, *shape[-2:])

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from toyland.augment.base import IMAGES, INPUTS, Augmentation, MissingInputError, check_number, image_cameras, require
+from toyland.augment.base import (IMAGES, INPUTS, Augmentation, MissingInputError, check_number, image_cameras, require,
+                                  target_mask)
 from toyland.augment.registry import AUGMENTATIONS
 from toyland.sim.scene import FIRST_OBJECT_LABEL, LABEL_ARENA, LABEL_BACKGROUND, LABEL_ROBOT
 from toyland.sim.tasks.base import COLOURS
@@ -197,7 +198,7 @@ class SegmentRecolour(Augmentation):
                              f"{tuple(x.shape)}; ask the sampler for both at the same time offsets")
         keys = labels
         if self._objects():
-            mask = batch[require(batch, NAME, "masks", cam)]
+            mask = target_mask(batch, NAME, cam)
             target = (mask if mask.dim() == 4 else mask.unsqueeze(1)).to(x.device).bool() & (labels >= FIRST_OBJECT_LABEL)
             keys = torch.where(target, TARGET_SLOT, labels)
         # per sample and key: albedo (first colour), second colour minus first (textures), change or not

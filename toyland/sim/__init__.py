@@ -6,7 +6,7 @@ ENV_KEYS = {
     "task", "embodiment", "toy_set", "num_toys", "cameras", "image_size", "control_mode", "control_hz",
     "physics_dt", "arena", "render_mode", "render_camera", "render_size", "terminate_on_success", "settle_time",
     "max_episode_steps", "factors", "shortcut", "mask_noise", "placement", "state",
-    "instruction", "instruction_picture_size",
+    "instruction", "instruction_picture_size", "masks",
 }
 
 

@@ -3,7 +3,8 @@
 Observations use lerobot's names: ``observation.state``, ``observation.images.<camera>`` (RGB,
 HxWx3 uint8), plus ``observation.depth.<camera>`` (HxWx1 float32 metres) and
 ``observation.segmentation.<camera>`` (HxW int32 labels, see ``info['segmentation_labels']``) and
-``observation.masks.<camera>`` (HxW uint8, 1 on the instructed target's pixels) when asked for, and
+``observation.masks.<camera>`` (HxW uint8, 1 on the instructed target's pixels; with ``masks=objects``
+every object's pixels, 1..n, each object under an id shuffled per episode) when asked for, and
 ``task`` (the instruction), with ``observation.instruction_picture`` (the target alone, HxWx3 uint8)
 when the instruction shows the object (``instruction=interleaved|image``). ``info`` carries the episode's toy specs and success.
 """
@@ -27,6 +28,8 @@ from toyland.sim.tasks import TASKS
 from toyland.sim.toy_sets import get_toy_set
 
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + string.punctuation + " "
+MASK_MODES = ("target", "objects")
+MAX_MASK_ID = 32  # objects a masks=objects map may hold; policies size their object slots by the scene's count
 UNSTABLE = (
     mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQVEL,
     mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_INERTIA,
@@ -75,6 +78,7 @@ class ToylandEnv(gym.Env):
         state: str = "full",
         instruction: str = "text",
         instruction_picture_size: int = 32,
+        masks: str = "target",
     ):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
@@ -93,8 +97,13 @@ class ToylandEnv(gym.Env):
         self.controller = make_controller(self.embodiment, self.control_cfg)
         self.factor_levels = check_levels(factors)
         self.shortcut = Shortcut.from_config(shortcut) if shortcut else None
+        if masks not in MASK_MODES:
+            raise ValueError(f"masks={masks!r}; valid: {', '.join(MASK_MODES)}")
+        # objects: what a class-agnostic detector gives a robot, so the instruction has to pick the target
+        self.masks = masks
         self.mask_noise = self._mask_noise_config(mask_noise)
         self._mask_generator = None
+        self._mask_ids: np.ndarray | None = None  # objects: object index -> its id in the masks this episode
         sizes = [(c.height, c.width) for c in self.cameras] + ([tuple(render_size)] if render_mode else []) + [(8, 8)]
         self._offscreen = (max(s[0] for s in sizes), max(s[1] for s in sizes))
         self.renderers = RendererPool(*self._offscreen)
@@ -122,7 +131,8 @@ class ToylandEnv(gym.Env):
                     0, np.iinfo(np.int32).max, (cam.height, cam.width), np.int32
                 )
             if "mask" in cam.modalities:
-                spaces[f"observation.masks.{cam.name}"] = gym.spaces.Box(0, 1, (cam.height, cam.width), np.uint8)
+                top = 1 if masks == "target" else MAX_MASK_ID
+                spaces[f"observation.masks.{cam.name}"] = gym.spaces.Box(0, top, (cam.height, cam.width), np.uint8)
         if self.portraits is not None:
             size = self.portraits.size
             spaces[INSTRUCTION_PICTURE] = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
@@ -140,6 +150,9 @@ class ToylandEnv(gym.Env):
         from toyland.augment.base import parse_config
         from toyland.augment.mask_noise import MaskNoiseConfig
 
+        if self.masks != "target":
+            raise ValueError("env mask_noise models a detector's errors on the target's mask; with masks=objects "
+                             "there is none: set masks=target or drop mask_noise")
         if not any("mask" in cam.modalities for cam in self.cameras):
             raise ValueError("env mask_noise acts on target masks, and no camera has the mask modality: "
                              "add it, e.g. cameras=[front:rgb+mask]")
@@ -174,6 +187,12 @@ class ToylandEnv(gym.Env):
         self.scene = compile_scene(self.embodiment, self.arena, self._offscreen, task.add_objects)
         self.renderers.set_model(self.scene.model)
         m, d = self.scene.model, self.scene.data
+        if self.masks == "objects":  # its own stream, like the mask noise; ids in a shuffled order so that
+            # no id marks the target (which is object 0 unless a shortcut scenario moves it)
+            n = len(self.scene.object_names)
+            if n > MAX_MASK_ID:
+                raise ValueError(f"masks=objects labels at most {MAX_MASK_ID} objects; this scene has {n}")
+            self._mask_ids = 1 + factor_rng(episode_seed, "mask_ids").permutation(n).astype(np.uint8)
         self.start_qpos = self.embodiment.home_qpos()
         task.initialize_episode(self.scene, rng)
         for name, values in factor_values.items():
@@ -272,7 +291,11 @@ class ToylandEnv(gym.Env):
                 labels = scene.geom_labels[ids]
                 if "segmentation" in cam.modalities:
                     obs[f"observation.segmentation.{cam.name}"] = labels
-                if "mask" in cam.modalities:
+                if "mask" in cam.modalities and self.masks == "objects":
+                    lookup = np.zeros(FIRST_OBJECT_LABEL + len(self._mask_ids), np.uint8)  # label -> id, 0 not an object
+                    lookup[FIRST_OBJECT_LABEL:] = self._mask_ids
+                    obs[f"observation.masks.{cam.name}"] = lookup[labels]
+                elif "mask" in cam.modalities:
                     target = FIRST_OBJECT_LABEL + self.task.target_index
                     mask = (labels == target).astype(np.uint8)
                     if self.mask_noise is not None:

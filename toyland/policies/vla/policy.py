@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from toyland.policies.base import Policy, PolicyConfig, check_steps
 from toyland.policies.features import (ACTION, DEPTH, INSTRUCTION_PICTURE, MASK, STATE, PolicyFeatures,
@@ -28,6 +29,9 @@ from toyland.policies.vision import crop, cropped_size, with_pixel_coords
 from toyland.policies.vla.heads import HEADS
 from toyland.policies.vla.vision import STEMS, DetPool, PatchEncoder, transformer_layer
 from toyland.sim.instructions import IMAGE_TOKEN, split
+
+
+DET_POOL_MASKS = ("target", "objects")
 
 
 @dataclass
@@ -41,6 +45,10 @@ class VLAConfig(PolicyConfig):
     det_pool: bool = True  # object tokens pooled over the target's mask instead of every patch
     det_pool_slots: int = 4  # object tokens per camera and frame: 1 the mean, more attention-pooled slots
     det_pool_geometry: bool = True  # add the mask's centroid, extent and moments to the object tokens
+    # target: the mask is the instructed target's (in sim its segmentation), so the mask names the target;
+    # objects: it holds every object under its own id (env masks=objects, a class-agnostic detector's
+    # output), each object gets its own slots, and only the instruction says which one to lift
+    det_pool_masks: str = "target"
     # each camera's metric depth as a fourth input channel of its patches (masked with the RGB under
     # DetPool): how far the target is below the jaw, which one RGB view leaves to the toy's unknown size
     depth: bool = False
@@ -88,6 +96,10 @@ class VLAConfig(PolicyConfig):
         if self.det_pool_geometry and not self.det_pool:
             raise ValueError("det_pool_geometry=true needs det_pool=true (the geometry is the target mask's); "
                              "with det_pool=false set det_pool_geometry=false too")
+        if self.det_pool_masks not in DET_POOL_MASKS:
+            raise ValueError(f"det_pool_masks={self.det_pool_masks!r}; valid: {', '.join(DET_POOL_MASKS)}")
+        if self.det_pool_masks == "objects" and not self.det_pool:
+            raise ValueError("det_pool_masks=objects needs det_pool=true")
         if self.det_pool_slots < 1:
             raise ValueError(f"det_pool_slots={self.det_pool_slots} must be at least 1")
         if self.dim % self.heads:
@@ -144,20 +156,29 @@ class VLAPolicy(Policy):
             self.head.bins.fit(sampler.values(ACTION))
 
     # --- observation tokens, once per chunk ----------------------------------------------------
-    def _camera_tokens(self, i: int, key: str, batch: dict) -> torch.Tensor:
+    def _camera_tokens(self, i: int, key: str, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A camera's tokens [B, L, D] and, where some may be absent, their padding [B, L] (else None)."""
         images = batch[key]  # [B, T, C, H, W]
         b, t = images.shape[:2]
         if self.config.depth:
             images = torch.cat([images, DEPTH.channel(batch, key, images)], 2)
         if self.config.crop_coords:
             images = with_pixel_coords(images)
+        pad = None
         if self.pool is not None:  # crop image and mask with the same window
             full = MASK.channel(batch, key, images)
             both = crop(torch.cat([images, full], 2), self.config.crop, random=self.training)
             images, mask = both[:, :, :-1], both[:, :, -1]
-            tokens, touched = self.vision[self._name(key)](images.flatten(0, 1), mask.flatten(0, 1))
             where = full[:, :, 0] if self.config.crop_coords else mask  # the geometry's frame
-            tokens = self.pool(tokens, touched, where.flatten(0, 1)).reshape(b, t, self.config.det_pool_slots, -1)
+            if self.config.det_pool_masks == "objects":
+                tokens, pad = self._object_tokens(key, images.flatten(0, 1), mask.flatten(0, 1), where.flatten(0, 1))
+                tokens, pad = tokens.reshape(b, t, -1, tokens.shape[-1]), pad.reshape(b, -1)
+            else:
+                if mask.amax() > 1:
+                    raise ValueError(f"'{MASK.key(key)}' holds object ids up to {int(mask.amax())}, not one target's mask "
+                                     "(data collected with env masks=objects): set policy.det_pool_masks=objects")
+                tokens, touched = self.vision[self._name(key)](images.flatten(0, 1), mask.flatten(0, 1))
+                tokens = self.pool(tokens, touched, where.flatten(0, 1)).reshape(b, t, self.config.det_pool_slots, -1)
         else:
             images = crop(images, self.config.crop, random=self.training)
             tokens, _ = self.vision[self._name(key)](images.flatten(0, 1))
@@ -166,7 +187,24 @@ class VLAPolicy(Policy):
         offset = batch.get(viewpoint_offset_key(key))
         if self.viewpoint_embed is not None and offset is not None:
             tokens = tokens + self.viewpoint_embed(offset.to(tokens.dtype))[:, None, None]
-        return tokens.flatten(1, 2)
+        return tokens.flatten(1, 2), pad
+
+    def _object_tokens(self, key: str, images: torch.Tensor, ids: torch.Tensor, where: torch.Tensor):
+        """Every object's slots from an id map (0 background, 1..n objects): [N, n * slots, D] and their
+        padding [N, n * slots], true where the object is out of this (cropped) frame. One vision pass
+        over all objects' pixels; each object pooled over its own patches. The same queries pool every
+        object and no token says which id it came from, so the object tokens are a set: which one is the
+        target can come only from the instruction."""
+        encoder = self.vision[self._name(key)]
+        n = max(1, int(ids.amax()))
+        tokens, _ = encoder(images, (ids > 0.5).float())
+        objects, pads = [], []
+        for k in range(1, n + 1):
+            own = (ids == k).float()
+            touched = F.max_pool2d(own[:, None], encoder.patch).flatten(1) > 0.5  # [N, P]
+            objects.append(self.pool(tokens, touched, (where == k).float()))
+            pads.append((~touched.any(1))[:, None].expand(-1, self.config.det_pool_slots))
+        return torch.cat(objects, 1), torch.cat(pads, 1)
 
     def encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Observation history -> memory tokens [B, L, D] and their padding mask [B, L]."""
@@ -178,10 +216,11 @@ class VLAPolicy(Policy):
             parts.append(tokens)
             pads.append(pad)
         for i, key in enumerate(self.keys):
-            parts.append(self._camera_tokens(i, key, batch))
+            tokens, pad = self._camera_tokens(i, key, batch)
+            parts.append(tokens)
+            pads.append(torch.zeros(tokens.shape[:2], dtype=torch.bool, device=state.device) if pad is None else pad)
         parts.append(self.state_in(state) + self.state_type + self.frame[:t])
-        for part in parts[len(pads):]:
-            pads.append(torch.zeros(part.shape[:2], dtype=torch.bool, device=state.device))
+        pads.append(torch.zeros(parts[-1].shape[:2], dtype=torch.bool, device=state.device))
         x, pad = torch.cat(parts, 1), torch.cat(pads, 1)
         for block in self.blocks:
             x = block(x, src_key_padding_mask=pad)
