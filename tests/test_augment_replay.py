@@ -196,3 +196,23 @@ def test_swap_from_gives_each_episode_the_object_colours_of_the_others(source, t
     diff = np.abs(a["observation.images.front"].astype(int) - b["observation.images.front"].astype(int)).sum(-1)
     assert diff[target].mean() > 20 and diff[~target].mean() < diff[target].mean() / 5
     json.dumps(log.episodes)
+
+
+def test_a_replay_gives_every_objects_mask_back_under_the_same_ids(tmp_path):
+    """env masks=objects: the ids are drawn from the episode's own stream, so a re-render keeps each
+    object's id (the VLA's object tokens stay the same objects), at its own factors and under new ones."""
+    from toyland.data.collect import collect
+
+    env = {"task": "language_lift", "image_size": 32, "cameras": ["front:rgb+segmentation+mask"], "masks": "objects",
+           "placement": "exchangeable"}
+    collect(env, tmp_path / "src", episodes=1, seed=0, workers=1, progress=False)
+    augment(tmp_path / "src", tmp_path / "same", {}, workers=1, progress=False)
+    augment(tmp_path / "src", tmp_path / "moved", {"camera_viewpoint": "ood_1"}, workers=1, progress=False)
+    a, same, moved = arrays(tmp_path / "src"), arrays(tmp_path / "same"), arrays(tmp_path / "moved")
+    ids, labels = a["observation.masks.front"], a["observation.segmentation.front"]
+    assert ids.max() == 3
+    np.testing.assert_array_equal(same["observation.masks.front"], ids)
+    id_of = {int(label): int(np.unique(ids[labels == label])[0]) for label in np.unique(labels) if label >= 3}
+    for label, object_id in id_of.items():
+        seen = moved["observation.masks.front"][moved["observation.segmentation.front"] == label]
+        assert seen.size and set(np.unique(seen).tolist()) == {object_id}
