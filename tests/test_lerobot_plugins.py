@@ -408,9 +408,11 @@ def test_lerobot_train_evaluates_lerobots_own_act_on_the_env_type(lift_demos, tm
     assert len(videos) == 2 and all(v.stat().st_size > 1000 for v in videos)
 
 
-def test_a_detectors_mask_reaches_detpool_through_lerobots_rename_map(tmp_path):
+@pytest.mark.parametrize("masks", ["target", "objects"])
+def test_a_detectors_mask_reaches_detpool_through_lerobots_rename_map(tmp_path, masks):
     """The simulated robot's mask camera (what a detector gives a real robot) renamed to the policy's
-    mask input: the VLA acts on it exactly as in toyland on the same observation."""
+    mask input: the VLA acts on it exactly as in toyland on the same observation. Every object's ids
+    (masks=objects) survive lerobot's image scaling."""
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
     from lerobot.policies.utils import prepare_observation_for_inference
@@ -420,18 +422,22 @@ def test_a_detectors_mask_reaches_detpool_through_lerobots_rename_map(tmp_path):
     from toyland.plugins.toyland_robot import ToylandRobot
     from toyland.policies.checkpoint import load_policy
 
-    dst, ckpt = exported(tmp_path, "vla")
+    dst, ckpt = exported(tmp_path, "vla", det_pool_masks=masks)
     config = PreTrainedConfig.from_pretrained(str(dst))
     policy = get_policy_class(config.type).from_pretrained(str(dst), config=config)
     rename = {"observation.images.front_mask": "observation.masks.front"}
     pre, post = make_pre_post_processors(config, pretrained_path=str(dst),
                                          preprocessor_overrides={"rename_observations_processor": {"rename_map": rename}})
-    robot = ToylandRobot(ToylandRobotConfig(task="language_lift", sim_cameras=["front:rgb+mask"], image_size=32))
+    robot = ToylandRobot(ToylandRobotConfig(task="language_lift", sim_cameras=["front:rgb+mask"], image_size=32,
+                                            masks=masks))
     assert robot.observation_features["front_mask"] == (32, 32, 1)
     robot.connect()
     try:
         raw = robot.get_observation()
-        assert set(np.unique(raw["front_mask"])) <= {0, 255} and raw["front_mask"].any()
+        values = {0, 255} if masks == "target" else {0, 1, 2, 3}
+        assert set(np.unique(raw["front_mask"])) <= values and raw["front_mask"].any()
+        if masks == "objects":
+            assert raw["front_mask"].max() > 1
         frame = build_dataset_frame(hw_to_dataset_features(robot.observation_features, "observation"), raw, "observation")
         batch = prepare_observation_for_inference(frame, torch.device("cpu"), "pick up the toy", "toyland")
         toyland_policy = load_policy(ckpt)

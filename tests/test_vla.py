@@ -289,6 +289,16 @@ def test_a_vla_on_every_objects_mask_trains_and_acts_through_the_trainer(tmp_pat
     result = train(config(tmp_path / "run", tmp_path / "demos", *overrides,
                           policy=[*TINY_VLA_OVERRIDES, "policy.det_pool_masks=objects"]))
     assert result.final_eval["episodes"] == 1
-    # the target-mask policy refuses these maps and says which option reads them
-    with pytest.raises(ValueError, match="det_pool_masks=objects"):
+    # evaluated where the env gives the target's own mask (which would tell it the target), it refuses
+    from test_eval import ID_ONLY
+    from toyland.eval.harness import evaluate_suite
+
+    with pytest.raises(FeatureMismatch, match="set env.masks=objects"):
+        evaluate_suite(str(tmp_path / "run"), {**env, "masks": "target"}, ID_ONLY, tmp_path / "eval", episodes=1,
+                       workers=1, videos=False, progress=False)
+    # a target-mask policy refuses these maps: before training where it would be evaluated, else on the first batch
+    with pytest.raises(FeatureMismatch, match="set env.masks=target"):
         train(config(tmp_path / "target", tmp_path / "demos", *overrides, policy=TINY_VLA_OVERRIDES))
+    with pytest.raises(ValueError, match="det_pool_masks=objects"):
+        train(config(tmp_path / "target2", tmp_path / "demos", *overrides[:-2], "eval.final_episodes=0",
+                     policy=TINY_VLA_OVERRIDES))

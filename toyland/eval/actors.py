@@ -79,7 +79,7 @@ class PolicyActor(Actor):
         self._robots: dict[int, str] = {}
 
     def check(self, env):
-        self.policy.features.check_env(env)
+        self.policy.check_env(env)
         robot = env.unwrapped.embodiment.name
         if self.embodiments and robot not in self.embodiments:
             from toyland.policies.features import FeatureMismatch

@@ -21,6 +21,8 @@ class ToylandRobotConfig(RobotConfig):
     control_hz: int = 20
     placement: str = "target_first"
     state: str = "full"  # full | tool (the opening and tool pose only: the same on every embodiment)
+    # target: <camera>_mask is the target's mask (0 or 255) | objects: every object's id (0 background, 1..n)
+    masks: str = "target"
     max_episode_steps: int | None = None  # an episode's control steps before the next scene; null: the task's own
     factors: dict[str, str] = field(default_factory=dict)
     seed: int = 0  # the first scene's seed; each new episode (reset) takes the next
@@ -31,7 +33,7 @@ class ToylandRobotConfig(RobotConfig):
 
         cfg = {"task": toyland_task(self.task), "embodiment": self.embodiment, "toy_set": self.toy_set,
                "cameras": list(self.sim_cameras), "image_size": self.image_size, "control_mode": self.control_mode,
-               "control_hz": self.control_hz, "placement": self.placement, "state": self.state,
+               "control_hz": self.control_hz, "placement": self.placement, "state": self.state, "masks": self.masks,
                "max_episode_steps": self.max_episode_steps}
         if self.factors:
             cfg["factors"] = dict(self.factors)

@@ -102,6 +102,7 @@ class ToylandEnvConfig(EnvConfig):
     max_episode_steps: int | None = None  # null: the task's own
     placement: str = "target_first"
     state: str = "full"  # full | tool (the opening and tool pose only: the same on every embodiment)
+    masks: str = "target"  # target | objects (every object's id: a policy trained with det_pool_masks=objects)
     factors: dict[str, str] = field(default_factory=dict)  # factor -> level, e.g. {camera_viewpoint: ood_1}
 
     def __post_init__(self):
@@ -123,7 +124,8 @@ class ToylandEnvConfig(EnvConfig):
         """The toyland env config this lerobot config stands for (``toyland eval``'s ``env``)."""
         cfg = {"task": self.task, "embodiment": self.embodiment, "toy_set": self.toy_set, "cameras": list(self.cameras),
                "image_size": self.image_size, "control_mode": self.control_mode, "control_hz": self.fps,
-               "placement": self.placement, "state": self.state, "max_episode_steps": self.max_episode_steps}
+               "placement": self.placement, "state": self.state, "masks": self.masks,
+               "max_episode_steps": self.max_episode_steps}
         if self.factors:
             cfg["factors"] = dict(self.factors)
         return cfg

@@ -112,6 +112,9 @@ class ToylandPolicyBase(PreTrainedPolicy):
                     x = x[..., 0]
                 elif x.ndim == 4 and x.shape[1] == 1:  # a one-channel camera image [B, 1, H, W] (a detector's mask)
                     x = x[:, 0]
+                if key in features.masks and self.inner.config.reads_object_masks and x.is_floating_point() \
+                        and bool((x != x.round()).any()):
+                    x = (x * 255).round()  # object ids that lerobot scaled as image values (id / 255)
             frame[key] = x.to(self.inner.device).float()
             wanted = (features.cameras.get(key) or features.depths.get(key) or features.masks.get(key)
                       or (features.state_dim,))

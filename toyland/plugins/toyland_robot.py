@@ -114,8 +114,11 @@ class ToylandRobot(Robot):
         out = {feature_name(n): float(v) for n, v in zip(self._state_names, state)}
         for cam in self._images:
             out[cam] = self._obs[f"observation.images.{cam}"]
+        # a target mask as 0 or 255, like a binary image; object ids as they are (lerobot's /255 is undone
+        # by the toyland policy adapter, and 255 x an id would overflow)
+        scale = np.uint8(255 if self.config.masks == "target" else 1)
         for name in self._masks:
-            out[name] = self._obs["observation.masks." + name.removesuffix(MASK_SUFFIX)][..., None] * np.uint8(255)
+            out[name] = self._obs["observation.masks." + name.removesuffix(MASK_SUFFIX)][..., None] * scale
         return out
 
     def send_action(self, action: dict) -> dict:

@@ -62,6 +62,11 @@ class PolicyConfig:
         """Whether the policy reads an instruction's picture of the target ("pick up the <image>")."""
         return False
 
+    @property
+    def reads_object_masks(self) -> bool:
+        """Whether its masks are maps of every object's id (env masks=objects) rather than the target's."""
+        return False
+
     def validate(self) -> None:
         if not 1 <= self.n_action_steps <= self.horizon:
             raise ValueError(f"n_action_steps={self.n_action_steps} must lie in [1, horizon={self.horizon}]")
@@ -95,6 +100,18 @@ class Policy(nn.Module, ABC):
         """The instruction's picture is an input (the data has one and this policy reads it)."""
         config = self.config
         return bool(self.features.instruction_picture) and config.use_language and config.reads_instruction_pictures
+
+    def check_env(self, env) -> None:
+        """Raises before any episode if ``env`` cannot feed this policy (its features, then the kind of
+        mask: a target-mask policy given every object's ids, or the reverse, would act on the wrong input
+        without any error; given the target's mask, an object-mask policy is told the target)."""
+        self.features.check_env(env)
+        if self.features.masks:
+            given = getattr(env.unwrapped, "masks", "target")
+            wanted = "objects" if self.config.reads_object_masks else "target"
+            if given != wanted:
+                raise FeatureMismatch(f"the env's masks are masks={given}, and this policy reads masks={wanted}: "
+                                      f"set env.masks={wanted}")
 
     def delta_timestamps(self) -> dict[str, list[float]]:
         fps, n = self.features.fps, self.config.n_obs_steps

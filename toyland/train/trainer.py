@@ -167,7 +167,7 @@ def train(cfg: dict) -> TrainResult:
         from toyland.sim import make_env
 
         env = make_env(dict(cfg["env"]))
-        policy.features.check_env(env)
+        policy.check_env(env)
         env.close()
     writer = SummaryWriter(str(out / "tensorboard"))
     write_json_atomic(out / "config.json", cfg, default=str)

@@ -84,6 +84,10 @@ class VLAConfig(PolicyConfig):
         return self.depth
 
     @property
+    def reads_object_masks(self) -> bool:
+        return self.det_pool and self.det_pool_masks == "objects"
+
+    @property
     def reads_instruction_pictures(self) -> bool:
         return self.use_language
 
