@@ -13,7 +13,7 @@ import toyland
 from toyland.policies import POLICIES, make_policy, policy_config
 from toyland.policies.checkpoint import IncompatibleCheckpoint, load_policy, save_policy
 from toyland.policies.features import ACTION, STATE, FeatureMismatch, PolicyFeatures
-from toyland.sim.annotations import PHASE_ANNOTATION, PHASES
+from toyland.sim.annotations import PHASE_ANNOTATION, PHASES, TARGET_ANNOTATION
 
 NAMES = dict(state_names=(*(f"joint{i}.pos" for i in range(1, 8)), "gripper.opening", "tcp.x", "tcp.y", "tcp.z",
                           "tcp.qw", "tcp.qx", "tcp.qy", "tcp.qz"),
@@ -55,6 +55,7 @@ TINY = {
     "vla-flow-depth": {**TINY_VLA, "head": "flow", "depth": True},
     # every object's mask (a class-agnostic detector's): the instruction picks the target among them
     "vla-flow-objects": {**TINY_VLA, "head": "flow", "det_pool_masks": "objects"},
+    "vla-flow-objects-grounded": {**TINY_VLA, "head": "flow", "det_pool_masks": "objects", "grounding_aux": 0.5},
     "vla-autoregressive-patches": {**TINY_VLA, "head": "autoregressive", "det_pool": False, "det_pool_geometry": False,
                                    "use_language": False},
     "lerobot_diffusion": {"horizon": 8, "n_action_steps": 4,
@@ -106,7 +107,8 @@ def fake_stats(features: PolicyFeatures) -> dict:
              ACTION: {"min": -np.ones(features.action_dim), "max": np.ones(features.action_dim),
                       "mean": np.zeros(features.action_dim), "std": np.ones(features.action_dim)},
              PHASE_ANNOTATION: {"min": np.zeros(len(PHASES)), "max": np.ones(len(PHASES)),
-                                "mean": np.full(len(PHASES), 1 / len(PHASES)), "std": np.full(len(PHASES), 0.3)}}
+                                "mean": np.full(len(PHASES), 1 / len(PHASES)), "std": np.full(len(PHASES), 0.3)},
+             TARGET_ANNOTATION: {"min": np.ones(1), "max": np.full(1, 3.0), "mean": np.full(1, 2.0), "std": np.ones(1)}}
     for key, (c, _, _) in features.cameras.items():
         stats[key] = {"mean": np.full((c, 1, 1), 0.5), "std": np.full((c, 1, 1), 0.25),
                       "min": np.zeros((c, 1, 1)), "max": np.ones((c, 1, 1))}
@@ -127,6 +129,8 @@ def fake_batch(policy, batch_size: int = 4, seed: int = 0) -> dict:
             batch[key] = 0.1 + 1.9 * torch.rand(batch_size, len(times), *policy.features.depths[key], generator=g)
         elif key == STATE:
             batch[key] = torch.rand(batch_size, len(times), policy.features.state_dim, generator=g) * 2 - 1
+        elif key == TARGET_ANNOTATION:
+            batch[key] = torch.randint(1, 4, (batch_size, len(times), 1), generator=g).float()
         elif key == PHASE_ANNOTATION:
             which = torch.randint(len(PHASES), (batch_size, len(times)), generator=g)
             batch[key] = torch.nn.functional.one_hot(which, len(PHASES)).float()

@@ -130,6 +130,47 @@ def test_object_masks_make_a_set_of_object_tokens_that_only_the_instruction_can_
         assert not torch.allclose(policy.predict_action_chunk(other, torch.Generator().manual_seed(1)), chunks[0], atol=1e-4)
 
 
+def test_the_grounding_loss_names_the_instructed_object_and_reaches_the_instruction():
+    """grounding_aux: a cross-entropy over each camera's object tokens after the policy layers, whose
+    label is the target's id; its gradient reaches the instruction's projection (the grounding it
+    teaches is of words to objects), and a camera that does not see the target is left out."""
+    from toyland.sim.annotations import TARGET_ANNOTATION
+
+    policy = det_pool_policy(True, "conv", slots=2, geometry=True)
+    policy.config.det_pool_masks = "objects"
+    policy.grounding = torch.nn.Linear(policy.config.dim, 1)
+    policy.train()
+    batch = object_batch(policy)
+    batch[TARGET_ANNOTATION] = torch.tensor([[[2.0]], [[3.0]]])
+    memory, pad, spans = policy._encode(batch)
+    loss, accuracy = policy._grounding_loss(memory, pad, spans, batch)
+    assert 0.0 < loss.item() < 5.0 and 0.0 <= accuracy <= 1.0
+    loss.backward()
+    assert policy.language_in.weight.grad.abs().sum() > 0 and policy.grounding.weight.grad.abs().sum() > 0
+    # the target out of view (its id nowhere in the map): nothing to learn from that sample
+    gone = dict(batch, **{"observation.masks.front": torch.where(batch["observation.masks.front"] == 2, 0,
+                                                                 batch["observation.masks.front"])})
+    memory, pad, spans = policy._encode(gone)
+    only_second, _ = policy._grounding_loss(memory, pad, spans, gone)
+    memory, pad, spans = policy._encode({**gone, "task": gone["task"]})
+    both, _ = policy._grounding_loss(memory, pad, spans, {**gone, TARGET_ANNOTATION: torch.tensor([[[3.0]], [[3.0]]])})
+    assert torch.isfinite(only_second) and not torch.isclose(only_second, both)
+
+
+def test_grounding_aux_is_validated_and_needs_the_annotation():
+    from toyland.policies import make_policy
+    from toyland.sim.annotations import TARGET_ANNOTATION
+
+    with pytest.raises(ValueError, match="needs det_pool=true and det_pool_masks=objects"):
+        make_policy({**TINY["vla-flow"], "grounding_aux": 1.0}, MASKED, fake_stats(MASKED))
+    with pytest.raises(ValueError, match="set use_language=true or grounding_aux=0"):
+        make_policy({**TINY["vla-flow"], "det_pool_masks": "objects", "grounding_aux": 1.0, "use_language": False},
+                    MASKED, fake_stats(MASKED))
+    stats = {k: v for k, v in fake_stats(MASKED).items() if k != TARGET_ANNOTATION}
+    with pytest.raises(FeatureMismatch, match="collect it again with env.masks=objects"):
+        make_policy({**TINY["vla-flow"], "det_pool_masks": "objects", "grounding_aux": 1.0}, MASKED, stats)
+
+
 def test_a_target_mask_policy_refuses_object_id_maps_and_names_the_option():
     policy = det_pool_policy(True)
     with pytest.raises(ValueError, match="det_pool_masks=objects"):
@@ -283,12 +324,28 @@ def test_a_vla_on_every_objects_mask_trains_and_acts_through_the_trainer(tmp_pat
 
     env = {"task": "language_lift", "image_size": 48, "cameras": ["front:rgb+mask"], "masks": "objects",
            "placement": "exchangeable"}
-    collect(env, tmp_path / "demos", episodes=1, seed=0, workers=1, progress=False)
+    collect({**env, "cameras": ["front:rgb+mask+segmentation"]}, tmp_path / "demos", episodes=1, seed=0, workers=1,
+            progress=False)
+    # the expert records the target's id in the masks: the id on the target's pixels
+    from toyland.data.frames import FrameStore
+    from toyland.sim.annotations import TARGET_ANNOTATION
+    from toyland.sim.scene import FIRST_OBJECT_LABEL
+
+    store = FrameStore.load(tmp_path / "demos")
+    ids, labels = store.arrays["observation.masks.front"], store.arrays["observation.segmentation.front"]
+    target_ids = store.arrays[TARGET_ANNOTATION][:, 0]
+    seen = labels == FIRST_OBJECT_LABEL  # the target is object 0 of a Language Lift scene
+    for i in range(len(ids)):
+        if seen[i].any():
+            assert set(np.unique(ids[i][seen[i]]).tolist()) == {int(target_ids[i])}
     overrides = ["env.task=language_lift", "env.cameras=[front:rgb+mask]", "env.masks=objects",
                  "env.placement=exchangeable", "eval.final_episodes=1", "eval.videos=0"]
     result = train(config(tmp_path / "run", tmp_path / "demos", *overrides,
-                          policy=[*TINY_VLA_OVERRIDES, "policy.det_pool_masks=objects"]))
+                          policy=[*TINY_VLA_OVERRIDES, "policy.det_pool_masks=objects", "policy.grounding_aux=1.0"]))
     assert result.final_eval["episodes"] == 1
+    from test_augment_training import scalars
+
+    assert "train/grounding_ce" in scalars(tmp_path / "run") and "train/grounding_accuracy" in scalars(tmp_path / "run")
     # evaluated where the env gives the target's own mask (which would tell it the target), it refuses
     from test_eval import ID_ONLY
     from toyland.eval.harness import evaluate_suite

@@ -26,3 +26,13 @@ def phase_one_hot(phase: str) -> np.ndarray:
     out = np.zeros(len(PHASES), dtype=np.float32)
     out[PHASES.index(phase)] = 1.0
     return out
+
+
+# With every object's mask (env masks=objects): the id the instructed target has in this episode's
+# masks (0 were it in none). A label for training a policy to ground the instruction in the object
+# tokens (the VLA's grounding_aux), never an input.
+TARGET_ANNOTATION = "annotation.target_id"
+
+
+def target_feature() -> dict:
+    return {"dtype": "float32", "shape": (1,), "names": ["id"]}

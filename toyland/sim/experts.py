@@ -19,7 +19,8 @@ import numpy as np
 
 from toyland.registry import Registry
 from toyland.sim import geometry as geo
-from toyland.sim.annotations import GRASP_ANNOTATION, GRASP_NAMES, PHASE_ANNOTATION, phase_feature, phase_one_hot
+from toyland.sim.annotations import (GRASP_ANNOTATION, GRASP_NAMES, PHASE_ANNOTATION, TARGET_ANNOTATION, phase_feature,
+                                     phase_one_hot, target_feature)
 from toyland.sim.embodiments.gripper import FINGER_HALF, FINGER_TRAVEL, TCP_Z, TIP_BELOW_TCP
 from toyland.sim.scene import TABLE_TOP_Z, Scene
 from toyland.sim.tasks.pick_place import RIM_Z
@@ -198,7 +199,10 @@ class Expert(ABC):
 
     def annotation_features(self) -> dict[str, dict]:
         """lerobot features of the privileged labels ``annotation()`` gives per frame."""
-        return {PHASE_ANNOTATION: phase_feature()} if self.PHASES else {}
+        features = {PHASE_ANNOTATION: phase_feature()} if self.PHASES else {}
+        if self.env.masks == "objects":
+            features[TARGET_ANNOTATION] = target_feature()
+        return features
 
     def noise_scale(self) -> float:
         """How much of collect's gated DART noise this moment takes, 0..1 (after ``act``): where a
@@ -208,7 +212,10 @@ class Expert(ABC):
 
     def annotation(self) -> dict[str, np.ndarray]:
         """Privileged labels of the current step, recorded beside the demo frame (call after ``act``)."""
-        return {PHASE_ANNOTATION: phase_one_hot(self.phase)} if self.PHASES else {}
+        labels = {PHASE_ANNOTATION: phase_one_hot(self.phase)} if self.PHASES else {}
+        if self.env.masks == "objects":
+            labels[TARGET_ANNOTATION] = np.array([self.env.target_mask_id], dtype=np.float32)
+        return labels
 
     @abstractmethod
     def act(self, obs=None) -> np.ndarray:

@@ -22,12 +22,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from toyland.policies.base import Policy, PolicyConfig, check_steps
-from toyland.policies.features import (ACTION, DEPTH, INSTRUCTION_PICTURE, MASK, STATE, PolicyFeatures,
+from toyland.policies.features import (ACTION, DEPTH, INSTRUCTION_PICTURE, MASK, STATE, FeatureMismatch, PolicyFeatures,
                                        viewpoint_offset_key)
 from toyland.policies.registry import POLICIES
 from toyland.policies.vision import crop, cropped_size, with_pixel_coords
 from toyland.policies.vla.heads import HEADS
 from toyland.policies.vla.vision import STEMS, DetPool, PatchEncoder, transformer_layer
+from toyland.sim.annotations import TARGET_ANNOTATION
 from toyland.sim.instructions import IMAGE_TOKEN, split
 
 
@@ -49,6 +50,10 @@ class VLAConfig(PolicyConfig):
     # objects: it holds every object under its own id (env masks=objects, a class-agnostic detector's
     # output), each object gets its own slots, and only the instruction says which one to lift
     det_pool_masks: str = "target"
+    # with det_pool_masks=objects, the weight of an auxiliary loss that names the instructed object among
+    # the object tokens after the policy layers (its id from the expert's annotation.target_id; training
+    # only): the grounding a pretrained VLA brings, which 100 demonstrations alone did not teach (0: off)
+    grounding_aux: float = 0.0
     # each camera's metric depth as a fourth input channel of its patches (masked with the RGB under
     # DetPool): how far the target is below the jaw, which one RGB view leaves to the toy's unknown size
     depth: bool = False
@@ -104,6 +109,13 @@ class VLAConfig(PolicyConfig):
             raise ValueError(f"det_pool_masks={self.det_pool_masks!r}; valid: {', '.join(DET_POOL_MASKS)}")
         if self.det_pool_masks == "objects" and not self.det_pool:
             raise ValueError("det_pool_masks=objects needs det_pool=true")
+        if self.grounding_aux < 0:
+            raise ValueError(f"grounding_aux={self.grounding_aux} must be at least 0")
+        if self.grounding_aux > 0 and not self.reads_object_masks:
+            raise ValueError("grounding_aux names the target among every object's tokens: it needs det_pool=true and "
+                             "det_pool_masks=objects (or grounding_aux=0)")
+        if self.grounding_aux > 0 and not self.use_language:
+            raise ValueError("grounding_aux needs an instruction to ground: set use_language=true or grounding_aux=0")
         if self.det_pool_slots < 1:
             raise ValueError(f"det_pool_slots={self.det_pool_slots} must be at least 1")
         if self.dim % self.heads:
@@ -147,6 +159,13 @@ class VLAPolicy(Policy):
             self.picture = PatchEncoder((h, w), c.patch_size, c.dim, c.heads, c.vision_layers, c.mlp_ratio, c.dropout,
                                         c.stem, in_channels=3)
             self.picture_type = nn.Parameter(torch.randn(c.dim) * 0.02)
+        self.grounding = None
+        if c.grounding_aux > 0:
+            if stats is not None and TARGET_ANNOTATION not in stats:
+                raise FeatureMismatch(f"grounding_aux needs '{TARGET_ANNOTATION}' (the target's id in every object's "
+                                      "masks), which the data lacks; collect it again with env.masks=objects (the expert "
+                                      "records it), or set grounding_aux=0")
+            self.grounding = nn.Linear(c.dim, 1)  # an object's score of being the one the instruction names
         self.blocks = nn.ModuleList(transformer_layer(c.dim, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.policy_layers))
         self.norm = nn.LayerNorm(c.dim)
         self.head = HEADS.get(c.head)(c, features.action_dim)
@@ -154,6 +173,12 @@ class VLAPolicy(Policy):
     @staticmethod
     def _name(key: str) -> str:
         return key.replace(".", "_")
+
+    def delta_timestamps(self) -> dict[str, list[float]]:
+        deltas = super().delta_timestamps()
+        if self.grounding is not None:
+            deltas[TARGET_ANNOTATION] = [0.0]
+        return deltas
 
     def fit(self, sampler) -> None:
         if self.head.uses_bins:
@@ -212,7 +237,12 @@ class VLAPolicy(Policy):
 
     def encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Observation history -> memory tokens [B, L, D] and their padding mask [B, L]."""
-        parts, pads = [], []
+        memory, pad, _ = self._encode(batch)
+        return memory, pad
+
+    def _encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+        """``encode``, and where each camera's tokens sit in the sequence: (start, length)."""
+        parts, pads, spans = [], [], []
         state = self.normalizer.normalize(STATE, batch[STATE])
         b, t = state.shape[:2]
         if self.language_in is not None:
@@ -221,6 +251,7 @@ class VLAPolicy(Policy):
             pads.append(pad)
         for i, key in enumerate(self.keys):
             tokens, pad = self._camera_tokens(i, key, batch)
+            spans.append((sum(p.shape[1] for p in parts), tokens.shape[1]))
             parts.append(tokens)
             pads.append(torch.zeros(tokens.shape[:2], dtype=torch.bool, device=state.device) if pad is None else pad)
         parts.append(self.state_in(state) + self.state_type + self.frame[:t])
@@ -228,7 +259,28 @@ class VLAPolicy(Policy):
         x, pad = torch.cat(parts, 1), torch.cat(pads, 1)
         for block in self.blocks:
             x = block(x, src_key_padding_mask=pad)
-        return self.norm(x), pad
+        return self.norm(x), pad, spans
+
+    def _grounding_loss(self, memory: torch.Tensor, pad: torch.Tensor, spans: list, batch: dict):
+        """Cross-entropy of naming the instructed object among each camera's current object tokens (mean
+        of its slots after the policy layers), and its accuracy; cameras where the target is out of view
+        are left out."""
+        target = batch[TARGET_ANNOTATION][:, -1, 0].round().long()  # [B], ids 1..n
+        slots, losses, hits, kept = self.config.det_pool_slots, [], [], []
+        for start, length in spans:
+            b, d = memory.shape[0], memory.shape[-1]
+            n = length // slots // batch[STATE].shape[1]  # objects per frame (the span holds t frames)
+            tokens = memory[:, start:start + length].reshape(b, -1, n, slots, d)[:, -1]  # [B, n, slots, D]
+            present = ~pad[:, start:start + length].reshape(b, -1, n, slots)[:, -1].all(-1)  # [B, n]
+            logits = self.grounding(tokens.mean(2))[..., 0].masked_fill(~present, float("-inf"))
+            index = (target - 1).clamp(0, n - 1)
+            keep = (target >= 1) & (target <= n) & present.gather(1, index[:, None])[:, 0]
+            safe = torch.where(keep[:, None], logits, torch.zeros_like(logits))  # no -inf rows in the loss
+            losses.append(F.cross_entropy(safe, index, reduction="none") * keep)
+            hits.append((logits.argmax(1) == index) & keep)
+            kept.append(keep)
+        count = torch.stack(kept).sum().clamp(min=1)
+        return torch.stack(losses).sum() / count, (torch.stack(hits).sum() / count).item()
 
     def _instruction_tokens(self, texts: list[str], batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
         """The instruction as tokens [B, L, D] and their padding [B, L]: the words' token outputs of the
@@ -261,9 +313,14 @@ class VLAPolicy(Policy):
 
     # --- policy API ----------------------------------------------------------------------------
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        memory, pad = self.encode(batch)
+        memory, pad, spans = self._encode(batch)
         actions = batch[ACTION] if self.head.uses_bins else self.normalizer.normalize(ACTION, batch[ACTION])
-        return self.head.loss(memory, pad, actions)
+        loss, info = self.head.loss(memory, pad, actions)
+        if self.grounding is not None:
+            grounding, accuracy = self._grounding_loss(memory, pad, spans, batch)
+            loss = loss + self.config.grounding_aux * grounding
+            info = {**info, "grounding_ce": grounding.item(), "grounding_accuracy": accuracy}
+        return loss, info
 
     @torch.no_grad()
     def predict_action_chunk(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
