@@ -7,7 +7,9 @@ objects lie. A policy that reads the instruction moves its target by about the o
     .venv/bin/python scripts/instruction_probe.py RUN_FOLDER [--steps 20] [--scenes 6]
 
 RUN_FOLDER is a training run (its config.json names the env). For Language Lift and its variants
-(the instruction names one object by ``task.describe``).
+(the instruction names one object by ``task.describe``). For a VLA trained with ``grounding_aux``
+it also prints how often, at each scene's first frame, the grounding head picks the instructed
+object among the object tokens (the share of cameras that see the target).
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ def main() -> None:
     env = make_env(cfg["env"])
     base = env.unwrapped
     scale = (np.asarray(base.controller.high) - np.asarray(base.controller.low))[:2] / 2  # normalized -> metres
-    moved, apart = [], []
+    moved, apart, grounded = [], [], []
     for scene in range(args.scenes):
         obs, _ = env.reset(seed=FIRST_SCENE + scene)
         task = base.task
+        if getattr(policy, "grounding", None) is not None:
+            grounded.append(grounding_accuracy(policy, obs, base.target_mask_id))
         named = task.describe(task.target_index)
         policy.reset()
         torch.manual_seed(scene)
@@ -60,6 +64,19 @@ def main() -> None:
         print(f"scene {FIRST_SCENE + scene}: target moved up to {1000 * moved[-1]:.0f} mm between instructions; "
               f"the nearest two objects {1000 * apart[-1]:.0f} mm apart")
     print(f"median: moved {1000 * np.median(moved):.0f} mm, objects {1000 * np.median(apart):.0f} mm apart")
+    if grounded:
+        print(f"grounding head names the instructed object at the first frame: {np.mean(grounded):.2f} "
+              f"(mean over {len(grounded)} scenes of the share of cameras that see it)")
+
+
+def grounding_accuracy(policy, obs: dict, target_id: int) -> float:
+    from toyland.sim.annotations import TARGET_ANNOTATION
+
+    batch = {k: v[:, None] if torch.is_tensor(v) else v for k, v in policy.observation_batch(obs).items()}
+    batch[TARGET_ANNOTATION] = torch.tensor([[[float(target_id)]]])
+    with torch.no_grad():
+        memory, pad, spans = policy._encode(batch)
+        return policy._grounding_loss(memory, pad, spans, batch)[1]
 
 
 if __name__ == "__main__":
