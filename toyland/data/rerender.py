@@ -139,6 +139,8 @@ class Rerenderer:
             self.env.unwrapped.shortcut = self.env.unwrapped.shortcut.without(self.factors)
         ds = open_local_dataset(self.source.root)
         self.copied = [k for k in ds.meta.features if k not in BOOKKEEPING and not k.startswith(RENDERED)]
+        # a one-number feature (annotation.target_id) comes back from the table as a scalar: give it its shape
+        self.shapes = {k: tuple(ds.meta.features[k]["shape"]) for k in self.copied}
         self.hf = ds.hf_dataset.with_format("numpy").select_columns(self.copied)
         self.bounds = dict(zip(ds.meta.episodes["episode_index"],
                                zip(ds.meta.episodes["dataset_from_index"], ds.meta.episodes["dataset_to_index"])))
@@ -181,7 +183,7 @@ class Rerenderer:
         for t in range(hi - lo):
             set_rendered_state(m, d, sim["state"][t], sim["render_qpos"][t])
             obs = base._observation()
-            copied = {key: columns[key][t] for key in self.copied}
+            copied = {key: np.asarray(columns[key][t]).reshape(self.shapes[key]) for key in self.copied}
             if "observation.state" in copied:
                 gap = float(np.abs(obs["observation.state"] - copied["observation.state"]).max())
                 if gap > OBS_TOLERANCE:
