@@ -187,7 +187,7 @@ def test_study_report_shows_the_instruction_viewpoint_mi_of_each_arms_data(tmp_p
     mi = data_stats(study)
     written = {"demos", "demos_at_A", "demos_at_B"}
     assert set(mi) == {a for a in study.cfg["arms"] if set(study.arm_data(a)) <= written}  # whose data exist
-    assert {"diffusion", "diffusion_warp", "diffusion_overlap", "vla_overlap"} <= set(mi)
+    assert {"diffusion", "diffusion_warp", "diffusion_overlap"} <= set(mi)  # (the VLA arms read demos_masks)
     assert mi["diffusion"]["normalized_mi"] == pytest.approx(1.0) and mi["diffusion"]["episodes"] == 60
     # each instruction seen from both islands: about 1 - H(2/3) = 0.08 bits left (plus the plug-in bias)
     assert mi["diffusion_overlap"]["mi_bits"] < 0.2 and mi["diffusion_overlap"]["episodes"] == 180

@@ -40,6 +40,7 @@ GROUPS: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType({
         "language": ("language_in", "picture", "picture_type"),  # the MiniLM tokens' projection, the instruction picture's encoder
         "trunk": ("blocks", "norm", "frame", "state_in", "state_type"),  # transformer over all tokens, proprioception
         "head": ("head",),  # action decoder (its quantile bins are buffers: statistics)
+        "auxiliary": ("grounding",),  # training-only: the grounding loss's object score (grounding_aux)
     }),
 })
 WEIGHT_FILES = {"ema": "ema.safetensors", "raw": WEIGHTS_FILE}
