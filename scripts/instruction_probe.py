@@ -43,7 +43,7 @@ def main() -> None:
     for scene in range(args.scenes):
         obs, _ = env.reset(seed=FIRST_SCENE + scene)
         task = base.task
-        if getattr(policy, "grounding", None) is not None:
+        if getattr(policy, "grounding", None) is not None or getattr(policy, "matcher", None) is not None:
             grounded.append(grounding_accuracy(policy, obs, base.target_mask_id))
         named = task.describe(task.target_index)
         policy.reset()
@@ -75,7 +75,9 @@ def grounding_accuracy(policy, obs: dict, target_id: int) -> float:
     batch = {k: v[:, None] if torch.is_tensor(v) else v for k, v in policy.observation_batch(obs).items()}
     batch[TARGET_ANNOTATION] = torch.tensor([[[float(target_id)]]])
     with torch.no_grad():
-        memory, pad, spans = policy._encode(batch)
+        memory, pad, spans, match = policy._encode(batch)
+        if match is not None:
+            return policy._matcher_loss(match, batch)[1]
         return policy._grounding_loss(memory, pad, spans, batch)[1]
 
 

@@ -56,6 +56,9 @@ TINY = {
     # every object's mask (a class-agnostic detector's): the instruction picks the target among them
     "vla-flow-objects": {**TINY_VLA, "head": "flow", "det_pool_masks": "objects"},
     "vla-flow-objects-grounded": {**TINY_VLA, "head": "flow", "det_pool_masks": "objects", "grounding_aux": 0.5},
+    # the instruction matched to the objects before the policy layers, the named one marked
+    "vla-flow-objects-marked": {**TINY_VLA, "head": "flow", "det_pool_masks": "objects", "grounding_aux": 0.5,
+                                "grounding_marker": True},
     "vla-autoregressive-patches": {**TINY_VLA, "head": "autoregressive", "det_pool": False, "det_pool_geometry": False,
                                    "use_language": False},
     "lerobot_diffusion": {"horizon": 8, "n_action_steps": 4,

@@ -57,13 +57,14 @@ def test_the_trained_bins_travel_with_the_checkpoint(case, tmp_path):
     assert bool(loaded.head.bins.fitted)
 
 
-def det_pool_policy(det_pool: bool, stem: str = "linear", slots: int = 1, geometry: bool = False, depth: bool = False):
+def det_pool_policy(det_pool: bool, stem: str = "linear", slots: int = 1, geometry: bool = False, depth: bool = False,
+                    **more):
     from toyland.policies import make_policy
 
     torch.manual_seed(0)
     features = MASKED_DEPTH if depth else MASKED
     return make_policy({**TINY["vla-flow"], "det_pool": det_pool, "stem": stem, "det_pool_slots": slots,
-                        "det_pool_geometry": geometry, "depth": depth}, features, fake_stats(features)).eval()
+                        "det_pool_geometry": geometry, "depth": depth, **more}, features, fake_stats(features)).eval()
 
 
 @pytest.mark.parametrize("stem,slots,geometry,depth", [("linear", 1, False, False), ("conv", 1, False, False),
@@ -142,7 +143,7 @@ def test_the_grounding_loss_names_the_instructed_object_and_reaches_the_instruct
     policy.train()
     batch = object_batch(policy)
     batch[TARGET_ANNOTATION] = torch.tensor([[[2.0]], [[3.0]]])
-    memory, pad, spans = policy._encode(batch)
+    memory, pad, spans, _ = policy._encode(batch)
     loss, accuracy = policy._grounding_loss(memory, pad, spans, batch)
     assert 0.0 < loss.item() < 5.0 and 0.0 <= accuracy <= 1.0
     loss.backward()
@@ -150,11 +151,60 @@ def test_the_grounding_loss_names_the_instructed_object_and_reaches_the_instruct
     # the target out of view (its id nowhere in the map): nothing to learn from that sample
     gone = dict(batch, **{"observation.masks.front": torch.where(batch["observation.masks.front"] == 2, 0,
                                                                  batch["observation.masks.front"])})
-    memory, pad, spans = policy._encode(gone)
+    memory, pad, spans, _ = policy._encode(gone)
     only_second, _ = policy._grounding_loss(memory, pad, spans, gone)
-    memory, pad, spans = policy._encode({**gone, "task": gone["task"]})
+    memory, pad, spans, _ = policy._encode({**gone, "task": gone["task"]})
     both, _ = policy._grounding_loss(memory, pad, spans, {**gone, TARGET_ANNOTATION: torch.tensor([[[3.0]], [[3.0]]])})
     assert torch.isfinite(only_second) and not torch.isclose(only_second, both)
+
+
+def test_the_matcher_marks_the_named_object_and_its_loss_needs_the_instruction():
+    """grounding_marker: the instruction is matched to every object before the policy layers and the
+    objects carry a marker in proportion; its loss reaches the instruction, and its across-batch part
+    (the named object against other samples' instructions) cannot be lowered by remembering targets."""
+    from toyland.policies.vla.grounding import grounding_loss
+    from toyland.sim.annotations import TARGET_ANNOTATION
+
+    policy = det_pool_policy(True, "conv", slots=2, geometry=True, det_pool_masks="objects", grounding_marker=True,
+                             grounding_aux=1.0)
+    policy.train()
+    batch = object_batch(policy)
+    batch["task"] = ["pick up the red ball", "pick up the blue ring"]
+    batch[TARGET_ANNOTATION] = torch.tensor([[[2.0]], [[3.0]]])
+    _, _, _, match = policy._encode(batch)
+    scores = match["scores"][0]
+    assert scores.shape == (2, 1, 4) and torch.isfinite(scores).all()  # three objects and "none"
+    loss, accuracy = policy._matcher_loss(match, batch)
+    assert 0.0 < loss.item() < 10.0 and 0.0 <= accuracy <= 1.0
+    loss.backward()
+    assert policy.language_in.weight.grad.abs().sum() > 0
+    assert policy.matcher.key[1].weight.grad.abs().sum() > 0 and policy.matcher.pool_keys.weight.grad.abs().sum() > 0
+    # the swap invariance of object tokens holds with the marker too, and the instruction moves the marker
+    with torch.no_grad():
+        ids = batch["observation.masks.front"]
+        swapped = dict(batch, **{"observation.masks.front": torch.where(ids == 1, 3, torch.where(ids == 3, 1, ids))})
+        policy.eval()
+        a = policy.predict_action_chunk(batch, torch.Generator().manual_seed(1))
+        torch.testing.assert_close(policy.predict_action_chunk(swapped, torch.Generator().manual_seed(1)), a, rtol=0, atol=1e-5)
+        other = policy._encode(dict(batch, task=["pick up the blue ring", "pick up the red ball"]))[3]["scores"][0]
+        assert not torch.allclose(other, scores.detach(), atol=1e-4)
+    # the loss itself: scores that name the target, and keys that match only their own instruction, give ~0;
+    # keys equal for every instruction (a score that ignores the words) leave the across-batch part at log B
+    query = torch.eye(4)[:3] * 10
+    keys = torch.zeros(3, 2, 4)
+    keys[torch.arange(3), torch.tensor([0, 1, 0])] = torch.eye(4)[:3] * 10
+    right = torch.tensor([[9.0, -9.0, -9.0], [-9.0, 9.0, -9.0], [9.0, -9.0, -9.0]])
+    target = torch.tensor([1, 2, 1])
+    no_one = torch.zeros(3, 3, dtype=torch.bool)
+    low, hits = grounding_loss([right], [keys], query, target, no_one | torch.eye(3, dtype=torch.bool), 1.0)
+    assert low.item() < 1e-3 and hits == 1.0
+    blind = torch.ones(3, 2, 4) * 10
+    high, _ = grounding_loss([right], [blind], query, target, torch.eye(3, dtype=torch.bool), 1.0)
+    assert high.item() > 0.9 * np.log(3)
+    # two samples with the same instruction are not each other's negatives
+    same = torch.tensor([[True, False, True], [False, True, False], [True, False, True]])
+    shared, _ = grounding_loss([right], [blind], query, target, same, 1.0)
+    assert shared.item() < high.item()
 
 
 def test_grounding_aux_is_validated_and_needs_the_annotation():
@@ -166,6 +216,8 @@ def test_grounding_aux_is_validated_and_needs_the_annotation():
     with pytest.raises(ValueError, match="set use_language=true or grounding_aux=0"):
         make_policy({**TINY["vla-flow"], "det_pool_masks": "objects", "grounding_aux": 1.0, "use_language": False},
                     MASKED, fake_stats(MASKED))
+    with pytest.raises(ValueError, match="grounding_marker matches the instruction"):
+        make_policy({**TINY["vla-flow"], "grounding_marker": True}, MASKED, fake_stats(MASKED))
     stats = {k: v for k, v in fake_stats(MASKED).items() if k != TARGET_ANNOTATION}
     with pytest.raises(FeatureMismatch, match="collect it again with env.masks=objects"):
         make_policy({**TINY["vla-flow"], "det_pool_masks": "objects", "grounding_aux": 1.0}, MASKED, stats)

@@ -37,7 +37,8 @@ GROUPS: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType({
     }),
     "vla": MappingProxyType({
         "vision": ("vision", "pool", "camera", "viewpoint_embed"),  # patch encoders, DetPool, camera embeddings
-        "language": ("language_in", "picture", "picture_type"),  # the MiniLM tokens' projection, the instruction picture's encoder
+        # the MiniLM tokens' projection, the instruction picture's encoder, the instruction-to-object matcher
+        "language": ("language_in", "picture", "picture_type", "matcher"),
         "trunk": ("blocks", "norm", "frame", "state_in", "state_type"),  # transformer over all tokens, proprioception
         "head": ("head",),  # action decoder (its quantile bins are buffers: statistics)
         "auxiliary": ("grounding",),  # training-only: the grounding loss's object score (grounding_aux)

@@ -26,6 +26,7 @@ from toyland.policies.features import (ACTION, DEPTH, INSTRUCTION_PICTURE, MASK,
                                        viewpoint_offset_key)
 from toyland.policies.registry import POLICIES
 from toyland.policies.vision import crop, cropped_size, with_pixel_coords
+from toyland.policies.vla.grounding import InstructionMatcher, grounding_loss
 from toyland.policies.vla.heads import HEADS
 from toyland.policies.vla.vision import STEMS, DetPool, PatchEncoder, transformer_layer
 from toyland.sim.annotations import TARGET_ANNOTATION
@@ -54,6 +55,11 @@ class VLAConfig(PolicyConfig):
     # the object tokens after the policy layers (its id from the expert's annotation.target_id; training
     # only): the grounding a pretrained VLA brings, which 100 demonstrations alone did not teach (0: off)
     grounding_aux: float = 0.0
+    # with det_pool_masks=objects: match the instruction to each object's tokens before the policy layers
+    # and add a learned marker to each object in proportion to its match (grounding.py), so the policy
+    # reads the named object as it reads the target's own mask; grounding_aux then weighs the match's
+    # loss (among a frame's objects and against the batch's other instructions) instead of a score head
+    grounding_marker: bool = False
     # each camera's metric depth as a fourth input channel of its patches (masked with the RGB under
     # DetPool): how far the target is below the jaw, which one RGB view leaves to the toy's unknown size
     depth: bool = False
@@ -116,6 +122,9 @@ class VLAConfig(PolicyConfig):
                              "det_pool_masks=objects (or grounding_aux=0)")
         if self.grounding_aux > 0 and not self.use_language:
             raise ValueError("grounding_aux needs an instruction to ground: set use_language=true or grounding_aux=0")
+        if self.grounding_marker and not (self.reads_object_masks and self.use_language):
+            raise ValueError("grounding_marker matches the instruction to every object's tokens: it needs "
+                             "det_pool=true, det_pool_masks=objects and use_language=true (or grounding_marker=false)")
         if self.det_pool_slots < 1:
             raise ValueError(f"det_pool_slots={self.det_pool_slots} must be at least 1")
         if self.dim % self.heads:
@@ -165,7 +174,9 @@ class VLAPolicy(Policy):
                 raise FeatureMismatch(f"grounding_aux needs '{TARGET_ANNOTATION}' (the target's id in every object's "
                                       "masks), which the data lacks; collect it again with env.masks=objects (the expert "
                                       "records it), or set grounding_aux=0")
-            self.grounding = nn.Linear(c.dim, 1)  # an object's score of being the one the instruction names
+            if not c.grounding_marker:
+                self.grounding = nn.Linear(c.dim, 1)  # an object's score of being the one the instruction names
+        self.matcher = InstructionMatcher(c.dim) if c.grounding_marker else None
         self.blocks = nn.ModuleList(transformer_layer(c.dim, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.policy_layers))
         self.norm = nn.LayerNorm(c.dim)
         self.head = HEADS.get(c.head)(c, features.action_dim)
@@ -176,7 +187,7 @@ class VLAPolicy(Policy):
 
     def delta_timestamps(self) -> dict[str, list[float]]:
         deltas = super().delta_timestamps()
-        if self.grounding is not None:
+        if self.config.grounding_aux > 0:
             deltas[TARGET_ANNOTATION] = [0.0]
         return deltas
 
@@ -185,15 +196,16 @@ class VLAPolicy(Policy):
             self.head.bins.fit(sampler.values(ACTION))
 
     # --- observation tokens, once per chunk ----------------------------------------------------
-    def _camera_tokens(self, i: int, key: str, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A camera's tokens [B, L, D] and, where some may be absent, their padding [B, L] (else None)."""
+    def _camera_tokens(self, i: int, key: str, batch: dict, query: torch.Tensor | None = None):
+        """A camera's tokens [B, L, D], where some may be absent their padding [B, L] (else None), and
+        with the matcher its scores and object keys (else None)."""
         images = batch[key]  # [B, T, C, H, W]
         b, t = images.shape[:2]
         if self.config.depth:
             images = torch.cat([images, DEPTH.channel(batch, key, images)], 2)
         if self.config.crop_coords:
             images = with_pixel_coords(images)
-        pad = None
+        pad, match = None, None
         if self.pool is not None:  # crop image and mask with the same window
             full = MASK.channel(batch, key, images)
             both = crop(torch.cat([images, full], 2), self.config.crop, random=self.training)
@@ -202,6 +214,12 @@ class VLAPolicy(Policy):
             if self.config.det_pool_masks == "objects":
                 tokens, pad = self._object_tokens(key, images.flatten(0, 1), mask.flatten(0, 1), where.flatten(0, 1))
                 tokens, pad = tokens.reshape(b, t, -1, tokens.shape[-1]), pad.reshape(b, -1)
+                if self.matcher is not None:
+                    slots = self.config.det_pool_slots
+                    objects = tokens.reshape(b, t, -1, slots, tokens.shape[-1])
+                    absent = pad.reshape(b, t, -1, slots)[..., 0]
+                    objects, scores, keys = self.matcher(objects, absent, query)
+                    tokens, match = objects.flatten(2, 3), (scores, keys)
             else:
                 if mask.amax() > 1:
                     raise ValueError(f"'{MASK.key(key)}' holds object ids up to {int(mask.amax())}, not one target's mask "
@@ -216,7 +234,7 @@ class VLAPolicy(Policy):
         offset = batch.get(viewpoint_offset_key(key))
         if self.viewpoint_embed is not None and offset is not None:
             tokens = tokens + self.viewpoint_embed(offset.to(tokens.dtype))[:, None, None]
-        return tokens.flatten(1, 2), pad
+        return tokens.flatten(1, 2), pad, match
 
     def _object_tokens(self, key: str, images: torch.Tensor, ids: torch.Tensor, where: torch.Tensor):
         """Every object's slots from an id map (0 background, 1..n objects): [N, n * slots, D] and their
@@ -237,20 +255,28 @@ class VLAPolicy(Policy):
 
     def encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Observation history -> memory tokens [B, L, D] and their padding mask [B, L]."""
-        memory, pad, _ = self._encode(batch)
+        memory, pad, _, _ = self._encode(batch)
         return memory, pad
 
-    def _encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
-        """``encode``, and where each camera's tokens sit in the sequence: (start, length)."""
+    def _encode(self, batch: dict):
+        """``encode``, where each camera's tokens sit in the sequence ((start, length) each), and with the
+        matcher its outputs (``{"query": [B, D], "scores": per camera [B, T, n + 1], "keys": per camera
+        [B, T, n, D]}``, else None)."""
         parts, pads, spans = [], [], []
         state = self.normalizer.normalize(STATE, batch[STATE])
         b, t = state.shape[:2]
+        match = None
         if self.language_in is not None:
             tokens, pad = self._instruction_tokens(list(batch["task"]), batch, state.device)
             parts.append(tokens)
             pads.append(pad)
+            if self.matcher is not None:
+                match = {"query": self.matcher.instruction_query(tokens, pad), "scores": [], "keys": []}
         for i, key in enumerate(self.keys):
-            tokens, pad = self._camera_tokens(i, key, batch)
+            tokens, pad, matched = self._camera_tokens(i, key, batch, None if match is None else match["query"])
+            if matched is not None:
+                match["scores"].append(matched[0])
+                match["keys"].append(matched[1])
             spans.append((sum(p.shape[1] for p in parts), tokens.shape[1]))
             parts.append(tokens)
             pads.append(torch.zeros(tokens.shape[:2], dtype=torch.bool, device=state.device) if pad is None else pad)
@@ -259,7 +285,19 @@ class VLAPolicy(Policy):
         x, pad = torch.cat(parts, 1), torch.cat(pads, 1)
         for block in self.blocks:
             x = block(x, src_key_padding_mask=pad)
-        return self.norm(x), pad, spans
+        return self.norm(x), pad, spans, match
+
+    def _matcher_loss(self, match: dict, batch: dict) -> tuple[torch.Tensor, float]:
+        """``grounding.grounding_loss`` on each camera's current frame; samples share an instruction when
+        its words, and its picture where it shows one, are the same."""
+        target = batch[TARGET_ANNOTATION][:, -1, 0].round().long()
+        texts = list(batch["task"])
+        same = torch.tensor([[a == b for b in texts] for a in texts], device=target.device)
+        if INSTRUCTION_PICTURE in batch:
+            pictures = batch[INSTRUCTION_PICTURE][:, -1].flatten(1)
+            same = same & (pictures[:, None] == pictures[None]).all(-1)
+        return grounding_loss([s[:, -1] for s in match["scores"]], [k[:, -1] for k in match["keys"]], match["query"],
+                              target, same, self.matcher.scale)
 
     def _grounding_loss(self, memory: torch.Tensor, pad: torch.Tensor, spans: list, batch: dict):
         """Cross-entropy of naming the instructed object among each camera's current object tokens (mean
@@ -313,11 +351,14 @@ class VLAPolicy(Policy):
 
     # --- policy API ----------------------------------------------------------------------------
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        memory, pad, spans = self._encode(batch)
+        memory, pad, spans, match = self._encode(batch)
         actions = batch[ACTION] if self.head.uses_bins else self.normalizer.normalize(ACTION, batch[ACTION])
         loss, info = self.head.loss(memory, pad, actions)
-        if self.grounding is not None:
-            grounding, accuracy = self._grounding_loss(memory, pad, spans, batch)
+        if self.config.grounding_aux > 0:
+            if match is not None:
+                grounding, accuracy = self._matcher_loss(match, batch)
+            else:
+                grounding, accuracy = self._grounding_loss(memory, pad, spans, batch)
             loss = loss + self.config.grounding_aux * grounding
             info = {**info, "grounding_ce": grounding.item(), "grounding_accuracy": accuracy}
         return loss, info
