@@ -6,10 +6,12 @@ objects lie. A policy that reads the instruction moves its target by about the o
 
     .venv/bin/python scripts/instruction_probe.py RUN_FOLDER [--steps 20] [--scenes 6]
 
-RUN_FOLDER is a training run (its config.json names the env). For Language Lift and its variants
-(the instruction names one object by ``task.describe``). For a VLA trained with ``grounding_aux``
-it also prints how often, at each scene's first frame, the grounding head picks the instructed
-object among the object tokens (the share of cameras that see the target).
+RUN_FOLDER is a training run (its config.json names the env). For Language Lift and its variants:
+the instruction names one object by ``task.describe``, or shows its picture (``env.instruction``
+interleaved or image), which the probe renders for each object as the env does for the target. For
+a VLA trained with ``grounding_aux`` (or ``grounding_marker``) it also prints how often, at each
+scene's first frame, the grounding head picks the instructed object among the object tokens (the
+share of cameras that see the target).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def main() -> None:
             obs, *_ = env.step(policy.select_action(obs))
         targets = []
         for k in range(len(base.scene.object_bodies)):
-            probe = dict(obs, task=obs["task"].replace(named, task.describe(k)))
+            probe = instructed(obs, base, named, k)
             policy.reset()
             torch.manual_seed(0)
             chunk = [policy.select_action(probe) for _ in range(policy.config.n_action_steps)]
@@ -67,6 +69,20 @@ def main() -> None:
     if grounded:
         print(f"grounding head names the instructed object at the first frame: {np.mean(grounded):.2f} "
               f"(mean over {len(grounded)} scenes of the share of cameras that see it)")
+
+
+def instructed(obs: dict, base, named: str, k: int) -> dict:
+    """``obs`` with the instruction naming object ``k``: its description in the words, its picture (in
+    the episode's colours, as the env renders the target's) where the instruction shows one."""
+    from toyland.sim.instructions import IMAGE_TOKEN, INSTRUCTION_PICTURE
+
+    probe = dict(obs)
+    if IMAGE_TOKEN not in obs["task"]:
+        probe["task"] = obs["task"].replace(named, base.task.describe(k))
+    if INSTRUCTION_PICTURE in obs:
+        rgba = base.scene.model.geom_rgba[base.scene.object_geoms[k]]
+        probe[INSTRUCTION_PICTURE] = base.portraits.render(base.task.toys[k], rgba)
+    return probe
 
 
 def grounding_accuracy(policy, obs: dict, target_id: int) -> float:
