@@ -115,6 +115,7 @@ def test_a_study_runs_skips_what_is_done_and_refuses_a_changed_arm(tmp_path, mon
     capsys.readouterr()
     study_main(["--report-only", write_study(tmp_path), "--only", "small", "workers=1", f"--out={out}"])
     assert capsys.readouterr().out.strip() == f"report: {out / 'report.md'}"
+    assert "workers=1 --only small`" in (out / "report.md").read_text()  # the command names its arms
 
     def no_training(cfg):
         raise AssertionError("a finished arm was trained again")

@@ -71,7 +71,8 @@ class Study:
                               OmegaConf.from_dotlist(list(overrides or [])))
         cfg = OmegaConf.to_container(cfg, resolve=True)
         study = cls(path.stem, cfg, Path(out) if out else Path("outputs") / "studies" / path.stem,
-                    command=" ".join(["toyland study", name, *(overrides or [])]), only=only)
+                    command=" ".join(["toyland study", name, *(overrides or []),
+                                      *(["--only", ",".join(only)] if only else [])]), only=only)
         study.validate()
         return study
 
