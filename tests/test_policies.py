@@ -59,6 +59,9 @@ TINY = {
     # the instruction matched to the objects before the policy layers, the named one marked
     "vla-flow-objects-marked": {**TINY_VLA, "head": "flow", "det_pool_masks": "objects", "grounding_aux": 0.5,
                                 "grounding_marker": True},
+    # the matcher chooses one object and the policy reads it alone, as the target-mask recipe reads the target
+    "vla-flow-objects-select": {**TINY_VLA, "head": "flow", "det_pool_masks": "objects", "grounding_aux": 0.5,
+                                "grounding_select": True},
     "vla-autoregressive-patches": {**TINY_VLA, "head": "autoregressive", "det_pool": False, "det_pool_geometry": False,
                                    "use_language": False},
     "lerobot_diffusion": {"horizon": 8, "n_action_steps": 4,

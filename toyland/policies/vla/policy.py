@@ -60,6 +60,11 @@ class VLAConfig(PolicyConfig):
     # reads the named object as it reads the target's own mask; grounding_aux then weighs the match's
     # loss (among a frame's objects and against the batch's other instructions) instead of a score head
     grounding_marker: bool = False
+    # with det_pool_masks=objects: the matcher chooses one object before the policy, and the policy reads only
+    # that object, through the target-mask path (a vision pass over its pixels alone, DetPool over it): in
+    # training the expert's annotation.target_id, when acting the matcher's best match over the cameras. The
+    # policy then learns control on the input of the target-mask recipe, and choosing is left to the matcher
+    grounding_select: bool = False
     # each camera's metric depth as a fourth input channel of its patches (masked with the RGB under
     # DetPool): how far the target is below the jaw, which one RGB view leaves to the toy's unknown size
     depth: bool = False
@@ -99,6 +104,10 @@ class VLAConfig(PolicyConfig):
         return self.det_pool and self.det_pool_masks == "objects"
 
     @property
+    def uses_matcher(self) -> bool:
+        return self.grounding_marker or self.grounding_select
+
+    @property
     def reads_instruction_pictures(self) -> bool:
         return self.use_language
 
@@ -125,6 +134,13 @@ class VLAConfig(PolicyConfig):
         if self.grounding_marker and not (self.reads_object_masks and self.use_language):
             raise ValueError("grounding_marker matches the instruction to every object's tokens: it needs "
                              "det_pool=true, det_pool_masks=objects and use_language=true (or grounding_marker=false)")
+        if self.grounding_select and not (self.reads_object_masks and self.use_language and self.grounding_aux > 0):
+            raise ValueError("grounding_select chooses among every object by the instruction, with a matcher trained "
+                             "by grounding_aux: it needs det_pool=true, det_pool_masks=objects, use_language=true and "
+                             "grounding_aux > 0 (or grounding_select=false)")
+        if self.grounding_select and self.grounding_marker:
+            raise ValueError("grounding_select and grounding_marker are two uses of the matcher: the policy reads "
+                             "the chosen object alone, or every object marked; set one of them false")
         if self.det_pool_slots < 1:
             raise ValueError(f"det_pool_slots={self.det_pool_slots} must be at least 1")
         if self.dim % self.heads:
@@ -174,9 +190,9 @@ class VLAPolicy(Policy):
                 raise FeatureMismatch(f"grounding_aux needs '{TARGET_ANNOTATION}' (the target's id in every object's "
                                       "masks), which the data lacks; collect it again with env.masks=objects (the expert "
                                       "records it), or set grounding_aux=0")
-            if not c.grounding_marker:
+            if not c.uses_matcher:
                 self.grounding = nn.Linear(c.dim, 1)  # an object's score of being the one the instruction names
-        self.matcher = InstructionMatcher(c.dim) if c.grounding_marker else None
+        self.matcher = InstructionMatcher(c.dim) if c.uses_matcher else None
         self.blocks = nn.ModuleList(transformer_layer(c.dim, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.policy_layers))
         self.norm = nn.LayerNorm(c.dim)
         self.head = HEADS.get(c.head)(c, features.action_dim)
@@ -196,9 +212,11 @@ class VLAPolicy(Policy):
             self.head.bins.fit(sampler.values(ACTION))
 
     # --- observation tokens, once per chunk ----------------------------------------------------
-    def _camera_tokens(self, i: int, key: str, batch: dict, query: torch.Tensor | None = None):
+    def _camera_tokens(self, i: int, key: str, batch: dict, query: torch.Tensor | None = None,
+                       chosen: torch.Tensor | None = None):
         """A camera's tokens [B, L, D], where some may be absent their padding [B, L] (else None), and
-        with the matcher its scores and object keys (else None)."""
+        with the matcher its scores and object keys (else None). With ``chosen`` ([B] object ids, 0: none)
+        the object-id map is read as that object's own mask, through the target-mask path."""
         images = batch[key]  # [B, T, C, H, W]
         b, t = images.shape[:2]
         if self.config.depth:
@@ -211,7 +229,10 @@ class VLAPolicy(Policy):
             both = crop(torch.cat([images, full], 2), self.config.crop, random=self.training)
             images, mask = both[:, :, :-1], both[:, :, -1]
             where = full[:, :, 0] if self.config.crop_coords else mask  # the geometry's frame
-            if self.config.det_pool_masks == "objects":
+            if chosen is not None:
+                pick = chosen.to(mask.dtype)[:, None, None, None]
+                mask, where = [((m == pick) & (pick > 0)).to(m.dtype) for m in (mask, where)]
+            if self.config.det_pool_masks == "objects" and chosen is None:
                 tokens, pad = self._object_tokens(key, images.flatten(0, 1), mask.flatten(0, 1), where.flatten(0, 1))
                 tokens, pad = tokens.reshape(b, t, -1, tokens.shape[-1]), pad.reshape(b, -1)
                 if self.matcher is not None:
@@ -261,7 +282,7 @@ class VLAPolicy(Policy):
     def _encode(self, batch: dict):
         """``encode``, where each camera's tokens sit in the sequence ((start, length) each), and with the
         matcher its outputs (``{"query": [B, D], "scores": per camera [B, T, n + 1], "keys": per camera
-        [B, T, n, D]}``, else None)."""
+        [B, T, n, D]}``, with grounding_select also ``"chosen"``: [B] the object read, else None)."""
         parts, pads, spans = [], [], []
         state = self.normalizer.normalize(STATE, batch[STATE])
         b, t = state.shape[:2]
@@ -272,8 +293,17 @@ class VLAPolicy(Policy):
             pads.append(pad)
             if self.matcher is not None:
                 match = {"query": self.matcher.instruction_query(tokens, pad), "scores": [], "keys": []}
+        chosen = None
+        if self.config.grounding_select:  # every camera's objects matched first, then the chosen one's tokens
+            for i, key in enumerate(self.keys):
+                _, _, (scores, keys) = self._camera_tokens(i, key, batch, match["query"])
+                match["scores"].append(scores)
+                match["keys"].append(keys)
+            teach = self.training and TARGET_ANNOTATION in batch  # the policy learns on the expert's target
+            chosen = batch[TARGET_ANNOTATION][:, -1, 0].round().long() if teach else self.choose(match["scores"])
+            match["chosen"] = chosen
         for i, key in enumerate(self.keys):
-            tokens, pad, matched = self._camera_tokens(i, key, batch, None if match is None else match["query"])
+            tokens, pad, matched = self._camera_tokens(i, key, batch, None if match is None else match["query"], chosen)
             if matched is not None:
                 match["scores"].append(matched[0])
                 match["keys"].append(matched[1])
@@ -286,6 +316,15 @@ class VLAPolicy(Policy):
         for block in self.blocks:
             x = block(x, src_key_padding_mask=pad)
         return self.norm(x), pad, spans, match
+
+    @staticmethod
+    def choose(scores: list[torch.Tensor]) -> torch.Tensor:
+        """The object (id 1..n) the matcher names: its current-frame probabilities summed over the cameras
+        (``scores`` [B, T, n + 1] each, the last "none"; a camera that does not see an object gives it
+        nothing). [B] ids."""
+        n = max(s.shape[-1] - 1 for s in scores)
+        total = sum(F.pad(s[:, -1].softmax(-1)[:, :-1], (0, n + 1 - s.shape[-1])) for s in scores)
+        return total.argmax(1) + 1
 
     def _matcher_loss(self, match: dict, batch: dict) -> tuple[torch.Tensor, float]:
         """``grounding.grounding_loss`` on each camera's current frame; samples share an instruction when
