@@ -62,6 +62,9 @@ TINY = {
     # the matcher chooses one object and the policy reads it alone, as the target-mask recipe reads the target
     "vla-flow-objects-select": {**TINY_VLA, "head": "flow", "det_pool_masks": "objects", "grounding_aux": 0.5,
                                 "grounding_select": True},
+    # ... with encoders of the matcher's own, apart from the policy's
+    "vla-flow-objects-select-own": {**TINY_VLA, "head": "flow", "det_pool_masks": "objects", "grounding_aux": 0.5,
+                                    "grounding_select": True, "grounding_vision": "own"},
     "vla-autoregressive-patches": {**TINY_VLA, "head": "autoregressive", "det_pool": False, "det_pool_geometry": False,
                                    "use_language": False},
     "lerobot_diffusion": {"horizon": 8, "n_action_steps": 4,

@@ -255,6 +255,44 @@ def test_grounding_select_reads_only_the_chosen_object_through_the_target_mask_p
     assert VLAPolicy.choose([front]).tolist() == [1] and VLAPolicy.choose([front, wrist]).tolist() == [2]
 
 
+def test_grounding_vision_own_keeps_the_matcher_loss_out_of_the_policy_encoders():
+    """grounding_vision=own: the matcher's loss trains only its own encoders and pool, the action loss only
+    the policy's; the chosen object still reaches the actions."""
+    from toyland.sim.annotations import TARGET_ANNOTATION
+
+    policy = det_pool_policy(True, "conv", slots=2, geometry=True, det_pool_masks="objects", grounding_aux=1.0,
+                             grounding_select=True, grounding_vision="own")
+    batch = object_batch(policy)
+    batch["task"] = ["pick up the red ball", "pick up the blue ring"]
+    batch[TARGET_ANNOTATION] = torch.tensor([[[2.0]], [[3.0]]])
+    policy.train()
+
+    def grads(loss) -> dict:
+        policy.zero_grad()
+        loss.backward()
+        return {part: sum(p.grad.abs().sum().item() for p in module.parameters() if p.grad is not None)
+                for part, module in (("policy", policy.vision), ("matcher", policy.match_vision))}
+
+    matcher = grads(policy._matcher_loss(policy._encode(batch)[3], batch)[0])
+    memory, pad = policy.encode(batch)
+    actions = grads(policy.head.loss(memory, pad, policy.normalizer.normalize("action", batch["action"]))[0])
+    assert matcher["matcher"] > 0 and matcher["policy"] == 0
+    assert actions["policy"] > 0 and actions["matcher"] == 0
+    policy.eval()
+    with torch.no_grad():
+        policy.choose = lambda scores: torch.tensor([1, 1])
+        a = policy.predict_action_chunk(batch, torch.Generator().manual_seed(1))
+        policy.choose = lambda scores: torch.tensor([3, 3])
+        assert not torch.allclose(policy.predict_action_chunk(batch, torch.Generator().manual_seed(1)), a, atol=1e-4)
+    from toyland.policies import make_policy
+
+    with pytest.raises(ValueError, match="set grounding_select=true, or grounding_vision=shared"):
+        make_policy({**TINY["vla-flow"], "det_pool_masks": "objects", "grounding_aux": 1.0, "grounding_vision": "own"},
+                    MASKED, fake_stats(MASKED))
+    with pytest.raises(ValueError, match="valid: shared, own"):
+        make_policy({**TINY["vla-flow"], "grounding_vision": "mine"}, MASKED, fake_stats(MASKED))
+
+
 def test_grounding_aux_is_validated_and_needs_the_annotation():
     from toyland.policies import make_policy
     from toyland.sim.annotations import TARGET_ANNOTATION

@@ -34,6 +34,7 @@ from toyland.sim.instructions import IMAGE_TOKEN, split
 
 
 DET_POOL_MASKS = ("target", "objects")
+GROUNDING_VISION = ("shared", "own")
 
 
 @dataclass
@@ -65,6 +66,10 @@ class VLAConfig(PolicyConfig):
     # training the expert's annotation.target_id, when acting the matcher's best match over the cameras. The
     # policy then learns control on the input of the target-mask recipe, and choosing is left to the matcher
     grounding_select: bool = False
+    # with grounding_select, the matcher's vision: shared (the policy's patch encoders and DetPool) or own
+    # (encoders and DetPool of its own, so the loss that tells objects apart by colour does not shape the
+    # features the policy acts on: a choosing detector beside a policy that acts on what it chose)
+    grounding_vision: str = "shared"
     # each camera's metric depth as a fourth input channel of its patches (masked with the RGB under
     # DetPool): how far the target is below the jaw, which one RGB view leaves to the toy's unknown size
     depth: bool = False
@@ -138,6 +143,11 @@ class VLAConfig(PolicyConfig):
             raise ValueError("grounding_select chooses among every object by the instruction, with a matcher trained "
                              "by grounding_aux: it needs det_pool=true, det_pool_masks=objects, use_language=true and "
                              "grounding_aux > 0 (or grounding_select=false)")
+        if self.grounding_vision not in GROUNDING_VISION:
+            raise ValueError(f"grounding_vision={self.grounding_vision!r}; valid: {', '.join(GROUNDING_VISION)}")
+        if self.grounding_vision == "own" and not self.grounding_select:
+            raise ValueError("grounding_vision=own gives the matcher of grounding_select its own encoders: set "
+                             "grounding_select=true, or grounding_vision=shared")
         if self.grounding_select and self.grounding_marker:
             raise ValueError("grounding_select and grounding_marker are two uses of the matcher: the policy reads "
                              "the chosen object alone, or every object marked; set one of them false")
@@ -163,12 +173,12 @@ class VLAPolicy(Policy):
         if c.depth:
             DEPTH.check(features, "depth")
         self.keys = list(features.cameras)
-        self.vision = nn.ModuleDict({
-            self._name(k): PatchEncoder(cropped_size(shape[1:], c.crop), c.patch_size, c.dim, c.heads, c.vision_layers,
-                                        c.mlp_ratio, c.dropout, c.stem, in_channels=3 + int(c.depth) + 2 * int(c.crop_coords))
-            for k, shape in features.cameras.items()
-        })
+        self.vision = nn.ModuleDict({self._name(k): self._encoder(shape) for k, shape in features.cameras.items()})
         self.pool = DetPool(c.dim, c.det_pool_slots, c.det_pool_geometry) if c.det_pool else None
+        self.match_vision, self.match_pool = None, None  # the matcher's own (grounding_vision=own)
+        if c.grounding_select and c.grounding_vision == "own":
+            self.match_vision = nn.ModuleDict({self._name(k): self._encoder(shape) for k, shape in features.cameras.items()})
+            self.match_pool = DetPool(c.dim, c.det_pool_slots, c.det_pool_geometry)
         self.camera = nn.Parameter(torch.randn(len(self.keys), c.dim) * 0.02)
         # bias-free, so an unwarped image (offset 0) is encoded as without the embedding
         self.viewpoint_embed = nn.Linear(2, c.dim, bias=False) if c.viewpoint_embedding else None
@@ -196,6 +206,12 @@ class VLAPolicy(Policy):
         self.blocks = nn.ModuleList(transformer_layer(c.dim, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.policy_layers))
         self.norm = nn.LayerNorm(c.dim)
         self.head = HEADS.get(c.head)(c, features.action_dim)
+
+    def _encoder(self, shape: tuple) -> PatchEncoder:
+        """A camera's patch encoder for its image ``shape`` (C, H, W)."""
+        c = self.config
+        return PatchEncoder(cropped_size(shape[1:], c.crop), c.patch_size, c.dim, c.heads, c.vision_layers, c.mlp_ratio,
+                            c.dropout, c.stem, in_channels=3 + int(c.depth) + 2 * int(c.crop_coords))
 
     @staticmethod
     def _name(key: str) -> str:
@@ -262,15 +278,17 @@ class VLAPolicy(Policy):
         padding [N, n * slots], true where the object is out of this (cropped) frame. One vision pass
         over all objects' pixels; each object pooled over its own patches. The same queries pool every
         object and no token says which id it came from, so the object tokens are a set: which one is the
-        target can come only from the instruction."""
-        encoder = self.vision[self._name(key)]
+        target can come only from the instruction. With grounding_vision=own, the matcher's encoder and pool."""
+        apart = self.match_vision is not None  # then only the matcher reads every object
+        encoder = (self.match_vision if apart else self.vision)[self._name(key)]
+        pool = self.match_pool if apart else self.pool
         n = max(1, int(ids.amax()))
         tokens, _ = encoder(images, (ids > 0.5).float())
         objects, pads = [], []
         for k in range(1, n + 1):
             own = (ids == k).float()
             touched = F.max_pool2d(own[:, None], encoder.patch).flatten(1) > 0.5  # [N, P]
-            objects.append(self.pool(tokens, touched, (where == k).float()))
+            objects.append(pool(tokens, touched, (where == k).float()))
             pads.append((~touched.any(1))[:, None].expand(-1, self.config.det_pool_slots))
         return torch.cat(objects, 1), torch.cat(pads, 1)
 
