@@ -38,7 +38,8 @@ GROUPS: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType({
     "vla": MappingProxyType({
         "vision": ("vision", "pool", "camera", "viewpoint_embed"),  # patch encoders, DetPool, camera embeddings
         # the MiniLM tokens' projection, the instruction picture's encoder, the instruction-to-object matcher
-        "language": ("language_in", "picture", "picture_type", "matcher"),
+        # and its own encoders and DetPool where it has them (grounding_vision=own)
+        "language": ("language_in", "picture", "picture_type", "matcher", "match_vision", "match_pool"),
         "trunk": ("blocks", "norm", "frame", "state_in", "state_type"),  # transformer over all tokens, proprioception
         "head": ("head",),  # action decoder (its quantile bins are buffers: statistics)
         "auxiliary": ("grounding",),  # training-only: the grounding loss's object score (grounding_aux)
