@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from toyland.eval.actors import resolve_checkpoint
-from toyland.policies.checkpoint import load_policy
+from toyland.eval.actors import PolicyActor
+from toyland.eval.runner import run_episode
 from toyland.sim import make_env
 
 
@@ -34,9 +34,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)  # as evaluation runs it
     cfg = json.loads((Path(args.run) / "config.json").read_text())
-    policy = load_policy(resolve_checkpoint(args.run)[0]).eval()
+    actor = PolicyActor(args.run)
+    policy = actor.policy
     env = make_env(cfg["env"])
-    base = env.unwrapped
+    actor.check(env)
     chooses = bool(getattr(policy.config, "grounding_select", False))
     trace: list[int] = []
 
@@ -51,20 +52,14 @@ def main() -> None:
               "failed_always_right": 0}
     for k in range(args.episodes):
         seed = args.first_seed + k
-        obs, _ = env.reset(seed=seed)
-        policy.reset(seeds=[seed])
         trace.clear()
-        target = base.target_mask_id if chooses else None
-        info = {}
-        for _ in range(cfg["env"]["max_episode_steps"]):
-            obs, _, terminated, truncated, info = env.step(policy.select_action(obs))
-            if terminated or truncated:
-                break
-        success, grasped = bool(info.get("success")), bool(info.get("grasped_ever"))
+        record, _ = run_episode(env, actor, seed)  # the evaluation's own episode loop
+        success, grasped = record["success"], bool(record["outcome"].get("grasped_ever"))
         totals["success"] += success
         totals["never_grasped"] += not grasped
         line = f"{seed}: success {success}, grasped {grasped}"
         if chooses:
+            target = env.unwrapped.target_mask_id  # this episode's, until the next reset
             right = [c == target for c in trace]
             totals["first_right"] += right[0]
             totals["chunks"] += len(right)
