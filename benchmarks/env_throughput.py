@@ -3,11 +3,16 @@
     .venv/bin/python benchmarks/env_throughput.py [--episodes 10] [--image-size 96]
 
 For each seeded episode (a new toy, so a new compiled model) the env runs 100 control steps of
-random end-effector actions. The limit then replays that episode on the same compiled model from
+random actions, in the default control mode (``ee_pose``: tool poses through differential IK) and in
+``joint_position`` (no IK). The limit then replays that episode on the same compiled model from
 the same initial state with nothing but MuJoCo: the recorded actuator targets, ``mj_step`` for the
 physics substeps of one control step and one ``mujoco.Renderer`` render of the same camera. The
-ratio env/limit is what toyland's differential IK, success evaluation, observation assembly and
+ratio env/limit is what toyland's controller, success evaluation, observation assembly and
 gymnasium wrappers cost. Reset (toy generation, scene compilation) is reported on its own.
+
+Vector envs: gymnasium's AsyncVectorEnv (one env per process) and toyland's WorkerVectorEnv (2
+processes, each stepping a block of envs per message), each against the same envs stepped in one
+process, back to back, twice.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from toyland.sim.tasks import TASKS
 STEPS = 100
 
 
-def env_and_limit(size: int, episodes: int) -> dict:
-    env = make_env(cameras=["front"], image_size=size, terminate_on_success=False, max_episode_steps=STEPS)
+def env_and_limit(size: int, episodes: int, control_mode: str = "ee_delta") -> dict:
+    env = make_env(cameras=["front"], image_size=size, terminate_on_success=False, max_episode_steps=STEPS,
+                   control_mode=control_mode)
     u = env.unwrapped
     rng = np.random.default_rng(0)
     env_time = limit_time = physics_time = reset_time = 0.0
@@ -41,7 +47,7 @@ def env_and_limit(size: int, episodes: int) -> dict:
         start = mujoco.MjData(m)
         mujoco.mj_copyData(start, m, u.scene.data)
         ctrls = []
-        for a in rng.uniform(-0.5, 0.5, (STEPS, 7)).astype(np.float32):
+        for a in rng.uniform(-0.5, 0.5, (STEPS, env.action_space.shape[0])).astype(np.float32):
             t0 = time.perf_counter()
             env.step(a)
             env_time += time.perf_counter() - t0
@@ -94,18 +100,24 @@ def reset_costs(size: int, episodes: int) -> dict:
     return {name: t / episodes * 1e3 for name, t in total.items()}
 
 
-def vector_rate(mode: str, size: int, steps: int) -> tuple[float, float | None]:
-    """Steps/s of a 2-env vector env, and (async) the share of the wall time its workers computed."""
+def vector_rate(mode: str, size: int, n_envs: int, env_steps: int) -> tuple[float, float | None]:
+    """Steps/s (env steps, summed over envs) of ``n_envs`` Lift envs seeded 0.. in a vector env, and
+    the share of the wall time its workers computed (None in one process). ``mode``: ``sync`` (all
+    in this process), ``async`` (gymnasium's, one env per process) or ``workers`` (toyland's
+    WorkerVectorEnv, 2 processes each stepping its block of envs per message)."""
     import psutil
 
-    envs = gym.make_vec(
-        env_id(TASKS.get("lift")), num_envs=2, vectorization_mode=mode,
-        cameras=["front"], image_size=size, terminate_on_success=False,
-    )
-    envs.reset(seed=[0, 1])
-    actions = np.random.default_rng(0).uniform(-0.5, 0.5, (steps, 2, 7)).astype(np.float32)
+    kwargs = dict(cameras=["front"], image_size=size, terminate_on_success=False)
+    if mode == "workers":
+        envs = gym.make_vec(env_id(TASKS.get("lift")), num_envs=n_envs, vectorization_mode="vector_entry_point",
+                            workers=2, **kwargs)
+    else:
+        envs = gym.make_vec(env_id(TASKS.get("lift")), num_envs=n_envs, vectorization_mode=mode, **kwargs)
+    steps = max(60, env_steps // n_envs)
+    envs.reset(seed=list(range(n_envs)))
+    actions = np.random.default_rng(0).uniform(-0.5, 0.5, (steps, n_envs, 7)).astype(np.float32)
     envs.step(actions[0])  # warm-up: workers started, renderers bound
-    workers = psutil.Process().children(recursive=True) if mode == "async" else []
+    workers = psutil.Process().children(recursive=True) if mode != "sync" else []
     cpu = lambda: sum(sum(p.cpu_times()[:2]) for p in workers)
     cpu0, start = cpu(), time.perf_counter()
     for a in actions[1:]:
@@ -113,7 +125,26 @@ def vector_rate(mode: str, size: int, steps: int) -> tuple[float, float | None]:
     wall = time.perf_counter() - start
     busy = (cpu() - cpu0) / (2 * wall) if workers else None
     envs.close()
-    return 2 * (steps - 1) / wall, busy
+    return n_envs * (steps - 1) / wall, busy
+
+
+def vector_ratios(size: int, repeats: int = 2, env_steps: int = 1000) -> list[tuple]:
+    """(label, envs, median ratio to sync, busy share) for gymnasium's async env (2 envs) and toyland's
+    worker env at 1, 4 and 8 envs per worker; each against the same envs stepped in one process,
+    measured back to back ``repeats`` times (the machine's noise is +-15% from run to run)."""
+    rows = []
+    for label, mode, n in [("gymnasium async, 1 env per worker", "async", 2),
+                           ("toyland workers, 1 env per worker", "workers", 2),
+                           ("toyland workers, 4 envs per worker", "workers", 8),
+                           ("toyland workers, 8 envs per worker", "workers", 16)]:
+        ratios, busy = [], []
+        for _ in range(repeats):
+            sync_sps, _ = vector_rate("sync", size, n, env_steps)
+            sps, b = vector_rate(mode, size, n, env_steps)
+            ratios.append(sps / sync_sps)
+            busy.append(b)
+        rows.append((label, n, float(np.median(ratios)), float(np.median(busy)), ratios))
+    return rows
 
 
 def main() -> None:
@@ -124,24 +155,26 @@ def main() -> None:
     size = args.image_size
 
     r = env_and_limit(size, args.episodes)
+    rj = env_and_limit(size, args.episodes, "joint_position")
     resets = reset_costs(size, max(args.episodes, 20))
-    sync_sps, _ = vector_rate("sync", size, 500)
-    async_sps, busy = vector_rate("async", size, 500)
+    vectors = vector_ratios(size)
     n = args.episodes * STEPS
-    print(f"Lift, panda, ee_delta at 20 Hz ({r['substeps']} physics substeps), one {size}x{size} front camera,"
-          f" {n} steps over {args.episodes} toys")
-    print(f"  raw limit (mj_step x{r['substeps']} {r['physics_ms']:.3f} ms + render {r['render_ms']:.3f} ms)"
-          f" {r['limit_sps']:8.1f} steps/s")
-    print(f"  toyland env.step ({r['env_ms']:.3f} ms)                          {r['env_sps']:8.1f} steps/s"
-          f"   ratio {r['env_sps'] / r['limit_sps']:.2f} of the limit (goal >= 0.9, issue 30)")
+    print(f"Lift, panda, one {size}x{size} front camera at 20 Hz ({r['substeps']} physics substeps), {n} steps over"
+          f" {args.episodes} toys")
+    for mode, x in (("ee_pose (default; differential IK)", r), ("joint_position (no IK)", rj)):
+        print(f"  {mode}:")
+        print(f"    raw limit (mj_step x{x['substeps']} {x['physics_ms']:.3f} ms + render {x['render_ms']:.3f} ms)"
+              f" {x['limit_sps']:8.1f} steps/s")
+        print(f"    toyland env.step ({x['env_ms']:.3f} ms)                          {x['env_sps']:8.1f} steps/s"
+              f"   ratio {x['env_sps'] / x['limit_sps']:.2f} of the limit (goal >= 0.9, issue 30)")
     print(f"  env.reset (new toy, compiled scene, settling): {r['reset_ms']:.1f} ms")
     print(f"  Language Lift reset: render context kept {resets['kept']:.1f} ms, a new one each reset "
           f"{resets['new']:.1f} ms (kept/new {resets['kept'] / resets['new']:.2f}); with the instruction's picture "
           f"{resets['picture']:.1f} ms")
-    print(f"  vector env, 2 workers, resets included: sync {sync_sps:.1f} steps/s, async {async_sps:.1f} steps/s"
-          f" (async/sync {async_sps / sync_sps:.2f}, goal >= 1.7: sync steps both envs in one process, resets included)")
-    print(f"  async workers computing {busy:.0%} of the wall time (the rest: waiting on the step's round trip)")
-
+    print("  vector envs on 2 processes against the same envs stepped in one, resets included (goal >= 1.7):")
+    for label, envs, ratio, busy, ratios in vectors:
+        print(f"    {label:36s} {envs:2d} envs: {ratio:.2f}x (runs {', '.join(f'{x:.2f}' for x in ratios)});"
+              f" workers computing {busy:.0%} of the wall time")
 
 if __name__ == "__main__":
     main()

@@ -183,3 +183,23 @@ def test_the_expert_acts_in_lerobot_joint_mode():
         outcomes[mode] = (info["is_success"], np.array(tcp))
     assert outcomes["ee_delta"][0] and outcomes["lerobot_joint"][0]
     np.testing.assert_allclose(outcomes["lerobot_joint"][1], outcomes["ee_delta"][1], atol=1e-3)
+
+
+def test_box_ik_takes_minks_step_with_limits_active():
+    """The controller's box QP gives the step mink's own solver (daqp) gives, with joint limits binding."""
+    import mink
+
+    env = make_env(cameras=[])
+    env.reset(seed=0)
+    ctl = env.unwrapped.controller
+    rng = np.random.default_rng(0)
+    binding = 0
+    for _ in range(40):
+        env.step(rng.uniform(-1, 1, 7).astype(np.float32))
+        ctl.task.set_target(ctl.task.transform_target_to_world @ mink.SE3.exp(rng.normal(0, 0.3, 6)))  # far: limits bind
+        ref = mink.solve_ik(ctl.configuration, [ctl.task, ctl.posture], ctl.dt, "daqp", 1e-3, limits=ctl.limits)
+        ours = ctl._box.solve(ctl.configuration, (ctl.task, ctl.posture), 1e-3)
+        np.testing.assert_allclose(ours, ref, atol=1e-8)
+        step = ours * ctl.dt
+        binding += int(np.any(np.isclose(step, ctl._box.step_high) | np.isclose(step, ctl._box.step_low)))
+    assert binding >= 10

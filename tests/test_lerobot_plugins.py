@@ -117,9 +117,11 @@ class _Replay:
         return Replay()
 
 
-def test_lerobots_evaluation_scores_the_episodes_toyland_scores():
+@pytest.mark.parametrize("use_async_envs", [False, True])
+def test_lerobots_evaluation_scores_the_episodes_toyland_scores(use_async_envs):
     """The expert's episodes of seeds S, S+1 replayed through lerobot's own eval_policy on the env type
-    succeed exactly where toyland's runner says they do (and fail where a cut-short replay fails)."""
+    succeed exactly where toyland's runner says they do (and fail where a cut-short replay fails), in
+    one process and on toyland's worker vector env (lerobot's async envs)."""
     from lerobot.processor import PolicyProcessorPipeline
     from lerobot.processor.factory import make_policy_processor_pipelines
     from lerobot.scripts.lerobot_eval import eval_policy
@@ -143,7 +145,8 @@ def test_lerobots_evaluation_scores_the_episodes_toyland_scores():
     assert all(success for _, success in runs), "the expert should lift in both scenes"
     # the second replay stops short of the lift (it holds its 10th action): a failure toyland also scores
     replays = [runs[0][0], runs[1][0][:10]]
-    vec = cfg.create_envs(2)["toyland"][0]
+    vec = cfg.create_envs(2, use_async_envs=use_async_envs)["toyland"][0]
+    assert type(vec).__name__ == ("WorkerVectorEnv" if use_async_envs else "SyncVectorEnv")
     identity = PolicyProcessorPipeline(steps=[])
     pre, post = make_policy_processor_pipelines([], [])
     try:

@@ -30,10 +30,10 @@ from toyland.sim.toy_sets import get_toy_set
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + string.punctuation + " "
 MASK_MODES = ("target", "objects")
 MAX_MASK_ID = 32  # objects a masks=objects map may hold; policies size their object slots by the scene's count
-UNSTABLE = (
+UNSTABLE = tuple(int(w) for w in (
     mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQVEL,
     mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_INERTIA,
-)
+))
 
 
 REST_SPEED, REST_SPIN = 0.003, 0.05  # m/s and rad/s below which an object counts as at rest
@@ -266,10 +266,10 @@ class ToylandEnv(gym.Env):
 
     def _check_stable(self) -> None:
         """MuJoCo answers a diverging simulation by silently resetting it; that must not pass as an episode."""
-        warnings = self.scene.data.warning
-        if any(warnings[w].number for w in UNSTABLE):
+        warnings = self.scene.data.warning.number  # one array read: this runs every step
+        if warnings[list(UNSTABLE)].any():
             raise SimulationUnstableError(
-                f"the simulation diverged (MuJoCo warnings {[mujoco.mjtWarning(w).name for w in UNSTABLE if warnings[w].number]}) "
+                f"the simulation diverged (MuJoCo warnings {[mujoco.mjtWarning(w).name for w in UNSTABLE if warnings[w]]}) "
                 f"in the episode of seed {self._episode_seed} with factors {self._factor_values}; "
                 "lower the physics factor levels or physics_dt"
             )
@@ -348,6 +348,7 @@ def register_envs() -> None:
             gym.register(
                 id=env_id(cls),
                 entry_point="toyland.sim.env:ToylandEnv",
+                vector_entry_point="toyland.sim.vector:make_vector_env",
                 kwargs={"task": name},
                 max_episode_steps=cls.max_episode_steps,
             )

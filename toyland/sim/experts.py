@@ -286,7 +286,10 @@ class LiftExpert(Expert):
                 self.phase, self.phase_steps = "descend", 0
         elif self.phase == "descend":
             goal, grip = g, -1.0
-            if ctrl.target_pos[2] - g[2] < self.SLOW_ZONE:
+            # (the command sinks from APPROACH_HEIGHT in whole top-speed steps, so it lands on the zone's
+            # edge; a 1 um margin decides that case the same way in every control mode, where the float32
+            # pose actions of ee_pose would leave it to rounding, ~1e-8 m)
+            if ctrl.target_pos[2] - g[2] < self.SLOW_ZONE + 1e-6:
                 # Slow downwards only: a tool off to the side is put right at once, not while it sinks.
                 speed = np.array([1.0, 1.0, self.SLOW_SPEED])
             if np.linalg.norm(tcp - goal) < 0.006 or self.phase_steps > 25:
