@@ -174,7 +174,9 @@ def test_the_picture_changes_what_the_vla_sees(picture_vla):
     batch["observation.images.front"][1] = batch["observation.images.front"][0]
     batch["observation.state"][1] = batch["observation.state"][0]
     memory, pad = policy.encode(batch)
-    assert torch.allclose(memory[0], memory[1])
+    # the same rows agree to float32 rounding (CPU kernels may split a batch's rows differently:
+    # up to 1e-6 seen, with one thread too); another picture moves them by far more
+    assert (memory[0] - memory[1]).abs().max() < 1e-5
     batch[INSTRUCTION_PICTURE][1] = torch.rand(1, 3, 24, 24)
     memory, pad = policy.encode(batch)
     assert not torch.allclose(memory[0], memory[1], atol=1e-4)
