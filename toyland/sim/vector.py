@@ -16,9 +16,7 @@ contiguous blocks and everything the caller sees is in env order, so records do 
 from __future__ import annotations
 
 import multiprocessing
-import pickle
 import signal
-import traceback
 from typing import Any, Callable, Sequence
 
 import cloudpickle
@@ -27,17 +25,11 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from toyland.parallel import _portable  # an exception that cannot be pickled travels as its text
+
 
 class VectorWorkerError(RuntimeError):
-    """A vector env worker failed in a way that could not be sent back as its own exception."""
-
-
-def _portable(exc: BaseException) -> BaseException:
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:
-        return VectorWorkerError(f"{type(exc).__name__} in a vector env worker: {exc}\n{''.join(traceback.format_exception(exc))}")
+    """A vector env worker died, so its envs are gone."""
 
 
 def _serve(conn, payload: bytes, autoreset_mode: AutoresetMode) -> None:
