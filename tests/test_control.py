@@ -198,8 +198,39 @@ def test_box_ik_takes_minks_step_with_limits_active():
         env.step(rng.uniform(-1, 1, 7).astype(np.float32))
         ctl.task.set_target(ctl.task.transform_target_to_world @ mink.SE3.exp(rng.normal(0, 0.3, 6)))  # far: limits bind
         ref = mink.solve_ik(ctl.configuration, [ctl.task, ctl.posture], ctl.dt, "daqp", 1e-3, limits=ctl.limits)
-        ours = ctl._box.solve(ctl.configuration, (ctl.task, ctl.posture), 1e-3)
+        ours = ctl._box.step(ctl.configuration, *ctl._objective(ctl.configuration))
         np.testing.assert_allclose(ours, ref, atol=1e-8)
         step = ours * ctl.dt
         binding += int(np.any(np.isclose(step, ctl._box.step_high) | np.isclose(step, ctl._box.step_low)))
     assert binding >= 10
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["mink_compiled", "mink_python"])
+def test_tool_objective_is_minks_objective_bit_for_bit(native, monkeypatch):
+    """The controller's one-pass IK objective equals the sum of mink's tasks' objectives exactly, with
+    mink's compiled Lie-group operations and with its Python ones."""
+    import mink
+
+    from toyland.sim import control
+
+    if native and control._lie is None:
+        pytest.skip("this mink has no compiled Lie-group operations")
+    if not native:
+        monkeypatch.setattr(control, "_lie", None)
+        monkeypatch.setattr("mink.tasks.frame_task._native", None, raising=False)
+        monkeypatch.setattr("mink.configuration._native", None, raising=False)
+    env = make_env(cameras=[])
+    env.reset(seed=1)
+    ctl = env.unwrapped.controller
+    ctl.posture.lm_damping = 0.5  # the posture's LM term too (0 in the controller)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        env.step(rng.uniform(-1, 1, 7).astype(np.float32))
+        ctl.task.set_target(ctl.task.transform_target_to_world @ mink.SE3.exp(rng.normal(0, 0.3, 6)))
+        H, c = 1e-3 * np.eye(ctl.ik_model.nv), np.zeros(ctl.ik_model.nv)
+        for task in (ctl.task, ctl.posture):
+            H_task, c_task = task.compute_qp_objective(ctl.configuration)
+            H += H_task
+            c += c_task
+        ours_H, ours_c = ctl._objective(ctl.configuration)
+        assert np.array_equal(ours_H, H) and np.array_equal(ours_c, c)

@@ -31,6 +31,11 @@ from toyland.sim.embodiments import Embodiment
 from toyland.sim.embodiments.gripper import FINGER_TRAVEL, finger_target
 from toyland.sim.scene import Scene
 
+try:  # mink's compiled Lie-group operations (its wheels since 1.3); mink's tasks use the same
+    from mink.lie import _lie_ops_c as _lie
+except ImportError:  # older mink: its tasks' pure-Python operations, which ToolObjective then mirrors
+    _lie = None
+
 CONTROLLERS: Registry[type] = Registry("control mode")
 
 
@@ -78,8 +83,11 @@ class BoxIK:
         self.step_low, self.step_high = np.full(nv, -np.inf), np.full(nv, np.inf)
         self.step_high[velocity.indices] = velocity.limit * dt
         self.step_low[velocity.indices] = -velocity.limit * dt
-        self.limited, self.gain = np.asarray(position.indices, dtype=int), position.gain
-        self.q_low, self.q_high = position.lower[self.limited], position.upper[self.limited]
+        limited = np.asarray(position.indices, dtype=int)
+        self.q_low, self.q_high, self.gain = position.lower[limited], position.upper[limited], position.gain
+        # a run of joints (every joint of toyland's arms) as a slice: views, not fancy-indexed copies
+        contiguous = limited.size and np.array_equal(limited, np.arange(limited[0], limited[0] + limited.size))
+        self.limited = slice(int(limited[0]), int(limited[0]) + limited.size) if contiguous else limited
         self.eye = np.eye(nv)
         self._res, self._work, self._index = np.zeros(nv), np.zeros(nv * (nv + 7)), np.zeros(nv, dtype=np.int32)
 
@@ -90,6 +98,11 @@ class BoxIK:
             H_task, c_task = task.compute_qp_objective(configuration)
             H += H_task
             c += c_task
+        return self.step(configuration, H, c)
+
+    def step(self, configuration: mink.Configuration, H: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """The joint velocity that minimizes ``0.5 v'Hv + c'v`` (the objective in joint steps) within
+        the limits."""
         q = configuration.q[self.limited]
         low, high = self.step_low.copy(), self.step_high.copy()
         low[self.limited] = np.maximum(low[self.limited], self.gain * (self.q_low - q))
@@ -98,6 +111,53 @@ class BoxIK:
         if mujoco.mju_boxQP(self._res, self._work, self._index, H, c, low, high) < 0:
             raise RuntimeError("the differential IK's box QP has no solution (its Hessian is not positive definite)")
         return self._res / self.dt
+
+
+class ToolObjective:
+    """The QP objective of the controller's IK, a ``mink.FrameTask`` on a site plus a
+    ``mink.PostureTask`` plus damping, in one pass: mink's formulas, operations and order, so (H, c)
+    equal the sum of the tasks' ``compute_qp_objective`` bit for bit (tested), without an objective
+    object per task, the posture's identity Jacobian multiplied out, or fresh buffers. Inside an
+    episode rendering evicts the caches between control steps and every small array operation costs
+    microseconds, so their number is the IK's cost (docs/performance.md)."""
+
+    def __init__(self, model: mujoco.MjModel, frame: mink.FrameTask, posture: mink.PostureTask, damping: float):
+        if frame.frame_type != "site":
+            raise ValueError(f"ToolObjective needs a site frame, got a {frame.frame_type}")
+        self.model, self.frame, self.posture, self.damping = model, frame, posture, damping
+        self.site = model.site(frame.frame_name).id
+        self._jac, self._qvel = np.empty((6, model.nv)), np.empty(model.nv)
+        self._diagonal = np.arange(model.nv) * (model.nv + 1)  # flat indices of H's diagonal
+
+    def __call__(self, configuration: mink.Configuration) -> tuple[np.ndarray, np.ndarray]:
+        m, d, frame, posture = self.model, configuration.data, self.frame, self.posture
+        xmat = d.site_xmat[self.site]
+        target = frame.transform_target_to_world.wxyz_xyz
+        mujoco.mj_jacSite(m, d, self._jac[:3], self._jac[3:], self.site)
+        if _lie is not None:
+            pose = _lie.xmat_xpos_to_wxyz_xyz(xmat, d.site_xpos[self.site])
+            error = _lie.se3_rminus(target, pose)
+            jacobian = -_lie.se3_jlog(_lie.se3_inverse_multiply(target, pose)) @ (_lie.se3_rotation_adjoint_from_xmat(xmat) @ self._jac)
+        else:
+            R = mink.SO3.from_matrix(xmat.reshape(3, 3))
+            pose = mink.SE3.from_rotation_and_translation(R, d.site_xpos[self.site])
+            goal = mink.SE3(wxyz_xyz=target)
+            error = goal.minus(pose)
+            jacobian = -(goal.inverse() @ pose).jlog() @ (mink.SE3.from_rotation(R.inverse()).adjoint() @ self._jac)
+        # the frame task: FrameTask._weighted_residual and _assemble_qp
+        weighted_error = frame.cost * (-frame.gain * error)
+        weighted_jacobian = frame.cost[:, None] * jacobian
+        mu = frame.lm_damping * float(weighted_error @ weighted_error)
+        H = weighted_jacobian.T @ weighted_jacobian
+        c = -weighted_error @ weighted_jacobian
+        # the posture task: its Jacobian is the identity, so its H is diagonal and its c elementwise
+        mujoco.mj_differentiatePos(m, self._qvel, 1.0, posture.target_q, configuration.q)
+        posture_error = posture.cost * (-posture.gain * self._qvel)
+        mu_posture = posture.lm_damping * float(posture_error @ posture_error) if posture.lm_damping else 0.0
+        # summed as mink's solve_ik sums them: damping, then the frame's, then the posture's
+        H.flat[self._diagonal] = (self.damping + (H.flat[self._diagonal] + mu)) + (posture.cost * posture.cost + mu_posture)
+        c -= posture_error * posture.cost
+        return H, c
 
 
 class Controller(ABC):
@@ -198,11 +258,19 @@ class EndEffectorDeltaController(Controller):
         velocity = dict(zip(emb.arm_joints, emb.max_joint_velocity))
         self.limits = [mink.ConfigurationLimit(self.ik_model), mink.VelocityLimit(self.ik_model, velocity)]
         self._box = BoxIK(self.ik_model, *self.limits, self.dt)
+        self._objective = ToolObjective(self.ik_model, self.task, self.posture, damping=1e-3)
         self.max_step = cfg.max_linear_speed * self.dt
         self.max_rot = cfg.max_angular_speed * self.dt
         self.low, self.high = np.asarray(cfg.workspace_low), np.asarray(cfg.workspace_high)
         self.target_pos = np.zeros(3)
-        self.target_rot = np.eye(3)
+        self.target_quat = np.array([1.0, 0.0, 0.0, 0.0])  # the commanded tool orientation
+        # scratch quaternions for the per-step orientation arithmetic (MuJoCo's, in place)
+        self._q_turn, self._q_goal, self._q_conj = np.empty(4), np.empty(4), np.empty(4)
+
+    @property
+    def target_rot(self) -> np.ndarray:
+        """The commanded tool orientation as a rotation matrix."""
+        return geo.quat_to_mat(self.target_quat)
 
     @property
     def action_dim(self) -> int:
@@ -227,7 +295,8 @@ class EndEffectorDeltaController(Controller):
         self.configuration.update(q)
         pose = self.configuration.get_transform_frame_to_world("tcp", "site")
         self.target_pos = pose.translation() + self.mount
-        self.target_rot = pose.rotation().as_matrix()
+        self.target_quat = pose.rotation().wxyz.copy()
+        self.task.set_target(pose)
 
     def apply(self, action: np.ndarray) -> None:
         self._track(action)
@@ -238,11 +307,19 @@ class EndEffectorDeltaController(Controller):
         self.scene.data.ctrl[self.scene.arm_ctrl] = self._solve(action)
         self._set_gripper(action[-1])
 
+    def _turn(self, out: np.ndarray, rotvec: np.ndarray, quat: np.ndarray) -> None:
+        """``out`` = the orientation ``quat`` turned by ``rotvec`` (world axes, rad)."""
+        self._q_turn[:] = (1.0, 0.0, 0.0, 0.0)
+        mujoco.mju_quatIntegrate(self._q_turn, rotvec, 1.0)
+        mujoco.mju_mulQuat(out, self._q_turn, quat)
+        mujoco.mju_normalize4(out)  # products of many turns drift off the unit sphere
+
     def _solve(self, action: np.ndarray) -> np.ndarray:
         """The command moved by a normalized delta and one differential-IK step towards it: the arm's
         joint targets."""
-        # (plain ufuncs and a quaternion straight into mink's SE3: np.clip, norm and SO3.from_matrix
-        # cost more than the arithmetic on vectors this small, and this runs every control step)
+        # (plain ufuncs, MuJoCo's quaternion functions on preallocated buffers, the target written into
+        # the task's pose: np.clip, norm, rotation matrices and fresh SE3 objects cost more than the
+        # arithmetic on vectors this small, and this runs every control step)
         tcp_pos = self.scene.data.site_xpos[self.scene.tcp_site]
         target = np.minimum(np.maximum(self.target_pos + action[:3] * self.max_step, self.low), self.high)
         lead = target - tcp_pos
@@ -250,9 +327,11 @@ class EndEffectorDeltaController(Controller):
         if dist > self.cfg.max_lead:  # the arm is blocked or lagging: do not wind up
             target = tcp_pos + lead * (self.cfg.max_lead / dist)
         self.target_pos = target
-        self.target_rot = geo.mat_from_rotvec(action[3:6] * self.max_rot) @ self.target_rot
-        self.task.set_target(mink.SE3(np.concatenate([geo.mat_to_quat(self.target_rot), target - self.mount])))
-        velocity = self._box.solve(self.configuration, (self.task, self.posture), damping=1e-3)
+        self._turn(self.target_quat, action[3:6] * self.max_rot, self.target_quat)
+        goal = self.task.transform_target_to_world.wxyz_xyz  # the task's own copy, set at reset
+        goal[:4] = self.target_quat
+        goal[4:] = target - self.mount
+        velocity = self._box.step(self.configuration, *self._objective(self.configuration))
         self.configuration.integrate_inplace(velocity, self.dt)
         return self.configuration.q[self.ik_qpos].copy()
 
@@ -265,7 +344,10 @@ class EndEffectorPoseController(EndEffectorDeltaController):
         home[self.ik_qpos] = embodiment.home_qpos()
         self.configuration.update(home)
         # a fixed reference (the home tool orientation), so an action means the same pose every episode
-        self.reference_rot = self.configuration.get_transform_frame_to_world("tcp", "site").rotation().as_matrix()
+        reference = self.configuration.get_transform_frame_to_world("tcp", "site").rotation()
+        self.reference_rot, self.reference_quat = reference.as_matrix(), reference.wxyz.copy()
+        self._half_span = 0.5 * (self.high - self.low)
+        self._step = np.empty(7)
 
     @property
     def action_names(self) -> list[str]:
@@ -288,10 +370,13 @@ class EndEffectorPoseController(EndEffectorDeltaController):
 
     def apply(self, action: np.ndarray) -> None:
         # the commanded pose, approached at no more than the delta mode's top speed per axis
-        pos, rot = self.decode(action)
-        step = np.empty(7)
-        step[:3] = (pos - self.target_pos) / self.max_step
-        step[3:6] = geo.rotvec_from_mat(rot @ self.target_rot.T) / self.max_rot
+        # (decode's arithmetic, in quaternions on preallocated buffers: see _solve)
+        step = self._step
+        step[:3] = (self.low + (action[:3] + 1.0) * self._half_span - self.target_pos) / self.max_step
+        self._turn(self._q_goal, action[3:6] * np.pi, self.reference_quat)
+        mujoco.mju_negQuat(self._q_conj, self.target_quat)
+        mujoco.mju_mulQuat(self._q_goal, self._q_goal, self._q_conj)
+        mujoco.mju_quat2Vel(step[3:6], self._q_goal, self.max_rot)
         np.minimum(np.maximum(step, -1.0, out=step), 1.0, out=step)
         step[6] = action[-1]
         self._track(step)
