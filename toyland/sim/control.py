@@ -124,6 +124,8 @@ class ToolObjective:
     def __init__(self, model: mujoco.MjModel, frame: mink.FrameTask, posture: mink.PostureTask, damping: float):
         if frame.frame_type != "site":
             raise ValueError(f"ToolObjective needs a site frame, got a {frame.frame_type}")
+        if np.any(model.jnt_type == mujoco.mjtJoint.mjJNT_FREE):  # mink's posture zeroes free joints' columns
+            raise ValueError("ToolObjective needs a model without free joints (the posture task's Jacobian is then the identity)")
         self.model, self.frame, self.posture, self.damping = model, frame, posture, damping
         self.site = model.site(frame.frame_name).id
         self._jac, self._qvel = np.empty((6, model.nv)), np.empty(model.nv)
