@@ -145,13 +145,10 @@ class ToylandEnvConfig(EnvConfig):
 
         fns = [freeze_after_episode_end(self._make_one) for _ in range(n_envs)]
         if use_async_envs and n_envs > 1:
-            import os
-
             from toyland.sim.vector import WorkerVectorEnv
 
-            # each process steps a block of envs per message (gymnasium's async env: one env each)
-            vec = WorkerVectorEnv(fns, workers=min(n_envs, os.cpu_count() or 1),
-                                  autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+            # a process per core, each stepping a block of envs per message (gymnasium's async env: one env each)
+            vec = WorkerVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
         else:
             vec = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
         return {self.type: {0: vec}}

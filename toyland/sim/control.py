@@ -31,7 +31,7 @@ from toyland.sim.embodiments import Embodiment
 from toyland.sim.embodiments.gripper import FINGER_TRAVEL, finger_target
 from toyland.sim.scene import Scene
 
-try:  # mink's compiled Lie-group operations (its wheels since 1.3); mink's tasks use the same
+try:  # mink's compiled Lie-group operations (its wheels since 1.1); mink's tasks use the same
     from mink.lie import _lie_ops_c as _lie
 except ImportError:  # older mink: its tasks' pure-Python operations, which ToolObjective then mirrors
     _lie = None
@@ -88,17 +88,7 @@ class BoxIK:
         # a run of joints (every joint of toyland's arms) as a slice: views, not fancy-indexed copies
         contiguous = limited.size and np.array_equal(limited, np.arange(limited[0], limited[0] + limited.size))
         self.limited = slice(int(limited[0]), int(limited[0]) + limited.size) if contiguous else limited
-        self.eye = np.eye(nv)
         self._res, self._work, self._index = np.zeros(nv), np.zeros(nv * (nv + 7)), np.zeros(nv, dtype=np.int32)
-
-    def solve(self, configuration: mink.Configuration, tasks, damping: float) -> np.ndarray:
-        """The joint velocity that minimizes the tasks' weighted errors within the limits."""
-        H, c = damping * self.eye, np.zeros(len(self.eye))
-        for task in tasks:
-            H_task, c_task = task.compute_qp_objective(configuration)
-            H += H_task
-            c += c_task
-        return self.step(configuration, H, c)
 
     def step(self, configuration: mink.Configuration, H: np.ndarray, c: np.ndarray) -> np.ndarray:
         """The joint velocity that minimizes ``0.5 v'Hv + c'v`` (the objective in joint steps) within
@@ -361,9 +351,12 @@ class EndEffectorPoseController(EndEffectorDeltaController):
         r = geo.rotvec_from_mat(rot @ self.reference_rot.T) / np.pi
         return np.concatenate([p, r, [grip]]).astype(np.float32)
 
+    def _position(self, action: np.ndarray) -> np.ndarray:
+        """The tool position an action names (the workspace box mapped onto [-1, 1])."""
+        return self.low + (np.asarray(action[:3], dtype=float) + 1.0) * self._half_span
+
     def decode(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pos = self.low + (np.asarray(action[:3], dtype=float) + 1.0) * 0.5 * (self.high - self.low)
-        return pos, geo.mat_from_rotvec(np.asarray(action[3:6], dtype=float) * np.pi) @ self.reference_rot
+        return self._position(action), geo.mat_from_rotvec(np.asarray(action[3:6], dtype=float) * np.pi) @ self.reference_rot
 
     def from_ee_delta(self, action: np.ndarray) -> np.ndarray:
         pos = np.clip(self.target_pos + action[:3] * self.max_step, self.low, self.high)
@@ -374,7 +367,7 @@ class EndEffectorPoseController(EndEffectorDeltaController):
         # the commanded pose, approached at no more than the delta mode's top speed per axis
         # (decode's arithmetic, in quaternions on preallocated buffers: see _solve)
         step = self._step
-        step[:3] = (self.low + (action[:3] + 1.0) * self._half_span - self.target_pos) / self.max_step
+        step[:3] = (self._position(action) - self.target_pos) / self.max_step
         self._turn(self._q_goal, action[3:6] * np.pi, self.reference_quat)
         mujoco.mju_negQuat(self._q_conj, self.target_quat)
         mujoco.mju_mulQuat(self._q_goal, self._q_goal, self._q_conj)

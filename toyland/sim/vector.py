@@ -16,6 +16,7 @@ contiguous blocks and everything the caller sees is in env order, so records do 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 from typing import Any, Callable, Sequence
 
@@ -56,11 +57,13 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
     """``len(env_fns)`` envs on ``workers`` spawned processes, each stepping its block of envs in one
     message. The same interface as gymnasium's vector envs (reset, step, call, get_attr, render)."""
 
-    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], workers: int = 2,
+    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], workers: int | None = None,
                  autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP):
         n = len(env_fns)
         if n < 1:
             raise ValueError("WorkerVectorEnv needs at least one env function")
+        if workers is None:  # one per CPU core, at most one per env
+            workers = min(n, os.cpu_count() or 1)
         if not 1 <= int(workers) <= n:
             raise ValueError(f"workers={workers}: between 1 and the number of envs ({n})")
         self.num_envs, self.autoreset_mode = n, AutoresetMode(autoreset_mode)
@@ -87,11 +90,13 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
         self.action_space = batch_space(self.single_action_space, n)
 
     # -- messaging ---------------------------------------------------------------------------------
-    def _send(self, command: str, per_block: Sequence[tuple] | None = None, **kwargs) -> None:
+    def _send(self, command: str, make: Callable[[slice], tuple[tuple, dict]]) -> None:
+        """Sends each worker ``command`` with the arguments ``make`` gives for its block of envs."""
         if self.closed:
             raise RuntimeError("this vector env is closed")
-        for i, conn in enumerate(self._conns):
-            conn.send((command, per_block[i] if per_block is not None else (), kwargs))
+        for conn, block in zip(self._conns, self.blocks):
+            args, kwargs = make(block)
+            conn.send((command, args, kwargs))
 
     def _gather(self) -> list:
         results, error = [], None
@@ -118,24 +123,24 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
             seeds = list(seed)
             if len(seeds) != self.num_envs:
                 raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
-        self._send_each("reset", lambda b: ((), {"seed": seeds[b], "options": options}))
+        self._send("reset", lambda b: ((), {"seed": seeds[b], "options": options}))
         parts = self._gather()
         return _concat([p[0] for p in parts], self.single_observation_space), self._merge_infos([p[1] for p in parts])
 
     def step(self, actions):
         actions = np.asarray(actions) if not isinstance(actions, (dict, tuple)) else actions
-        self._send("step", [(actions[b],) for b in self.blocks])
+        self._send("step", lambda b: ((actions[b],), {}))
         parts = self._gather()
         obs = _concat([p[0] for p in parts], self.single_observation_space)
         reward, terminated, truncated = (_concat([p[k] for p in parts]) for k in (1, 2, 3))
         return obs, reward, terminated, truncated, self._merge_infos([p[4] for p in parts])
 
     def call(self, name: str, *args, **kwargs) -> tuple:
-        self._send("call", [(name, *args)] * len(self._conns), **kwargs)
+        self._send("call", lambda b: ((name, *args), kwargs))
         return tuple(x for part in self._gather() for x in part)
 
     def get_attr(self, name: str) -> tuple:
-        self._send("get_attr", [(name,)] * len(self._conns))
+        self._send("get_attr", lambda b: ((name,), {}))
         return tuple(x for part in self._gather() for x in part)
 
     def set_attr(self, name: str, values: Any) -> None:
@@ -143,7 +148,7 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
             values = [values] * self.num_envs
         if len(values) != self.num_envs:
             raise ValueError(f"set_attr got {len(values)} values for {self.num_envs} envs")
-        self._send("set_attr", [(name, list(values[b])) for b in self.blocks])
+        self._send("set_attr", lambda b: ((name, list(values[b])), {}))
         self._gather()
 
     def render(self):
@@ -173,13 +178,6 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
             pass
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _send_each(self, command: str, make: Callable[[slice], tuple[tuple, dict]]) -> None:
-        if self.closed:
-            raise RuntimeError("this vector env is closed")
-        for conn, block in zip(self._conns, self.blocks):
-            args, kwargs = make(block)
-            conn.send((command, args, kwargs))
-
     def _merge_infos(self, parts: list[dict]) -> dict:
         return _merge_infos(parts, [b.stop - b.start for b in self.blocks])
 
@@ -223,11 +221,9 @@ def make_vector_env(num_envs: int, workers: int | None = None,
     workers=2, **env config)``: ``num_envs`` toyland envs of one config on ``workers`` processes
     (default: one per CPU core, at most one per env)."""
     import functools
-    import os
 
     from toyland.sim import make_env
 
-    workers = min(num_envs, os.cpu_count() or 1) if workers is None else workers
     return WorkerVectorEnv([functools.partial(make_env, env_cfg)] * num_envs, workers, autoreset_mode)
 
 
