@@ -12,8 +12,8 @@ succeeded), which separates acting on new scenes from acting on seen ones. ``--k
 first chunk's choice for the whole episode (the policy chooses again at every chunk), to measure
 whether a choice that changes mid-episode is what fails. ``--suite``/``--cell`` run the episodes in
 one cell of an evaluation suite (e.g. a shortcut study's crossed cell ``A-B``, island A's view with
-B's instruction), to see whether a shortcut is taken in the choice or in acting. Any other policy of the run (e.g. the
-target-mask control) runs the same episodes with its outcome alone.
+B's instruction), to see whether a shortcut is taken in the choice or in acting. Any other policy of
+the run (e.g. the target-mask control) runs the same episodes with its outcome alone.
 """
 
 from __future__ import annotations
