@@ -99,7 +99,8 @@ def main() -> None:
         print(f"the instructed object chosen at the first chunk in {totals['first_right']}/{n} episodes, at "
               f"{totals['chunks_right'] / max(1, totals['chunks']):.2f} of all chunks; failures with it chosen at "
               f"every chunk: {totals['failed_always_right']}/{n - totals['success']}; the cue's object chosen at the "
-              f"first chunk in {totals['first_cue']}/{n}, at {totals['chunks_cue'] / max(1, totals['chunks']):.2f} of all chunks")
+              f"first chunk in {totals['first_cue']}/{n}, at "
+              f"{totals['chunks_cue'] / max(1, totals['chunks']):.2f} of all chunks")
 
 
 if __name__ == "__main__":
