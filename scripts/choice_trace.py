@@ -82,7 +82,7 @@ def main() -> None:
             scene = env.unwrapped  # this episode's, until the next reset
             target = scene.target_mask_id
             cue_index = scene.task.cue_index
-            cue = None if cue_index is None or cue_index == scene.task.target_index else int(scene._mask_ids[cue_index])
+            cue = None if cue_index is None or cue_index == scene.task.target_index else scene.object_mask_id(cue_index)
             right = [c == target for c in trace]
             totals["first_right"] += right[0]
             totals["first_cue"] += trace[0] == cue

@@ -306,12 +306,16 @@ class ToylandEnv(gym.Env):
         obs["task"] = self.task.instruction
         return obs
 
+    def object_mask_id(self, index: int) -> int:
+        """With masks=objects, object ``index``'s id in this episode's masks."""
+        if self._mask_ids is None:
+            raise RuntimeError("mask ids need masks=objects and a reset")
+        return int(self._mask_ids[index])
+
     @property
     def target_mask_id(self) -> int:
         """With masks=objects, the instructed target's id in this episode's masks."""
-        if self._mask_ids is None:
-            raise RuntimeError("target_mask_id needs masks=objects and a reset")
-        return int(self._mask_ids[self.task.target_index])
+        return self.object_mask_id(self.task.target_index)
 
     def _detected(self, mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The mask as the configured detector would give it, drawn from the episode's noise stream."""
