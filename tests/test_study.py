@@ -229,6 +229,10 @@ def test_a_study_dataset_can_be_a_re_render_of_an_earlier_one(tmp_path):
     study.collect("lit")
     episodes = read_episode_log(study.data_dir("lit")).episodes
     assert len(episodes) == 2 and all(e["factors"]["lighting"] for e in episodes)
+    # an arm that trains on a re-render alone still gets its source, and a swap's colour source, collected first
+    swap = Study.load(path, [*overrides, "arms.small.data=[swapped]", "datasets.colours.episodes=2", "datasets.colours.seed=9",
+                             "datasets.swapped.from=lit", "datasets.swapped.swap_from=colours"], out=tmp_path / "out2", only=["small"])
+    assert swap.needed_datasets() == ["demos", "lit", "colours", "swapped"]
     with pytest.raises(StudyConfigError, match="not a dataset listed before it"):
         Study.load(path, ["datasets.lit.from=later"], out=tmp_path / "out")
     with pytest.raises(ValueError, match="episodes"):  # a re-render has its source's episodes

@@ -248,6 +248,16 @@ class Study:
         return [f"workers={int(self.cfg.get('workers', 2))}", f"launcher={self.cfg.get('launcher', 'local')}",
                 *([f"ray_address={address}"] if address else [])]
 
+    def needed_datasets(self) -> list[str]:
+        """What the selected arms train on and what those are re-rendered from or lent colours by, in config
+        order (a source is listed before what is made from it)."""
+        needed = {d for arm in self.arms for d in self.arm_data(arm)}
+        for name in reversed(list(self.cfg["datasets"])):  # later ones first: their sources are added in time
+            spec = self.cfg["datasets"][name]
+            if name in needed:
+                needed.update(spec[key] for key in ("from", "swap_from") if spec.get(key))
+        return [d for d in self.cfg["datasets"] if d in needed]
+
     def source_dataset(self, dataset: str) -> str:
         """The collected dataset a re-rendered one comes from (itself for a collected one)."""
         while "from" in self.cfg["datasets"][dataset]:
@@ -402,10 +412,8 @@ class Study:
 
         self.out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.out / "study.json", {"name": self.name, "config": self.cfg})
-        needed = {d for arm in self.arms for d in self.arm_data(arm)}
-        for dataset in self.cfg["datasets"]:
-            if dataset in needed:
-                self._timed(f"collect {dataset}", lambda: self.collect(dataset))
+        for dataset in self.needed_datasets():
+            self._timed(f"collect {dataset}", lambda: self.collect(dataset))
         units = [(arm, seed) for arm in self.arms for seed in self.cfg["arms"][arm]["seeds"]]
         if self.cfg.get("launcher", "local") == "ray":
             self._run_units_on_ray(units)
