@@ -19,6 +19,7 @@ from toyland.data.episode_log import read_episode_log
 from toyland.data.frames import DatasetError, FrameStore
 from toyland.data.mixture import build_sampler
 from toyland.data.stats import dataset_stats, mutual_information
+from toyland.data.writer import WriteLock
 from toyland.sim import make_env
 from toyland.sim.scenarios import scenario_env_config
 from toyland.sim.tasks import TASKS
@@ -124,6 +125,22 @@ def test_resume_refuses_a_different_config(tmp_path, lift_dataset):
         collect({"task": "lift", **SMALL, "control_mode": "joint_position"}, tmp_path / "joints", episodes=1, workers=2,
                 progress=False)
     assert not (tmp_path / "joints").exists()
+    WriteLock(tmp_path / "junk").release()  # a refused open let go of its lock (else this would wait forever)
+
+
+def test_a_second_writer_of_a_collection_waits_for_the_first_and_names_it(tmp_path, caplog):
+    root = tmp_path / "demos"
+    first, done = WriteLock(root), threading.Event()
+
+    def second():
+        WriteLock(root).release()
+        done.set()
+
+    threading.Thread(target=second, daemon=True).start()
+    assert not done.wait(1.0)  # the first holds it: rolling back now would remove files it is writing
+    assert f"{root} is being written by process {os.getpid()}" in caplog.text
+    first.release()
+    assert done.wait(10)
 
 
 def test_video_storage_decodes_to_the_same_frames(tmp_path, lift_dataset):

@@ -13,6 +13,8 @@ their footers only in ``finalize()``: until then the file cannot be read. It als
   file a record lists is written again.
 - toyland's own side files (``sim/episode_<index>.npz``, the simulator state of an episode's frames)
   are written before their episode is saved and tracked like lerobot's append-only files.
+- One process writes a collection at a time (``WriteLock``): a second one waits, saying for whom, and
+  then resumes what the first left, so two study arms that share a dataset can start together.
 - Opening an existing collection rolls it back to its record (``rollback``): files the record does
   not list are removed and the meta files restored from its backup. The collection then goes on
   from the record's seeds, so the result equals an uninterrupted collection.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -233,13 +236,48 @@ class KillSwitch:
             delattr(obj, name)  # the class's method again (and no reference cycle through the wrapper)
 
 
+class WriteLock:
+    """An exclusive advisory lock on a file beside the collection (not inside it: a fresh start removes
+    the folder). A second writer would roll back files the first is still writing; it waits instead,
+    saying which process holds the lock. The kernel releases it when the holder dies, even by SIGKILL."""
+
+    def __init__(self, root: Path):
+        root.parent.mkdir(parents=True, exist_ok=True)
+        self.path = root.parent / f".{root.name}.lock"
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            logging.getLogger(__name__).warning("%s is being written by process %s; waiting until it stops", root, holder)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, str(os.getpid()).encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
 class DatasetWriter:
     def __init__(self, root: str | Path, repo_id: str, features: dict, fps: int, robot_type: str,
                  use_videos: bool, config: dict, checkpoint_every: int = 10, image_threads: int = 2):
+        self.root = Path(root)
+        self._lock = WriteLock(self.root)
+        try:
+            self._open(repo_id, features, fps, robot_type, use_videos, config, checkpoint_every, image_threads)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self, repo_id: str, features: dict, fps: int, robot_type: str, use_videos: bool, config: dict,
+              checkpoint_every: int, image_threads: int) -> None:
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
         _quiet_datasets()
-        self.root, self.repo_id = Path(root), repo_id
+        self.repo_id = repo_id
         self.checkpoint_every, self.image_threads = max(1, int(checkpoint_every)), image_threads
         self._pending = 0  # episodes saved since the last checkpoint
         self._discards_committed = 0
@@ -370,5 +408,8 @@ class DatasetWriter:
             self.dataset = self._open_for_append()
 
     def close(self) -> None:
-        self._finalize_and_commit()
-        self._pending = 0
+        try:
+            self._finalize_and_commit()
+            self._pending = 0
+        finally:
+            self._lock.release()
