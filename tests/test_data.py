@@ -514,6 +514,10 @@ def test_data_check_finds_what_a_kill_leaves_and_repair_rolls_it_back(tmp_path, 
     with pytest.raises(SystemExit) as stop:
         main(["data", "check", str(root)])
     assert stop.value.code == 1 and "--repair" in capsys.readouterr().out
+    writing = WriteLock(root)  # a collection still writing here: repairing now would remove its new files
+    with pytest.raises(DatasetError, match=f"being written by process {os.getpid()}"):
+        repair_dataset(root)
+    writing.release()
     with pytest.raises(SystemExit) as stop:
         main(["data", "check", str(root), "--repair"])
     out = capsys.readouterr().out

@@ -233,14 +233,18 @@ def _read_every_episode(root: Path, eps: dict, report: CheckReport) -> None:
 def repair_dataset(path: str | Path) -> tuple[list[str], CheckReport]:
     """Rolls the toyland collection at ``path`` back to its checkpoint record; what was removed or
     restored, and the check after it."""
-    from toyland.data.writer import rollback
+    from toyland.data.writer import WriteLock, rollback
 
     root = check_dataset_path(path)
     log = read_episode_log(root)
     if log is None or log.checkpoint is None:
         raise DatasetError(f"{root} has no toyland checkpoint record ({LOG_PATH}), so there is no state known to be "
                            "consistent to roll back to; collect, record or download it again")
-    actions = rollback(root, log)
+    lock = WriteLock(root, wait=False)  # rolling back under a live collection would remove what it is writing
+    try:
+        actions = rollback(root, log)
+    finally:
+        lock.release()
     if log.checkpoint.episodes == 0:
         actions.append(f"checkpoint {log.checkpoint.index} holds no episode: resume with the same `toyland collect` "
                        f"command, or delete {root}")

@@ -241,7 +241,7 @@ class WriteLock:
     the folder). A second writer would roll back files the first is still writing; it waits instead,
     saying which process holds the lock. The kernel releases it when the holder dies, even by SIGKILL."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, wait: bool = True):
         root.parent.mkdir(parents=True, exist_ok=True)
         self.path = root.parent / f".{root.name}.lock"
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -249,14 +249,18 @@ class WriteLock:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            if not wait:
+                self.release(locked=False)
+                raise DatasetError(f"{root} is being written by process {holder}; try again after it stops") from None
             logging.getLogger(__name__).warning("%s is being written by process %s; waiting until it stops", root, holder)
             fcntl.flock(self._fd, fcntl.LOCK_EX)
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, str(os.getpid()).encode(), 0)
 
-    def release(self) -> None:
+    def release(self, locked: bool = True) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
 
