@@ -240,11 +240,8 @@ def repair_dataset(path: str | Path) -> tuple[list[str], CheckReport]:
     if log is None or log.checkpoint is None:
         raise DatasetError(f"{root} has no toyland checkpoint record ({LOG_PATH}), so there is no state known to be "
                            "consistent to roll back to; collect, record or download it again")
-    lock = WriteLock(root, wait=False)  # rolling back under a live collection would remove what it is writing
-    try:
+    with WriteLock(root, wait=False):  # rolling back under a live collection would remove what it is writing
         actions = rollback(root, log)
-    finally:
-        lock.release()
     if log.checkpoint.episodes == 0:
         actions.append(f"checkpoint {log.checkpoint.index} holds no episode: resume with the same `toyland collect` "
                        f"command, or delete {root}")

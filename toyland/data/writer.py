@@ -250,19 +250,24 @@ class WriteLock:
         except BlockingIOError:
             holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "unknown"
             if not wait:
-                self.release(locked=False)
+                self.release()
                 raise DatasetError(f"{root} is being written by process {holder}; try again after it stops") from None
             logging.getLogger(__name__).warning("%s is being written by process %s; waiting until it stops", root, holder)
             fcntl.flock(self._fd, fcntl.LOCK_EX)
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, str(os.getpid()).encode(), 0)
 
-    def release(self, locked: bool = True) -> None:
+    def release(self) -> None:
         if self._fd is not None:
-            if locked:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)  # (a no-op where this descriptor never got the lock)
             os.close(self._fd)
             self._fd = None
+
+    def __enter__(self) -> "WriteLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 class DatasetWriter:
