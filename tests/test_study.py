@@ -4,6 +4,7 @@ and refuses a changed arm."""
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -369,3 +370,26 @@ def test_the_reports_commit_is_known_in_a_checkout_and_in_a_git_archive_of_it(tm
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "copy", capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == head + "+archive"
+
+
+def _add_timings(out: str, key: str, times: int, start) -> None:
+    study = Study.load("toys_transfer", out=Path(out))
+    start.wait()  # both loaded: the additions overlap
+    for _ in range(times):
+        study._add_timing({key: 1.0, "shared": 1.0})
+
+
+def test_two_processes_adding_timings_at_once_lose_no_entry(tmp_path):
+    """Two `--only` runs of one study write timing.json together: every addition of both is kept."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    start = ctx.Barrier(2)
+    procs = [ctx.Process(target=_add_timings, args=(str(tmp_path), key, 500, start)) for key in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    assert timing == {"a": 500.0, "b": 500.0, "shared": 1000.0}

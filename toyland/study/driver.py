@@ -21,6 +21,7 @@ changed since it was run is refused rather than mixed with the old one. Then ``r
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sys
 import time
@@ -491,10 +492,14 @@ class Study:
 
     def _add_timing(self, seconds: dict) -> None:
         path = self.out / "timing.json"
-        timing = json.loads(path.read_text()) if path.is_file() else {}
-        for what, s in seconds.items():
-            timing[what] = round(timing.get(what, 0.0) + s, 1)
-        write_json_atomic(path, timing)
+        self.out.mkdir(parents=True, exist_ok=True)
+        # Two `--only` runs of one study may finish units at once: the lock keeps either's entry from being lost.
+        with open(self.out / ".timing.json.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            timing = json.loads(path.read_text()) if path.is_file() else {}
+            for what, s in seconds.items():
+                timing[what] = round(timing.get(what, 0.0) + s, 1)
+            write_json_atomic(path, timing)
 
 
 def split_reference(suite: str, reference: str) -> tuple[str, str]:
