@@ -237,8 +237,8 @@ class KillSwitch:
 
 
 class WriteLock:
-    """An exclusive advisory lock on a file beside the collection (not inside it: a fresh start removes
-    the folder). A second writer would roll back files the first is still writing; it waits instead,
+    """An exclusive advisory lock on a file beside ``root`` (a collection, or a study's timing.json; not
+    inside a collection: a fresh start removes the folder). A second writer would roll back files the first is still writing; it waits instead,
     saying which process holds the lock. The kernel releases it when the holder dies, even by SIGKILL."""
 
     def __init__(self, root: Path, wait: bool = True):

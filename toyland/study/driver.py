@@ -21,7 +21,6 @@ changed since it was run is refused rather than mixed with the old one. Then ``r
 
 from __future__ import annotations
 
-import fcntl
 import json
 import sys
 import time
@@ -491,11 +490,11 @@ class Study:
         self._add_timing({what: time.perf_counter() - t0})
 
     def _add_timing(self, seconds: dict) -> None:
+        from toyland.data.writer import WriteLock
+
         path = self.out / "timing.json"
-        self.out.mkdir(parents=True, exist_ok=True)
         # Two `--only` runs of one study may finish units at once: the lock keeps either's entry from being lost.
-        with open(self.out / ".timing.json.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with WriteLock(path):
             timing = json.loads(path.read_text()) if path.is_file() else {}
             for what, s in seconds.items():
                 timing[what] = round(timing.get(what, 0.0) + s, 1)
