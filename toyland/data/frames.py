@@ -231,7 +231,8 @@ def _decode_feature(ds, hf, key: str, cache: Path | None) -> np.ndarray:
     if path is not None and path.is_file():
         return np.load(path, mmap_mode="r")
     if path is not None:
-        tmp = path.with_suffix(".tmp.npy")
+        # each decoder its own temp file: two trainings on one dataset may fill the cache at once
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, *shape))
     else:
         out = np.empty((n, *shape), dtype=dtype)
