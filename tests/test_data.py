@@ -159,6 +159,21 @@ def test_frame_store_cache_memory_maps_the_same_arrays(tmp_path, lift_dataset):
     np.testing.assert_array_equal(first.arrays["observation.images.front"], second.arrays["observation.images.front"])
 
 
+def test_frame_cache_removes_temps_of_dead_decoders_and_keeps_live_ones(tmp_path, lift_dataset):
+    FrameStore.load(lift_dataset, cache_dir=tmp_path / "cache")
+    folder = next((tmp_path / "cache").iterdir())
+    key = "observation.images.front"
+    (folder / f"{key}.npy").unlink()  # decoded again on the next load
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    stale, live = folder / f".{key}.{dead}.tmp.npy", folder / f".{key}.{os.getppid()}.tmp.npy"
+    stale.write_bytes(b"x" * 1000)
+    live.write_bytes(b"x" * 1000)
+    FrameStore.load(lift_dataset, cache_dir=tmp_path / "cache")
+    assert not stale.exists() and live.exists()
+    assert (folder / f"{key}.npy").is_file()
+
+
 # --- batches ---------------------------------------------------------------------------------
 
 

@@ -232,6 +232,7 @@ def _decode_feature(ds, hf, key: str, cache: Path | None) -> np.ndarray:
         return np.load(path, mmap_mode="r")
     if path is not None:
         # each decoder its own temp file: two trainings on one dataset may fill the cache at once
+        _remove_dead_decoders_temps(path)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, *shape))
     else:
@@ -249,6 +250,24 @@ def _decode_feature(ds, hf, key: str, cache: Path | None) -> np.ndarray:
         os.replace(tmp, path)  # a cache file exists only once complete
         return np.load(path, mmap_mode="r")
     return out
+
+
+def _remove_dead_decoders_temps(path: Path) -> None:
+    """A killed decoder leaves its temp file (as large as the array) behind: remove those whose process is gone."""
+    for temp in path.parent.glob(f".{path.stem}.*.tmp.npy"):
+        pid = temp.name[len(path.stem) + 2 : -len(".tmp.npy")]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            temp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _hwc(shape, names) -> tuple[int, int, int]:
