@@ -60,3 +60,22 @@ def network_attempts(monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
     return attempts
+
+
+@pytest.fixture
+def run_at_once():
+    """``run(target, args_list)``: one spawned process per args tuple, each called as ``target(*args, start)``
+    where ``start`` is a barrier they pass together (so their work overlaps); asserts every one exits 0."""
+    import multiprocessing as mp
+
+    def run(target, args_list, timeout=120):
+        ctx = mp.get_context("spawn")
+        start = ctx.Barrier(len(args_list))
+        procs = [ctx.Process(target=target, args=(*args, start)) for args in args_list]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=timeout)
+            assert p.exitcode == 0
+
+    return run

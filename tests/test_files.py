@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 from pathlib import Path
 
 from toyland.files import write_json_atomic, write_text_atomic
@@ -15,18 +14,11 @@ def _write_many(path: str, who: str, times: int, start) -> None:
         write_json_atomic(Path(path), {"who": who, "i": i, "pad": "x" * 4096})
 
 
-def test_two_processes_writing_one_file_at_once_both_succeed(tmp_path):
+def test_two_processes_writing_one_file_at_once_both_succeed(tmp_path, run_at_once):
     """Two `--only` runs of one study both write study.json at their start: neither may fail, and the file
     left is one whole write."""
-    ctx = mp.get_context("spawn")
-    start = ctx.Barrier(2)
     path = tmp_path / "study.json"
-    procs = [ctx.Process(target=_write_many, args=(str(path), who, 300, start)) for who in ("a", "b")]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-        assert p.exitcode == 0
+    run_at_once(_write_many, [(str(path), who, 300) for who in ("a", "b")])
     last = json.loads(path.read_text())
     assert last["who"] in ("a", "b") and last["i"] == 299 and len(last["pad"]) == 4096
     assert [p.name for p in tmp_path.iterdir()] == ["study.json"]  # no temp file left behind

@@ -379,17 +379,8 @@ def _add_timings(out: str, key: str, times: int, start) -> None:
         study._add_timing({key: 1.0, "shared": 1.0})
 
 
-def test_two_processes_adding_timings_at_once_lose_no_entry(tmp_path):
+def test_two_processes_adding_timings_at_once_lose_no_entry(tmp_path, run_at_once):
     """Two `--only` runs of one study write timing.json together: every addition of both is kept."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    start = ctx.Barrier(2)
-    procs = [ctx.Process(target=_add_timings, args=(str(tmp_path), key, 500, start)) for key in ("a", "b")]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-        assert p.exitcode == 0
+    run_at_once(_add_timings, [(str(tmp_path), key, 500) for key in ("a", "b")])
     timing = json.loads((tmp_path / "timing.json").read_text())
     assert timing == {"a": 500.0, "b": 500.0, "shared": 1000.0}
